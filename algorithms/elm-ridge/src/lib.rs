@@ -1,0 +1,152 @@
+//! An extreme learning machine (ELM) for regression, with linfa inside the
+//! sandbox.
+//!
+//! The hidden layer (`hidden_units` tanh units) is random and fixed: every
+//! wallet draws the same weights from `hidden_seed`, so it is not part of the
+//! model. Only the output layer is learned. A wallet fits it in closed form
+//! with linfa's ridge regression (linfa-elasticnet with `l1_ratio = 0`) on the
+//! residual of the current model, so the update is the proximal step
+//! `argmin_d ||r - H d||^2 / 2n + penalty ||d||^2 / 2`: even a wallet with a
+//! single row moves the model only as far as its evidence allows. The model
+//! is the output weights followed by the output bias, in the label's scaled
+//! units.
+#![deny(missing_docs)]
+
+use c2ssi_guest_sdk::prelude::*;
+use linfa::Dataset;
+use linfa::traits::Fit;
+use linfa_elasticnet::ElasticNet;
+use ndarray::{Array1, Array2};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The algorithm.
+#[derive(Debug)]
+pub struct ElmRidge;
+
+struct Data {
+    /// Hidden-layer activations, `n x hidden`.
+    h: Array2<f64>,
+    y: Array1<f64>,
+    unit: f64,
+}
+
+fn hidden_layer(d: usize, hidden: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let scale = 1.0 / (d as f64).sqrt();
+    let w = (0..hidden * d)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect();
+    let b = (0..hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+    (w, b)
+}
+
+fn prepare(params: &Params, table: &Table) -> Result<Data> {
+    let schema = table.schema();
+    let label = params.text("label")?;
+    let features = select_features(&schema, params.text_list("features")?, Some(label));
+    let encoder = FeatureEncoder::new(&schema, &features)?;
+    let target = RegressionTarget::new(&schema, label)?;
+    let hidden = hidden_units(params)?;
+    let seed = params.integer("hidden_seed")? as u64;
+    let x = encoder.encode(table)?;
+    let d = encoder.width();
+    let n = table.row_count;
+    let (w, b) = hidden_layer(d, hidden, seed);
+    let mut h = Array2::<f64>::zeros((n, hidden));
+    for i in 0..n {
+        let row = &x[i * d..(i + 1) * d];
+        for j in 0..hidden {
+            let wj = &w[j * d..(j + 1) * d];
+            let z: f64 = wj.iter().zip(row).map(|(a, &b)| a * f64::from(b)).sum();
+            h[[i, j]] = (z + b[j]).tanh();
+        }
+    }
+    let y = target.encode(table)?.into_iter().map(f64::from).collect();
+    let half = target.scale().half_width();
+    Ok(Data {
+        h,
+        y,
+        unit: half * half,
+    })
+}
+
+fn hidden_units(params: &Params) -> Result<usize> {
+    Ok(params.integer_in("hidden_units", 1, 4096)? as usize)
+}
+
+fn predictions(model: &[f32], data: &Data) -> Array1<f64> {
+    let k = data.h.ncols();
+    let beta: Array1<f64> = model[..k].iter().map(|&v| f64::from(v)).collect();
+    data.h.dot(&beta) + f64::from(model[k])
+}
+
+fn mse(model: &[f32], data: &Data) -> f64 {
+    let r = &data.y - &predictions(model, data);
+    r.mapv(|e| e * e).mean().unwrap_or(0.0) * data.unit
+}
+
+impl Algorithm for ElmRidge {
+    fn info() -> AlgorithmInfo {
+        AlgorithmInfo::new(
+            "elm-ridge",
+            env!("CARGO_PKG_VERSION"),
+            "Extreme learning machine for regression; the output layer is fitted by \
+             linfa's ridge regression on the residual of the current model.",
+        )
+        .param(ParamSpec::label())
+        .param(ParamSpec::features())
+        .param(ParamSpec::optional(
+            "hidden_units",
+            "random tanh units in the hidden layer",
+            ParamValue::Integer(64),
+        ))
+        .param(ParamSpec::optional(
+            "hidden_seed",
+            "seed of the hidden layer's weights: the same on every wallet",
+            ParamValue::Integer(42),
+        ))
+        .param(ParamSpec::optional(
+            "penalty",
+            "ridge penalty of the local fit (linfa-elasticnet's alpha)",
+            ParamValue::Real(0.1),
+        ))
+    }
+
+    fn init_model(params: &Params, _feature_count: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; hidden_units(params)? + 1])
+    }
+
+    fn train(model: &[f32], params: &Params, table: &Table, _seed: u64) -> Result<Update> {
+        let penalty = params.real_in("penalty", 1e-9, 1e6)?;
+        let data = prepare(params, table)?;
+        expect_model_len(model, data.h.ncols() + 1)?;
+        let mse_before = mse(model, &data);
+        let residual = &data.y - &predictions(model, &data);
+        let dataset = Dataset::new(data.h.clone(), residual);
+        let fit = ElasticNet::<f64>::ridge()
+            .penalty(penalty)
+            .with_intercept(true)
+            .max_iterations(1000)
+            .fit(&dataset)
+            .map_err(|e| Error::new(format!("linfa ridge fit failed: {e}")))?;
+        let mut after = model.to_vec();
+        let k = data.h.ncols();
+        for (w, dw) in after[..k].iter_mut().zip(fit.hyperplane()) {
+            *w += *dw as f32;
+        }
+        after[k] += fit.intercept() as f32;
+        let mse_after = mse(&after, &data);
+        Ok(Update::between(model, &after, table.row_count)
+            .metric("mse_before", mse_before)
+            .metric("mse_after", mse_after))
+    }
+
+    fn evaluate(model: &[f32], params: &Params, table: &Table) -> Result<Vec<Metric>> {
+        let data = prepare(params, table)?;
+        expect_model_len(model, data.h.ncols() + 1)?;
+        Ok(vec![Metric::new("mse", mse(model, &data))])
+    }
+}
+
+c2ssi_guest_sdk::export_algorithm!(ElmRidge);

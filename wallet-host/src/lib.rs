@@ -1,0 +1,11 @@
+//! The individual's side of compute-to-ssi.
+//!
+//! - [`sandbox`]: runs a training algorithm (a WebAssembly component) on a
+//!   typed table with fuel, deadline, memory, stack and output limits, and
+//!   checks the update before anything leaves. The collective reuses it.
+//!
+//! The `wallet` binary is the command line on top.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod sandbox;

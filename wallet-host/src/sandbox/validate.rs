@@ -1,0 +1,162 @@
+//! Checks on what a guest returns, before anything leaves the sandbox: the
+//! update's length matches the model, every value is finite, metrics are few,
+//! short-named and finite, and the update's L2 norm is clipped when asked.
+
+use c2ssi_guest_sdk::{Metric, Update};
+
+use super::error::TaskError;
+use super::limits::SandboxLimits;
+
+/// An update that passed the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedUpdate {
+    /// The update, clipped if it was asked for and needed.
+    pub update: Update,
+    /// Its L2 norm before clipping.
+    pub norm: f64,
+    /// Whether clipping scaled it down.
+    pub clipped: bool,
+}
+
+/// Checks metrics: count, name length, finite values.
+pub fn check_metrics(metrics: &[Metric], limits: &SandboxLimits) -> Result<(), TaskError> {
+    if metrics.len() > limits.max_metrics {
+        return Err(TaskError::InvalidResult(format!(
+            "{} metrics; at most {} are allowed",
+            metrics.len(),
+            limits.max_metrics
+        )));
+    }
+    for m in metrics {
+        if m.name.is_empty() || m.name.len() > limits.max_metric_name_bytes {
+            return Err(TaskError::InvalidResult(format!(
+                "metric name of {} bytes; names must have 1 to {} bytes",
+                m.name.len(),
+                limits.max_metric_name_bytes
+            )));
+        }
+        if !m.value.is_finite() {
+            return Err(TaskError::InvalidResult(format!(
+                "metric '{}' is {}, not a finite number",
+                m.name, m.value
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a parameter vector's size and values (a model, or an update's delta).
+pub fn check_vector(what: &str, values: &[f32], limits: &SandboxLimits) -> Result<(), TaskError> {
+    let bytes = values.len().saturating_mul(4);
+    if bytes > limits.max_result_bytes {
+        return Err(TaskError::InvalidResult(format!(
+            "{what} of {} values ({bytes} bytes) exceeds the limit of {} bytes",
+            values.len(),
+            limits.max_result_bytes
+        )));
+    }
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(TaskError::InvalidResult(format!(
+            "{what} value {i} is {v}, not a finite number"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an update against the model it was trained from, and clips its L2
+/// norm to `clip_norm` when given.
+pub fn check_update(
+    mut update: Update,
+    model_len: usize,
+    clip_norm: Option<f64>,
+    limits: &SandboxLimits,
+) -> Result<CheckedUpdate, TaskError> {
+    check_vector("update", &update.delta, limits)?;
+    if update.delta.len() != model_len {
+        return Err(TaskError::InvalidResult(format!(
+            "update has {} values but the model has {model_len}",
+            update.delta.len()
+        )));
+    }
+    check_metrics(&update.metrics, limits)?;
+    let norm = update
+        .delta
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    let mut clipped = false;
+    if let Some(limit) = clip_norm
+        && norm > limit
+    {
+        let scale = (limit / norm) as f32;
+        update.delta.iter_mut().for_each(|v| *v *= scale);
+        clipped = true;
+    }
+    Ok(CheckedUpdate {
+        update,
+        norm,
+        clipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn update(delta: Vec<f32>) -> Update {
+        Update {
+            delta,
+            examples: 1,
+            metrics: vec![],
+        }
+    }
+
+    #[test]
+    fn wrong_length_and_nan_are_refused_with_the_reason() {
+        let limits = SandboxLimits::default();
+        let err = check_update(update(vec![0.0; 3]), 2, None, &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the algorithm's result was refused: update has 3 values but the model has 2"
+        );
+        let err = check_update(update(vec![0.0, f32::NAN]), 2, None, &limits).unwrap_err();
+        assert!(err.to_string().contains("update value 1 is NaN"));
+        let err = check_update(update(vec![f32::INFINITY]), 1, None, &limits).unwrap_err();
+        assert!(err.to_string().contains("inf"));
+    }
+
+    #[test]
+    fn metrics_are_bounded() {
+        let limits = SandboxLimits::default();
+        let mut u = update(vec![0.0]);
+        u.metrics = (0..33).map(|i| Metric::new(format!("m{i}"), 0.0)).collect();
+        assert!(check_update(u.clone(), 1, None, &limits).is_err());
+        u.metrics = vec![Metric::new("x".repeat(65), 0.0)];
+        assert!(check_update(u.clone(), 1, None, &limits).is_err());
+        u.metrics = vec![Metric::new("loss", f64::NAN)];
+        assert!(check_update(u, 1, None, &limits).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn clipping_bounds_the_norm_and_keeps_the_direction(
+            delta in proptest::collection::vec(-1e3f32..1e3, 1..50),
+            limit in 0.01f64..100.0,
+        ) {
+            let limits = SandboxLimits::default();
+            let n = delta.len();
+            let checked = check_update(update(delta.clone()), n, Some(limit), &limits).unwrap();
+            let norm: f64 = checked.update.delta.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            prop_assert!(norm <= limit * (1.0 + 1e-5) + 1e-6);
+            prop_assert_eq!(checked.clipped, checked.norm > limit);
+            if !checked.clipped {
+                prop_assert_eq!(&checked.update.delta, &delta);
+            }
+            for (a, b) in checked.update.delta.iter().zip(&delta) {
+                prop_assert!(a * b >= 0.0);
+            }
+        }
+    }
+}
