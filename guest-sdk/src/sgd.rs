@@ -1,9 +1,8 @@
 //! Local mini-batch stochastic gradient descent, shared by the gradient-based
 //! algorithms: hyper-parameters, a seeded shuffle, and the epoch loop.
 
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::error::Result;
 use crate::params::{ParamSpec, ParamValue, Params};
@@ -69,11 +68,11 @@ pub fn run_epochs(
     penalized: impl Fn(usize) -> bool,
     mut gradient: impl FnMut(&[f32], &[usize], &mut [f32]),
 ) {
-    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut rng = seeded_rng(seed);
     let mut order: Vec<usize> = (0..n).collect();
     let mut grad = vec![0.0f32; weights.len()];
     for _ in 0..config.epochs {
-        order.shuffle(&mut rng);
+        shuffle(&mut order, &mut rng);
         for batch in order.chunks(config.batch_size) {
             grad.iter_mut().for_each(|g| *g = 0.0);
             gradient(weights, batch, &mut grad);
@@ -83,6 +82,21 @@ pub fn run_epochs(
                 *w -= scale * g + config.learning_rate * decay;
             }
         }
+    }
+}
+
+/// A random generator that gives the same sequence for the same seed on every
+/// platform (32-bit WebAssembly and 64-bit native alike), unlike `SmallRng`.
+pub fn seeded_rng(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// Fisher-Yates shuffle that draws `u64`s, so the permutation for a seed is the
+/// same on every platform.
+pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i as u64) as usize;
+        items.swap(i, j);
     }
 }
 

@@ -17,8 +17,7 @@ use linfa::Dataset;
 use linfa::traits::Fit;
 use linfa_elasticnet::ElasticNet;
 use ndarray::{Array1, Array2};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 /// The algorithm.
 #[derive(Debug)]
@@ -32,7 +31,7 @@ struct Data {
 }
 
 fn hidden_layer(d: usize, hidden: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut rng = c2ssi_guest_sdk::sgd::seeded_rng(seed);
     let scale = 1.0 / (d as f64).sqrt();
     let w = (0..hidden * d)
         .map(|_| rng.random_range(-1.0..1.0) * scale)

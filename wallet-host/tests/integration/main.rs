@@ -3,5 +3,7 @@
 
 mod support;
 
+mod cli;
 mod sandbox_algorithms;
 mod sandbox_hostile;
+mod store;

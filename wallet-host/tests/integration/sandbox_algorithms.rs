@@ -1,42 +1,208 @@
 //! Every algorithm in `algorithms/` loads, describes itself, initializes a
-//! model, trains (the update lowers the local loss) and evaluates, in the
-//! sandbox.
+//! model, trains (lowering the local loss) and evaluates in the sandbox, and
+//! gives the same update in the sandbox as natively: the same code runs the
+//! same way in both.
+
+use c2ssi_guest_sdk::{Algorithm, Metric, Param, Table};
 
 use crate::support::*;
-use c2ssi_guest_sdk::Param;
 
-#[test]
-fn linear_regression_trains_in_the_sandbox_and_lowers_the_loss() {
+fn metric(metrics: &[Metric], name: &str) -> f64 {
+    metrics
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics:?}"))
+}
+
+/// Trains `A` in the sandbox and natively from the same model, checks that
+/// the loss falls, and that both updates agree within `tolerance`.
+fn check_algorithm<A: Algorithm>(
+    path: &str,
+    params: Vec<Param>,
+    table: &Table,
+    feature_count: usize,
+    loss: (&str, &str),
+    tolerance: f32,
+) -> Vec<f32> {
     let sandbox = sandbox();
-    let component = load(&sandbox, test_guest_artifacts::LINEAR_REGRESSION);
+    let component = load(&sandbox, path);
     let info = sandbox
         .describe(&component)
         .into_result()
         .expect("describe");
-    assert_eq!(info.name, "linear-regression");
-    let params: Vec<Param> = vec![
+    assert_eq!(info, A::info(), "describe matches the native declaration");
+
+    let model = sandbox
+        .init_model(&component, &params, feature_count)
+        .into_result()
+        .expect("init-model");
+    let native_model = c2ssi_guest_sdk::init_model::<A>(params.clone(), feature_count as u32)
+        .expect("native init");
+    assert_eq!(model, native_model);
+
+    let checked = sandbox
+        .train(&component, &model, &params, table, 11, None)
+        .into_result()
+        .expect("train");
+    let native =
+        c2ssi_guest_sdk::train::<A>(&model, params.clone(), table, 11).expect("native train");
+    assert_eq!(checked.update.examples, native.examples);
+    assert_eq!(checked.update.delta.len(), native.delta.len());
+    for (i, (s, n)) in checked.update.delta.iter().zip(&native.delta).enumerate() {
+        assert!(
+            (s - n).abs() <= tolerance * (1.0 + n.abs()),
+            "parameter {i}: sandbox {s} vs native {n}"
+        );
+    }
+    let (before, after) = loss;
+    let m = &checked.update.metrics;
+    assert!(metric(m, after) < metric(m, before), "{m:?}");
+
+    let trained: Vec<f32> = model
+        .iter()
+        .zip(&checked.update.delta)
+        .map(|(w, d)| w + d)
+        .collect();
+    let evaluated = sandbox
+        .evaluate(&component, &trained, &params, table)
+        .into_result()
+        .expect("evaluate");
+    assert!(!evaluated.is_empty());
+    trained
+}
+
+#[test]
+fn linear_regression() {
+    let params = vec![
         text("label", "y"),
         integer("epochs", 5),
         real("learning_rate", 0.2),
     ];
     let table = linear_table(200, 4);
-    let model = sandbox
-        .init_model(&component, &params, 4)
+    check_algorithm::<linear_regression::LinearRegression>(
+        test_guest_artifacts::LINEAR_REGRESSION,
+        params,
+        &table,
+        4,
+        ("mse_before", "mse_after"),
+        0.0,
+    );
+}
+
+#[test]
+fn logistic_regression() {
+    let params = vec![text("label", "class"), integer("epochs", 5)];
+    let table = class_table(300, 3, 2);
+    check_algorithm::<logistic_regression::LogisticRegression>(
+        test_guest_artifacts::LOGISTIC_REGRESSION,
+        params,
+        &table,
+        3,
+        ("log_loss_before", "log_loss_after"),
+        1e-4,
+    );
+}
+
+#[test]
+fn softmax_regression() {
+    let params = vec![
+        text("label", "class"),
+        integer("classes", 4),
+        integer("epochs", 5),
+    ];
+    let table = class_table(300, 3, 4);
+    check_algorithm::<softmax_regression::SoftmaxRegression>(
+        test_guest_artifacts::SOFTMAX_REGRESSION,
+        params,
+        &table,
+        3,
+        ("cross_entropy_before", "cross_entropy_after"),
+        1e-4,
+    );
+}
+
+#[test]
+fn elm_ridge_uses_linfa_inside_the_sandbox() {
+    let params = vec![
+        text("label", "y"),
+        integer("hidden_units", 16),
+        real("penalty", 0.01),
+    ];
+    let table = linear_table(120, 4);
+    check_algorithm::<elm_ridge::ElmRidge>(
+        test_guest_artifacts::ELM_RIDGE,
+        params,
+        &table,
+        4,
+        ("mse_before", "mse_after"),
+        1e-3,
+    );
+}
+
+#[test]
+fn algorithm_errors_are_reported_as_the_algorithm_s_own() {
+    let sandbox = sandbox();
+    let component = load(&sandbox, test_guest_artifacts::SOFTMAX_REGRESSION);
+    let params = vec![text("label", "class"), integer("classes", 3)];
+    let err = sandbox
+        .train(
+            &component,
+            &[0.0; 16],
+            &params,
+            &class_table(10, 3, 4),
+            0,
+            None,
+        )
         .into_result()
-        .expect("init");
-    assert_eq!(model, vec![0.0; 5]);
-    let report = sandbox.train(&component, &model, &params, &table, 1, None);
-    println!("{:?}", report.stats);
-    let checked = report.result.expect("train");
-    let metric = |name: &str| {
-        checked
-            .update
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
-            .expect("metric")
-    };
-    assert!(metric("mse_after") < metric("mse_before") / 4.0);
-    assert_eq!(checked.update.examples, 200);
+        .expect_err("wrong class count");
+    assert_eq!(
+        err.to_string(),
+        "the algorithm reported an error: hyper-parameter 'classes' is 3 but the label declares 4 classes"
+    );
+    let err = sandbox
+        .init_model(&component, &[text("label", "class")], 3)
+        .into_result()
+        .expect_err("classes is required");
+    assert!(
+        err.to_string()
+            .contains("missing required hyper-parameter 'classes'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_core_module_and_garbage_are_refused_before_anything_runs() {
+    let sandbox = sandbox();
+    let err = sandbox.load(b"not wasm at all").expect_err("garbage");
+    assert!(
+        err.to_string()
+            .contains("does not start with the WebAssembly magic number")
+    );
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = sandbox.load(core_module).expect_err("core module");
+    assert!(
+        err.to_string()
+            .contains("a core WebAssembly module, not a component"),
+        "{err}"
+    );
+    let bytes = std::fs::read(test_guest_artifacts::LINEAR_REGRESSION).expect("built");
+    let err = sandbox
+        .load(&bytes[..bytes.len() / 2])
+        .expect_err("truncated");
+    assert!(
+        err.to_string()
+            .starts_with("not a valid WebAssembly component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn components_are_compiled_once_and_cached_by_hash() {
+    let sandbox = sandbox();
+    let bytes = std::fs::read(test_guest_artifacts::LINEAR_REGRESSION).expect("built");
+    let first = sandbox.load(&bytes).expect("load");
+    let second = sandbox.load(&bytes).expect("load");
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(first.sha256(), wallet_host::sandbox::sha256(&bytes));
 }

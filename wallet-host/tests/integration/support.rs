@@ -71,3 +71,30 @@ pub(crate) fn linear_table(rows: usize, features: usize) -> Table {
     });
     Table::new("synthetic", rows, columns).expect("valid table")
 }
+
+/// `linear_table` with its label replaced by a category of `classes` levels:
+/// the class is the bucket of the linear score.
+pub(crate) fn class_table(rows: usize, features: usize, classes: usize) -> Table {
+    let mut table = linear_table(rows, features);
+    let Some(label) = table.columns.pop() else {
+        unreachable!("linear_table has a label column")
+    };
+    let ColumnData::Real(scores) = label.data else {
+        unreachable!("the label is real")
+    };
+    let (lo, hi) = scores
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &s| (a.min(s), b.max(s)));
+    let codes = scores
+        .iter()
+        .map(|s| (((s - lo) / (hi - lo + 1e-9)) * classes as f64) as u32)
+        .collect();
+    table.columns.push(Column {
+        name: "class".into(),
+        ty: ColumnType::Category {
+            levels: (0..classes).map(|c| format!("c{c}")).collect(),
+        },
+        data: ColumnData::Category(codes),
+    });
+    Table::new("classes", rows, table.columns).expect("valid table")
+}

@@ -1,0 +1,311 @@
+//! The data commands: `init`, `import`, `add`, `tables`, `show`, `schema`,
+//! `remove`, `export`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
+use clap::Args;
+use wallet_host::import::{self, Format};
+use wallet_host::store::{IfExists, check_table_name};
+
+use super::GlobalArgs;
+use super::unlock;
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Name of the table to create (letters, digits, '_', '.', '-')
+    #[arg(long)]
+    table: String,
+    /// Column types from this schema file instead of inferring them
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// File format [default: from the file's extension]
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Add the rows to an existing table with the same columns
+    #[arg(long, conflicts_with = "replace")]
+    append: bool,
+    /// Replace an existing table
+    #[arg(long)]
+    replace: bool,
+    /// The CSV or JSON file
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// The table to add the row to
+    #[arg(long)]
+    table: String,
+    /// Create the table with this schema if it does not exist
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// The row: one column=value per column
+    #[arg(required = true, value_name = "COLUMN=VALUE")]
+    values: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NameArg {
+    /// The table
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The table
+    name: String,
+    /// Show at most this many rows
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The table
+    name: String,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The table
+    name: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Format,
+}
+
+pub(crate) fn init(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let (wallet, new_identity) = unlock::create(g)?;
+    println!("created a wallet in {}", wallet.dir().display());
+    println!("wallet id {}", wallet.id());
+    if let Some(path) = new_identity {
+        println!(
+            "wrote a new identity to {}: it unlocks the wallet, keep it secret",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    check_table_name(&args.table)?;
+    let schema = args
+        .schema
+        .as_deref()
+        .map(import::read_schema)
+        .transpose()?;
+    let imported = import::import_file(&args.file, args.format, &args.table, schema.as_deref())?;
+    let wallet = unlock::open(g)?;
+    let if_exists = if args.append {
+        IfExists::Append
+    } else if args.replace {
+        IfExists::Replace
+    } else {
+        IfExists::Fail
+    };
+    let added = imported.table.row_count;
+    let total = wallet.update_records(|records| records.put(imported.table.clone(), if_exists))?;
+    println!(
+        "imported {added} rows into table '{}' ({total} rows now)",
+        args.table
+    );
+    if imported.inferred {
+        println!("inferred column types (declare them with --schema FILE to set ranges):");
+        print_schema(&imported.table);
+        println!("save them with: wallet schema {} > schema.json", args.table);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
+    check_table_name(&args.table)?;
+    let wallet = unlock::open(g)?;
+    let new_schema = args
+        .schema
+        .as_deref()
+        .map(import::read_schema)
+        .transpose()?;
+    let rows = wallet.update_records(|records| {
+        let schema = match (records.table(&args.table), &new_schema) {
+            (Ok(table), _) => table.schema(),
+            (Err(_), Some(schema)) => schema.clone(),
+            (Err(e), None) => {
+                return Err(wallet_host::store::WalletError::InvalidData {
+                    reason: format!("{e}; to create it, give --schema FILE"),
+                });
+            }
+        };
+        let row =
+            import::row_from_assignments(&args.table, &schema, &args.values).map_err(|e| {
+                wallet_host::store::WalletError::InvalidData {
+                    reason: e.to_string(),
+                }
+            })?;
+        records.put(row, IfExists::Append)
+    })?;
+    println!("added a row to table '{}' ({rows} rows now)", args.table);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn tables(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let records = wallet.records()?;
+    if records.tables.is_empty() {
+        println!("no tables yet (add one with `wallet import --table NAME FILE`)");
+    }
+    for (name, table) in &records.tables {
+        println!(
+            "{name}\t{} rows\t{} columns: {}",
+            table.row_count,
+            table.columns.len(),
+            table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_schema(table: &Table) {
+    for c in &table.columns {
+        println!("  {:<24} {}", c.name, c.ty);
+    }
+}
+
+/// A cell as text: categories by level name.
+fn cell_text(column: &Column, row: usize) -> String {
+    match (&column.ty, &column.data) {
+        (_, ColumnData::Integer(v)) => v.get(row).map(|x| x.to_string()),
+        (_, ColumnData::Real(v)) => v.get(row).map(|x| x.to_string()),
+        (_, ColumnData::Boolean(v)) => v.get(row).map(|x| x.to_string()),
+        (ColumnType::Category { levels }, ColumnData::Category(v)) => v
+            .get(row)
+            .and_then(|&c| levels.get(c as usize))
+            .cloned(),
+        (_, ColumnData::Category(v)) => v.get(row).map(|c| format!("#{c}")),
+    }
+    .unwrap_or_default()
+}
+
+pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let records = wallet.records()?;
+    let table = records.table(&args.name)?;
+    println!("table '{}': {} rows", table.name, table.row_count);
+    print_schema(table);
+    let shown = table.row_count.min(args.limit);
+    let mut cells: Vec<Vec<String>> = vec![table.columns.iter().map(|c| c.name.clone()).collect()];
+    for row in 0..shown {
+        cells.push(table.columns.iter().map(|c| cell_text(c, row)).collect());
+    }
+    let widths: Vec<usize> = (0..table.columns.len())
+        .map(|j| {
+            cells
+                .iter()
+                .map(|r| r[j].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    println!();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if shown < table.row_count {
+        println!(
+            "... {} more rows (--limit N shows more)",
+            table.row_count - shown
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn schema(g: &GlobalArgs, args: NameArg) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let records = wallet.records()?;
+    let table = records.table(&args.name)?;
+    let schema = serde_json::json!({ "columns": table.schema() });
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn remove(g: &GlobalArgs, args: RemoveArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let rows = wallet.records()?.table(&args.name)?.row_count;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "removing table '{}' needs --yes when not run in a terminal",
+                args.name
+            );
+        }
+        print!("Remove table '{}' with {rows} rows? [y/N] ", args.name);
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("kept table '{}'", args.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    wallet.update_records(|records| records.remove(&args.name))?;
+    println!("removed table '{}' ({rows} rows)", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn export(g: &GlobalArgs, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let records = wallet.records()?;
+    let table = records.table(&args.name)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut out);
+            writer.write_record(table.columns.iter().map(|c| c.name.as_str()))?;
+            for row in 0..table.row_count {
+                writer.write_record(table.columns.iter().map(|c| cell_text(c, row)))?;
+            }
+            writer.flush().context("writing to stdout")?;
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = (0..table.row_count)
+                .map(|row| {
+                    table
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), cell_json(c, row)))
+                        .collect()
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cell_json(column: &Column, row: usize) -> serde_json::Value {
+    use serde_json::Value;
+    match &column.data {
+        ColumnData::Integer(v) => v.get(row).map_or(Value::Null, |&x| Value::from(x)),
+        ColumnData::Real(v) => v.get(row).map_or(Value::Null, |&x| Value::from(x)),
+        ColumnData::Boolean(v) => v.get(row).map_or(Value::Null, |&x| Value::from(x)),
+        ColumnData::Category(_) => Value::from(cell_text(column, row)),
+    }
+}

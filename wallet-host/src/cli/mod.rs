@@ -1,0 +1,91 @@
+//! The `wallet` command line: flags defined once here, one module per group
+//! of commands.
+
+mod data;
+mod run;
+mod unlock;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Your personal data, encrypted, and the training algorithms you let run on it.
+#[derive(Debug, Parser)]
+#[command(name = "wallet", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The wallet directory [default: compute-to-ssi/wallet under your data directory]
+    #[arg(long, global = true, env = "WALLET_DIR", value_name = "DIR")]
+    pub(crate) wallet: Option<PathBuf>,
+    /// Read the passphrase from the first line of this file (WALLET_PASSPHRASE
+    /// also works; otherwise you are asked)
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "identity")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Unlock with this age identity file instead of a passphrase (`wallet init`
+    /// creates it if it does not exist)
+    #[arg(long, global = true, env = "WALLET_IDENTITY", value_name = "FILE")]
+    pub(crate) identity: Option<PathBuf>,
+    /// Log what happens (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new wallet: signing identity and record store, encrypted
+    Init,
+    /// Import a CSV or JSON file as a table
+    Import(data::ImportArgs),
+    /// Add one row to a table, typed in as column=value
+    Add(data::AddArgs),
+    /// List the tables
+    Tables,
+    /// Show a table's schema and rows
+    Show(data::ShowArgs),
+    /// Print a table's schema as JSON (reusable with --schema)
+    Schema(data::NameArg),
+    /// Remove a table
+    Remove(data::RemoveArgs),
+    /// Write a table, decrypted, to stdout
+    Export(data::ExportArgs),
+    /// Run an algorithm on a table locally and show the update that would leave the wallet
+    Run(run::RunArgs),
+}
+
+pub(crate) fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WALLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init => data::init(g),
+        Command::Import(args) => data::import(g, args),
+        Command::Add(args) => data::add(g, args),
+        Command::Tables => data::tables(g),
+        Command::Show(args) => data::show(g, args),
+        Command::Schema(args) => data::schema(g, args),
+        Command::Remove(args) => data::remove(g, args),
+        Command::Export(args) => data::export(g, args),
+        Command::Run(args) => run::run(g, args),
+    }
+}

@@ -1,0 +1,578 @@
+//! Bringing a person's own data into the wallet: CSV and JSON files, and
+//! single rows typed at the command line (the seed's "data creation tool").
+//!
+//! Types come from a schema file or are inferred (and then shown). Every cell
+//! is checked against its declared type, range and category list; the first
+//! that does not fit is refused with its file, row and column named, and
+//! nothing is imported.
+
+mod cells;
+
+use std::path::{Path, PathBuf};
+
+use c2ssi_guest_sdk::{ColumnSpec, Table};
+use serde::Deserialize;
+
+use self::cells::{Cell, TableBuilder};
+
+/// Source formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A JSON array of objects, one per row.
+    Json,
+}
+
+impl Format {
+    /// The format a file name suggests.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not well-formed CSV or JSON, or has the wrong shape.
+    #[error("{file}: {reason}")]
+    Malformed {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cell does not fit its column's declared type.
+    #[error("{file}: row {row}{}, column '{column}': {reason}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Cell {
+        /// The file (or `command line`).
+        file: PathBuf,
+        /// The data row, from 1.
+        row: usize,
+        /// The line in the file, where known.
+        line: Option<u64>,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The columns do not match the schema, or a column's type cannot be inferred.
+    #[error("{file}: {reason}")]
+    Schema {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A table read from a file.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The table.
+    pub table: Table,
+    /// Whether its types were inferred (no schema was given).
+    pub inferred: bool,
+}
+
+/// A schema file: `{"columns": [...]}` or just the array, each column like
+/// `{"name": "age", "type": "integer", "min": 0, "max": 120}`,
+/// `{"name": "bmi", "type": "real"}`, `{"name": "smoker", "type": "boolean"}` or
+/// `{"name": "sex", "type": "category", "levels": ["female", "male"]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SchemaFile {
+    Wrapped { columns: Vec<ColumnSpec> },
+    Bare(Vec<ColumnSpec>),
+}
+
+/// Reads and checks a schema file.
+pub fn read_schema(path: &Path) -> Result<Vec<ColumnSpec>, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ImportError::Io {
+        file: path.to_path_buf(),
+        source: e,
+    })?;
+    let parsed: SchemaFile = serde_json::from_str(&text).map_err(|e| ImportError::Schema {
+        file: path.to_path_buf(),
+        reason: format!(
+            "not a schema ({e}); expected {{\"columns\": [{{\"name\": ..., \"type\": \
+             \"integer\"|\"real\"|\"boolean\"|\"category\", ...}}]}}"
+        ),
+    })?;
+    let columns = match parsed {
+        SchemaFile::Wrapped { columns } | SchemaFile::Bare(columns) => columns,
+    };
+    check_schema(&columns).map_err(|reason| ImportError::Schema {
+        file: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(columns)
+}
+
+/// Checks a schema: some columns, unique non-empty names, ranges in order,
+/// categories with unique levels.
+pub fn check_schema(columns: &[ColumnSpec]) -> Result<(), String> {
+    use c2ssi_guest_sdk::ColumnType;
+    if columns.is_empty() {
+        return Err("the schema declares no columns".into());
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if c.name.trim().is_empty() {
+            return Err(format!("column {} has an empty name", i + 1));
+        }
+        if columns[..i].iter().any(|d| d.name == c.name) {
+            return Err(format!("column '{}' is declared twice", c.name));
+        }
+        let bad_range = match &c.ty {
+            ColumnType::Integer {
+                min: Some(lo),
+                max: Some(hi),
+            } => lo > hi,
+            ColumnType::Real { min, max } => {
+                min.is_some_and(|v| !v.is_finite())
+                    || max.is_some_and(|v| !v.is_finite())
+                    || matches!((min, max), (Some(lo), Some(hi)) if lo > hi)
+            }
+            ColumnType::Category { levels } => {
+                if levels.is_empty() {
+                    return Err(format!("category column '{}' declares no levels", c.name));
+                }
+                let mut sorted = levels.clone();
+                sorted.sort();
+                sorted.dedup();
+                if sorted.len() != levels.len() {
+                    return Err(format!("category column '{}' repeats a level", c.name));
+                }
+                false
+            }
+            _ => false,
+        };
+        if bad_range {
+            return Err(format!(
+                "column '{}' declares an empty or invalid range",
+                c.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads `path` into a table called `table_name`, typed by `schema` or by
+/// inference.
+pub fn import_file(
+    path: &Path,
+    format: Option<Format>,
+    table_name: &str,
+    schema: Option<&[ColumnSpec]>,
+) -> Result<Imported, ImportError> {
+    let format = match format.or_else(|| Format::from_path(path)) {
+        Some(f) => f,
+        None => {
+            return Err(ImportError::Malformed {
+                file: path.to_path_buf(),
+                reason:
+                    "cannot tell the format from the file name; give --format csv or --format json"
+                        .into(),
+            });
+        }
+    };
+    let (headers, rows) = match format {
+        Format::Csv => read_csv(path)?,
+        Format::Json => read_json(path)?,
+    };
+    build(path, table_name, headers, rows, schema)
+}
+
+/// A table of one row from `column=value` assignments against `schema`.
+pub fn row_from_assignments(
+    table_name: &str,
+    schema: &[ColumnSpec],
+    assignments: &[String],
+) -> Result<Table, ImportError> {
+    let file = PathBuf::from("command line");
+    let mut given: Vec<(String, String)> = Vec::new();
+    for a in assignments {
+        let Some((column, value)) = a.split_once('=') else {
+            return Err(ImportError::Malformed {
+                file,
+                reason: format!("'{a}' is not column=value"),
+            });
+        };
+        let column = column.trim().to_string();
+        if given.iter().any(|(c, _)| *c == column) {
+            return Err(ImportError::Malformed {
+                file,
+                reason: format!("column '{column}' is given twice"),
+            });
+        }
+        given.push((column, value.to_string()));
+    }
+    let headers: Vec<String> = given.iter().map(|(c, _)| c.clone()).collect();
+    let row = Row {
+        line: None,
+        cells: given.into_iter().map(|(_, v)| Cell::Text(v)).collect(),
+    };
+    build(&file, table_name, headers, vec![row], Some(schema)).map(|i| i.table)
+}
+
+struct Row {
+    line: Option<u64>,
+    cells: Vec<Cell>,
+}
+
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
+    let malformed = |reason: String| ImportError::Malformed {
+        file: path.to_path_buf(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| match e.into_kind() {
+            csv::ErrorKind::Io(source) => ImportError::Io {
+                file: path.to_path_buf(),
+                source,
+            },
+            other => malformed(format!("{other:?}")),
+        })?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| malformed(format!("the header row is not valid CSV: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let at = e
+                .position()
+                .map(|p| format!("line {}: ", p.line()))
+                .unwrap_or_default();
+            match e.kind() {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => malformed(format!(
+                    "{at}this row has {len} fields but the header has {expected_len}"
+                )),
+                _ => malformed(format!("{at}{e}")),
+            }
+        })?;
+        rows.push(Row {
+            line: record.position().map(|p| p.line()),
+            cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
+        });
+    }
+    Ok((headers, rows))
+}
+
+/// A JSON object with its keys in file order.
+struct OrderedObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for OrderedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with one field per column")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedObject, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    fields.push(entry);
+                }
+                Ok(OrderedObject(fields))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+fn read_json(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ImportError::Io {
+        file: path.to_path_buf(),
+        source: e,
+    })?;
+    let objects: Vec<OrderedObject> =
+        serde_json::from_str(&text).map_err(|e| ImportError::Malformed {
+            file: path.to_path_buf(),
+            reason: format!("expected a JSON array of objects, one per row: {e}"),
+        })?;
+    let headers: Vec<String> = match objects.first() {
+        Some(first) => first.0.iter().map(|(k, _)| k.clone()).collect(),
+        None => Vec::new(),
+    };
+    let mut rows = Vec::with_capacity(objects.len());
+    for (i, object) in objects.into_iter().enumerate() {
+        let row = i + 1;
+        let mut cells = Vec::with_capacity(headers.len());
+        for (key, _) in &object.0 {
+            if !headers.contains(key) {
+                return Err(ImportError::Schema {
+                    file: path.to_path_buf(),
+                    reason: format!("row {row} has field '{key}', which the first row does not"),
+                });
+            }
+        }
+        for column in &headers {
+            let value = object
+                .0
+                .iter()
+                .find(|(k, _)| k == column)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| ImportError::Cell {
+                    file: path.to_path_buf(),
+                    row,
+                    line: None,
+                    column: column.clone(),
+                    reason: "missing; every row needs every field".into(),
+                })?;
+            cells.push(match value {
+                serde_json::Value::String(s) => Cell::Text(s),
+                serde_json::Value::Number(n) => Cell::Number(n),
+                serde_json::Value::Bool(b) => Cell::Bool(b),
+                other => {
+                    return Err(ImportError::Cell {
+                        file: path.to_path_buf(),
+                        row,
+                        line: None,
+                        column: column.clone(),
+                        reason: format!("{other} is not a number, boolean or string"),
+                    });
+                }
+            });
+        }
+        rows.push(Row { line: None, cells });
+    }
+    Ok((headers, rows))
+}
+
+fn build(
+    file: &Path,
+    table_name: &str,
+    headers: Vec<String>,
+    rows: Vec<Row>,
+    schema: Option<&[ColumnSpec]>,
+) -> Result<Imported, ImportError> {
+    let schema_error = |reason: String| ImportError::Schema {
+        file: file.to_path_buf(),
+        reason,
+    };
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            return Err(schema_error(format!("column {} has no name", i + 1)));
+        }
+        if headers[..i].contains(h) {
+            return Err(schema_error(format!("column '{h}' appears twice")));
+        }
+    }
+    let (schema, inferred) = match schema {
+        Some(schema) => {
+            if let Some(missing) = schema.iter().find(|c| !headers.contains(&c.name)) {
+                return Err(schema_error(format!(
+                    "column '{}' ({}) is declared in the schema but missing from the data",
+                    missing.name, missing.ty
+                )));
+            }
+            if let Some(extra) = headers
+                .iter()
+                .find(|h| !schema.iter().any(|c| &c.name == *h))
+            {
+                return Err(schema_error(format!(
+                    "column '{extra}' is not declared in the schema"
+                )));
+            }
+            (schema.to_vec(), false)
+        }
+        None => {
+            if headers.is_empty() {
+                return Err(schema_error("the data has no columns".into()));
+            }
+            let mut specs = Vec::with_capacity(headers.len());
+            for (i, name) in headers.iter().enumerate() {
+                let column: Vec<&Cell> = rows.iter().filter_map(|r| r.cells.get(i)).collect();
+                let ty = cells::infer(name, &column)
+                    .map_err(|reason| schema_error(format!("column '{name}' {reason}")))?;
+                specs.push(ColumnSpec {
+                    name: name.clone(),
+                    ty,
+                });
+            }
+            (specs, true)
+        }
+    };
+    // Cells in schema order for each row.
+    let order: Vec<usize> = schema
+        .iter()
+        .filter_map(|c| headers.iter().position(|h| *h == c.name))
+        .collect();
+    let mut builder = TableBuilder::new(table_name, schema);
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<&Cell> = order.iter().filter_map(|&j| row.cells.get(j)).collect();
+        builder
+            .push_row(&cells)
+            .map_err(|(col, reason)| ImportError::Cell {
+                file: file.to_path_buf(),
+                row: i + 1,
+                line: row.line,
+                column: builder.schema()[col].name.clone(),
+                reason,
+            })?;
+    }
+    Ok(Imported {
+        table: builder.finish(),
+        inferred,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c2ssi_guest_sdk::{ColumnData, ColumnType};
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn csv_with_inferred_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "d.csv",
+            "age,bmi,smoker,city\n50,22.5,yes,Delft\n61,30,no,Breda\n",
+        );
+        let imported = import_file(&path, None, "health", None).unwrap();
+        assert!(imported.inferred);
+        let t = imported.table;
+        assert_eq!(t.row_count, 2);
+        assert!(matches!(t.columns[0].ty, ColumnType::Integer { .. }));
+        assert_eq!(t.columns[1].data, ColumnData::Real(vec![22.5, 30.0]));
+        assert_eq!(t.columns[2].data, ColumnData::Boolean(vec![true, false]));
+        assert_eq!(t.columns[3].data, ColumnData::Category(vec![1, 0]));
+    }
+
+    #[test]
+    fn a_bad_cell_is_named_by_file_row_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = vec![
+            ColumnSpec {
+                name: "age".into(),
+                ty: ColumnType::Integer {
+                    min: Some(0),
+                    max: Some(120),
+                },
+            },
+            ColumnSpec {
+                name: "bmi".into(),
+                ty: ColumnType::Real {
+                    min: None,
+                    max: None,
+                },
+            },
+        ];
+        let path = write(dir.path(), "d.csv", "bmi,age\n20,40\n21,200\n");
+        let err = import_file(&path, None, "t", Some(&schema))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("d.csv: row 2 (line 3), column 'age': 200 is outside the declared range (integer 0..=120)"),
+            "{err}"
+        );
+        let path = write(dir.path(), "e.csv", "bmi,age\n20,40\n21\n");
+        let err = import_file(&path, None, "t", Some(&schema))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3: this row has 1 fields but the header has 2"),
+            "{err}"
+        );
+        let path = write(dir.path(), "f.csv", "bmi,age,x\n20,40,1\n");
+        let err = import_file(&path, None, "t", Some(&schema))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("column 'x' is not declared in the schema"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_rows_keep_their_field_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "d.json",
+            r#"[{"zeta": 1, "alpha": "a"}, {"alpha": "b", "zeta": 2}]"#,
+        );
+        let t = import_file(&path, None, "t", None).unwrap().table;
+        assert_eq!(t.columns[0].name, "zeta");
+        let path = write(dir.path(), "e.json", r#"[{"a": 1}, {"a": null}]"#);
+        let err = import_file(&path, None, "t", None).unwrap_err().to_string();
+        assert!(
+            err.contains("row 2, column 'a': null is not a number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schema_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = write(
+            dir.path(),
+            "s.json",
+            r#"{"columns": [{"name": "sex", "type": "category", "levels": ["f", "m"]}, {"name": "age", "type": "integer", "min": 0}]}"#,
+        );
+        assert_eq!(read_schema(&ok).unwrap().len(), 2);
+        let bad = write(
+            dir.path(),
+            "b.json",
+            r#"[{"name": "x", "type": "real", "min": 5, "max": 1}]"#,
+        );
+        assert!(
+            read_schema(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("invalid range")
+        );
+    }
+
+    #[test]
+    fn one_row_from_the_command_line() {
+        let schema = vec![ColumnSpec {
+            name: "score".into(),
+            ty: ColumnType::Integer {
+                min: Some(0),
+                max: Some(10),
+            },
+        }];
+        let t = row_from_assignments("t", &schema, &["score=7".into()]).unwrap();
+        assert_eq!(t.columns[0].data, ColumnData::Integer(vec![7]));
+        let err = row_from_assignments("t", &schema, &["score=11".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command line: row 1, column 'score': 11 is outside the declared range (integer 0..=10)"
+        );
+        assert!(row_from_assignments("t", &schema, &[]).is_err());
+    }
+}
