@@ -1,17 +1,4 @@
-//! The guest SDK of compute-to-ssi: what an algorithm author depends on.
-//!
-//! An algorithm is a plain Rust type that implements [`Algorithm`] over typed
-//! [`Table`]s and `f32` parameter vectors; [`export_algorithm!`] exports it as
-//! the `c2ssi:algorithm` WebAssembly world. The numeric core has no WIT in it,
-//! so the same crate builds natively for tests and benchmarks and for
-//! `wasm32-wasip2` for the sandbox:
-//!
-//! ```text
-//! cargo build --release --target wasm32-wasip2 -p linear-regression
-//! ```
-//!
-//! Hosts use this crate without the `export` feature for the typed table and
-//! the feature encoding, so that both sides encode data the same way.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 // The generated bindings name this crate by its path, also from inside it.
@@ -42,7 +29,7 @@ pub const PANIC_MARKER: &str = "c2ssi-guest-panic: ";
 /// Everything an algorithm's `lib.rs` usually needs.
 pub mod prelude {
     pub use crate::encode::{ClassTarget, FeatureEncoder, RegressionTarget, select_features};
-    pub use crate::sgd::{SgdConfig, dot, run_epochs};
+    pub use crate::sgd::{SgdConfig, axpy, dot, glm_gradient, glm_scores, run_epochs};
     pub use crate::{
         Algorithm, AlgorithmInfo, Error, Metric, ParamKind, ParamSpec, ParamValue, Params, Result,
         Table, Update, expect_model_len,

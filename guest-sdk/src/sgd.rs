@@ -3,6 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use wide::f32x4;
 
 use crate::error::Result;
 use crate::params::{ParamSpec, ParamValue, Params};
@@ -91,24 +92,250 @@ pub fn seeded_rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
-/// Fisher-Yates shuffle that draws `u64`s, so the permutation for a seed is the
-/// same on every platform.
+/// Fisher-Yates shuffle that draws fixed-width integers (`u32` where the
+/// slice is short enough, which WebAssembly multiplies natively, else
+/// `u64`), so the permutation for a seed is the same on every platform.
 pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
     for i in (1..items.len()).rev() {
-        let j = rng.random_range(0..=i as u64) as usize;
+        let j = match u32::try_from(i) {
+            Ok(i) => rng.random_range(0..=i) as usize,
+            Err(_) => rng.random_range(0..=i as u64) as usize,
+        };
         items.swap(i, j);
     }
 }
 
-/// The dot product of two equally long slices.
+/// Kernels are written with explicit 4-lane vectors (the `wide` crate), which
+/// compile to SSE natively and to WebAssembly simd128 in the sandbox, so the
+/// vectorization runs along the contiguous features on both and the order of
+/// additions, hence the result, is the same on every platform. Wider loop
+/// steps also mean fewer of the sandbox's fuel and deadline checks, which sit
+/// on loop back-edges.
+const LANES: usize = 4;
+
+#[inline(always)]
+fn load(s: &[f32], at: usize) -> f32x4 {
+    // One bounds check and one 16-byte load.
+    let lanes: [f32; LANES] = s[at..at + LANES].try_into().unwrap_or([0.0; LANES]);
+    f32x4::from(lanes)
+}
+
+/// A chunk of exactly [`LANES`] values as a vector.
+#[inline(always)]
+fn vector(chunk: &[f32]) -> f32x4 {
+    let lanes: [f32; LANES] = chunk.try_into().unwrap_or([0.0; LANES]);
+    f32x4::from(lanes)
+}
+
+#[inline(always)]
+fn hsum(v: f32x4) -> f32 {
+    let a = v.to_array();
+    (a[0] + a[2]) + (a[1] + a[3])
+}
+
+/// The dot product of two slices (over the shorter length).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let mut acc = f32x4::ZERO;
+    let mut k = 0;
+    while k + LANES <= n {
+        acc += load(a, k) * load(b, k);
+        k += LANES;
+    }
+    let mut sum = hsum(acc);
+    while k < n {
+        sum += a[k] * b[k];
+        k += 1;
+    }
+    sum
+}
+
+/// `y += a * x`, elementwise over the shorter length.
+#[inline]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    let n = y.len().min(x.len());
+    let av = f32x4::splat(a);
+    let mut k = 0;
+    while k + LANES <= n {
+        let v = load(y, k) + av * load(x, k);
+        y[k..k + LANES].copy_from_slice(&v.to_array());
+        k += LANES;
+    }
+    while k < n {
+        y[k] += a * x[k];
+        k += 1;
+    }
+}
+
+/// Rows handled together by [`glm_gradient`] and [`glm_scores`]: each pass
+/// over the weights serves four rows, which quarters the loop iterations (and
+/// the sandbox's checks on them) and the loads of the weights.
+const ROW_BLOCK: usize = 4;
+
+/// `w[..d] . x_i + w[d]` for four rows at once.
+#[inline]
+fn scores4(x: &[f32], d: usize, w: &[f32], rows: [usize; ROW_BLOCK]) -> [f32; ROW_BLOCK] {
+    let r = [
+        &x[rows[0] * d..(rows[0] + 1) * d],
+        &x[rows[1] * d..(rows[1] + 1) * d],
+        &x[rows[2] * d..(rows[2] + 1) * d],
+        &x[rows[3] * d..(rows[3] + 1) * d],
+    ];
+    let (mut a0, mut a1, mut a2, mut a3) = (f32x4::ZERO, f32x4::ZERO, f32x4::ZERO, f32x4::ZERO);
+    // Zipped exact chunks: no index, so no bounds checks (and no branches to
+    // panics) inside the loop.
+    let chunks = w[..d]
+        .chunks_exact(LANES)
+        .zip(r[0].chunks_exact(LANES))
+        .zip(r[1].chunks_exact(LANES))
+        .zip(r[2].chunks_exact(LANES))
+        .zip(r[3].chunks_exact(LANES));
+    for ((((wc, c0), c1), c2), c3) in chunks {
+        let wk = vector(wc);
+        a0 += wk * vector(c0);
+        a1 += wk * vector(c1);
+        a2 += wk * vector(c2);
+        a3 += wk * vector(c3);
+    }
+    let k = d - d % LANES;
+    let mut out = [0.0f32; ROW_BLOCK];
+    for ((o, a), row) in out.iter_mut().zip([a0, a1, a2, a3]).zip(r) {
+        let mut sum = hsum(a);
+        for j in k..d {
+            sum += w[j] * row[j];
+        }
+        *o = sum + w[d];
+    }
+    out
+}
+
+/// The linear score `w[..d] . x_i + w[d]` of every row of the row-major
+/// `x` (`d` columns), four rows at a time.
+pub fn glm_scores(x: &[f32], d: usize, w: &[f32]) -> Vec<f32> {
+    let n = x.len().checked_div(d).unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i + ROW_BLOCK <= n {
+        out.extend_from_slice(&scores4(x, d, w, [i, i + 1, i + 2, i + 3]));
+        i += ROW_BLOCK;
+    }
+    for i in i..n {
+        out.push(dot(&w[..d], &x[i * d..(i + 1) * d]) + w[d]);
+    }
+    out
+}
+
+/// Adds the gradient of a generalized linear model over `batch` to `g`: for
+/// each row `i`, `err = error(i, score_i)` where `score_i = w[..d] . x_i + w[d]`,
+/// then `g[..d] += err * x_i` and `g[d] += err`. Linear regression's error is
+/// `score - y`, logistic regression's `sigmoid(score) - y`.
+///
+/// Never inlined: as a function of its own it keeps its accumulators in
+/// registers, where inlined into a large training loop the sandbox's compiler
+/// spills them.
+#[inline(never)]
+pub fn glm_gradient(
+    x: &[f32],
+    d: usize,
+    w: &[f32],
+    batch: &[usize],
+    g: &mut [f32],
+    error: impl Fn(usize, f32) -> f32,
+) {
+    let mut blocks = batch.chunks_exact(ROW_BLOCK);
+    for block in &mut blocks {
+        let rows = [block[0], block[1], block[2], block[3]];
+        let scores = scores4(x, d, w, rows);
+        let e = [
+            error(rows[0], scores[0]),
+            error(rows[1], scores[1]),
+            error(rows[2], scores[2]),
+            error(rows[3], scores[3]),
+        ];
+        let r = [
+            &x[rows[0] * d..(rows[0] + 1) * d],
+            &x[rows[1] * d..(rows[1] + 1) * d],
+            &x[rows[2] * d..(rows[2] + 1) * d],
+            &x[rows[3] * d..(rows[3] + 1) * d],
+        ];
+        let ev = e.map(f32x4::splat);
+        let chunks = g[..d]
+            .chunks_exact_mut(LANES)
+            .zip(r[0].chunks_exact(LANES))
+            .zip(r[1].chunks_exact(LANES))
+            .zip(r[2].chunks_exact(LANES))
+            .zip(r[3].chunks_exact(LANES));
+        for ((((gc, c0), c1), c2), c3) in chunks {
+            let v = vector(gc)
+                + (((ev[0] * vector(c0) + ev[1] * vector(c1)) + ev[2] * vector(c2))
+                    + ev[3] * vector(c3));
+            gc.copy_from_slice(&v.to_array());
+        }
+        let mut k = d - d % LANES;
+        while k < d {
+            g[k] += ((e[0] * r[0][k] + e[1] * r[1][k]) + e[2] * r[2][k]) + e[3] * r[3][k];
+            k += 1;
+        }
+        g[d] += ((e[0] + e[1]) + e[2]) + e[3];
+    }
+    for &i in blocks.remainder() {
+        let row = &x[i * d..(i + 1) * d];
+        let err = error(i, dot(&w[..d], row) + w[d]);
+        axpy(&mut g[..d], err, row);
+        g[d] += err;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glm_helpers_match_the_plain_loops() {
+        for (n, d) in [(1, 3), (4, 8), (9, 20), (13, 9)] {
+            let x: Vec<f32> = (0..n * d)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..=d).map(|j| (j as f32 - 2.0) / 3.0).collect();
+            let plain: Vec<f32> = (0..n)
+                .map(|i| (0..d).map(|j| w[j] * x[i * d + j]).sum::<f32>() + w[d])
+                .collect();
+            let scores = glm_scores(&x, d, &w);
+            for (a, b) in scores.iter().zip(&plain) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+            let batch: Vec<usize> = (0..n).rev().collect();
+            let mut g = vec![0.0f32; d + 1];
+            glm_gradient(&x, d, &w, &batch, &mut g, |i, s| s - i as f32);
+            let mut expect = vec![0.0f32; d + 1];
+            for &i in &batch {
+                let err = plain[i] - i as f32;
+                for j in 0..d {
+                    expect[j] += err * x[i * d + j];
+                }
+                expect[d] += err;
+            }
+            for (a, b) in g.iter().zip(&expect) {
+                assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_and_axpy_match_the_plain_loops() {
+        for n in [0, 1, 7, 8, 9, 20, 33] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 / (i as f32 + 1.0)).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-4, "n = {n}");
+            let mut y = b.clone();
+            axpy(&mut y, 2.0, &a);
+            for i in 0..n {
+                assert_eq!(y[i], b[i] + 2.0 * a[i]);
+            }
+        }
+    }
 
     #[test]
     fn sgd_fits_a_line_and_is_reproducible() {

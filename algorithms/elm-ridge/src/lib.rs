@@ -3,20 +3,25 @@
 //!
 //! The hidden layer (`hidden_units` tanh units) is random and fixed: every
 //! wallet draws the same weights from `hidden_seed`, so it is not part of the
-//! model. Only the output layer is learned. A wallet fits it in closed form
-//! with linfa's ridge regression (linfa-elasticnet with `l1_ratio = 0`) on the
-//! residual of the current model, so the update is the proximal step
-//! `argmin_d ||r - H d||^2 / 2n + penalty ||d||^2 / 2`: even a wallet with a
-//! single row moves the model only as far as its evidence allows. The model
-//! is the output weights followed by the output bias, in the label's scaled
-//! units.
+//! model. Only the output layer is learned. A wallet fits it in closed form on
+//! the residual `r` of the current model, so the update is the proximal step
+//!
+//! ```text
+//! argmin_d ||r - [H 1] d||^2 / 2n + penalty ||d_H||^2 / 2
+//! ```
+//!
+//! (the bias is not penalized): even a wallet with a single row moves the
+//! model only as far as its evidence allows. The ridge problem is solved as
+//! ordinary least squares on the augmented system `[H 1; sqrt(n penalty) I 0]`
+//! by linfa-linear, inside the sandbox. The model is the output weights
+//! followed by the output bias, in the label's scaled units.
 #![deny(missing_docs)]
 
 use c2ssi_guest_sdk::prelude::*;
 use linfa::Dataset;
 use linfa::traits::Fit;
-use linfa_elasticnet::ElasticNet;
-use ndarray::{Array1, Array2};
+use linfa_linear::LinearRegression;
+use ndarray::{Array1, Array2, s};
 use rand::Rng;
 
 /// The algorithm.
@@ -90,8 +95,8 @@ impl Algorithm for ElmRidge {
         AlgorithmInfo::new(
             "elm-ridge",
             env!("CARGO_PKG_VERSION"),
-            "Extreme learning machine for regression; the output layer is fitted by \
-             linfa's ridge regression on the residual of the current model.",
+            "Extreme learning machine for regression; the output layer is fitted in closed \
+             form (ridge, by linfa-linear least squares) on the residual of the current model.",
         )
         .param(ParamSpec::label())
         .param(ParamSpec::features())
@@ -107,7 +112,7 @@ impl Algorithm for ElmRidge {
         ))
         .param(ParamSpec::optional(
             "penalty",
-            "ridge penalty of the local fit (linfa-elasticnet's alpha)",
+            "ridge penalty of the local fit, per example",
             ParamValue::Real(0.1),
         ))
     }
@@ -122,19 +127,26 @@ impl Algorithm for ElmRidge {
         expect_model_len(model, data.h.ncols() + 1)?;
         let mse_before = mse(model, &data);
         let residual = &data.y - &predictions(model, &data);
-        let dataset = Dataset::new(data.h.clone(), residual);
-        let fit = ElasticNet::<f64>::ridge()
-            .penalty(penalty)
-            .with_intercept(true)
-            .max_iterations(1000)
-            .fit(&dataset)
-            .map_err(|e| Error::new(format!("linfa ridge fit failed: {e}")))?;
+        let (n, k) = data.h.dim();
+        // [H 1] over [sqrt(n penalty) I 0]; targets [r; 0].
+        let mut design = Array2::<f64>::zeros((n + k, k + 1));
+        design.slice_mut(s![..n, ..k]).assign(&data.h);
+        design.slice_mut(s![..n, k]).fill(1.0);
+        let ridge = (n as f64 * penalty).sqrt();
+        for j in 0..k {
+            design[[n + j, j]] = ridge;
+        }
+        let mut targets = Array1::<f64>::zeros(n + k);
+        targets.slice_mut(s![..n]).assign(&residual);
+        let fit = LinearRegression::new()
+            .with_intercept(false)
+            .fit(&Dataset::new(design, targets))
+            .map_err(|e| Error::new(format!("linfa least-squares fit failed: {e}")))?;
+        let step = fit.params();
         let mut after = model.to_vec();
-        let k = data.h.ncols();
-        for (w, dw) in after[..k].iter_mut().zip(fit.hyperplane()) {
+        for (w, dw) in after.iter_mut().zip(step) {
             *w += *dw as f32;
         }
-        after[k] += fit.intercept() as f32;
         let mse_after = mse(&after, &data);
         Ok(Update::between(model, &after, table.row_count)
             .metric("mse_before", mse_before)

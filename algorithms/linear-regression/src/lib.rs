@@ -33,17 +33,12 @@ fn prepare(params: &Params, table: &Table) -> Result<Data> {
     })
 }
 
-fn predict(w: &[f32], x: &[f32]) -> f32 {
-    let d = x.len();
-    dot(&w[..d], x) + w[d]
-}
-
 /// Mean squared error and mean absolute error, in the label's own units.
 fn errors(w: &[f32], data: &Data) -> (f64, f64) {
     let n = data.y.len();
     let (mut se, mut ae) = (0.0f64, 0.0f64);
-    for i in 0..n {
-        let e = f64::from(predict(w, &data.x[i * data.d..(i + 1) * data.d]) - data.y[i]);
+    for (score, y) in glm_scores(&data.x, data.d, w).iter().zip(&data.y) {
+        let e = f64::from(score - y);
         se += e * e;
         ae += e.abs();
     }
@@ -82,14 +77,7 @@ impl Algorithm for LinearRegression {
             seed,
             |i| i < d,
             |w, batch, g| {
-                for &i in batch {
-                    let x = &data.x[i * d..(i + 1) * d];
-                    let err = predict(w, x) - data.y[i];
-                    for (gj, xj) in g[..d].iter_mut().zip(x) {
-                        *gj += err * xj;
-                    }
-                    g[d] += err;
-                }
+                glm_gradient(&data.x, d, w, batch, g, |i, score| score - data.y[i]);
             },
         );
         let (mse_after, _) = errors(&w, &data);

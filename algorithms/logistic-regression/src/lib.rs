@@ -40,21 +40,17 @@ fn prepare(params: &Params, table: &Table) -> Result<Data> {
     })
 }
 
+#[inline]
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
-}
-
-fn logit(w: &[f32], x: &[f32]) -> f32 {
-    dot(&w[..x.len()], x) + w[x.len()]
 }
 
 /// Mean log loss and accuracy.
 fn scores(w: &[f32], data: &Data) -> (f64, f64) {
     let n = data.y.len();
     let (mut loss, mut correct) = (0.0f64, 0usize);
-    for i in 0..n {
-        let z = f64::from(logit(w, &data.x[i * data.d..(i + 1) * data.d]));
-        let y = f64::from(data.y[i]);
+    for (z, y) in glm_scores(&data.x, data.d, w).iter().zip(&data.y) {
+        let (z, y) = (f64::from(*z), f64::from(*y));
         // log(1 + e^z) - y z, computed without overflow.
         loss += z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z;
         if (z >= 0.0) == (y >= 0.5) {
@@ -96,14 +92,9 @@ impl Algorithm for LogisticRegression {
             seed,
             |i| i < d,
             |w, batch, g| {
-                for &i in batch {
-                    let x = &data.x[i * d..(i + 1) * d];
-                    let err = sigmoid(logit(w, x)) - data.y[i];
-                    for (gj, xj) in g[..d].iter_mut().zip(x) {
-                        *gj += err * xj;
-                    }
-                    g[d] += err;
-                }
+                glm_gradient(&data.x, d, w, batch, g, |i, score| {
+                    sigmoid(score) - data.y[i]
+                });
             },
         );
         let (loss_after, accuracy) = scores(&w, &data);

@@ -119,9 +119,7 @@ impl Algorithm for SoftmaxRegression {
                     for (k, &pk) in p.iter().enumerate() {
                         let err = pk - f32::from(u8::from(k == data.y[i]));
                         let gk = &mut g[k * stride..(k + 1) * stride];
-                        for (gj, xj) in gk[..d].iter_mut().zip(x) {
-                            *gj += err * xj;
-                        }
+                        axpy(&mut gk[..d], err, x);
                         gk[d] += err;
                     }
                 }

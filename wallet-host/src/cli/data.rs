@@ -188,10 +188,9 @@ fn cell_text(column: &Column, row: usize) -> String {
         (_, ColumnData::Integer(v)) => v.get(row).map(|x| x.to_string()),
         (_, ColumnData::Real(v)) => v.get(row).map(|x| x.to_string()),
         (_, ColumnData::Boolean(v)) => v.get(row).map(|x| x.to_string()),
-        (ColumnType::Category { levels }, ColumnData::Category(v)) => v
-            .get(row)
-            .and_then(|&c| levels.get(c as usize))
-            .cloned(),
+        (ColumnType::Category { levels }, ColumnData::Category(v)) => {
+            v.get(row).and_then(|&c| levels.get(c as usize)).cloned()
+        }
         (_, ColumnData::Category(v)) => v.get(row).map(|c| format!("#{c}")),
     }
     .unwrap_or_default()

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use c2ssi_guest_sdk::{AlgorithmInfo, Metric, Param, Table};
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -233,6 +235,28 @@ impl ComponentCache {
     }
 }
 
+/// How many tasks may run at once in one sandbox (instances in the pool).
+pub const MAX_CONCURRENT_TASKS: u32 = 64;
+
+/// The pooling allocator: memory slots are reserved once and reused, and the
+/// first megabytes of a slot stay resident (reset with `memset`, not
+/// `madvise`), so a fresh instance per task does not pay for page faults.
+fn pooling(limits: &SandboxLimits) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(MAX_CONCURRENT_TASKS)
+        .max_core_instances_per_component(16)
+        .total_core_instances(MAX_CONCURRENT_TASKS * 16)
+        .max_memories_per_component(2)
+        .total_memories(MAX_CONCURRENT_TASKS * 2)
+        .max_tables_per_component(8)
+        .total_tables(MAX_CONCURRENT_TASKS * 8)
+        .max_memory_size(limits.memory_bytes)
+        .linear_memory_keep_resident(8 << 20)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+    pool
+}
+
 /// The sandbox: one engine, the allow-listed linker, the component cache.
 pub struct Sandbox {
     engine: Engine,
@@ -259,7 +283,8 @@ impl Sandbox {
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(limits.max_wasm_stack)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&limits)));
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         link_allowed_interfaces(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;

@@ -73,15 +73,17 @@ pub(crate) struct WriteLock {
 impl WriteLock {
     /// Takes the lock, waiting up to [`LOCK_WAIT`] for another writer.
     pub(crate) fn acquire(lock_path: &Path) -> Result<WriteLock, WalletError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(lock_path)
-            .map_err(|e| WalletError::Io {
-                path: lock_path.to_path_buf(),
-                source: e,
-            })?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(lock_path).map_err(|e| WalletError::Io {
+            path: lock_path.to_path_buf(),
+            source: e,
+        })?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
