@@ -8,10 +8,14 @@
 //!   typed table with fuel, deadline, memory, stack and output limits, and
 //!   checks the update before anything leaves. The collective reuses it.
 //!
+//! - [`agent`]: subscriptions, checking and running a collective's tasks, the
+//!   access log and receipts, and the HTTP client for a collective.
+//!
 //! The `wallet` binary is the command line on top.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod import;
 pub mod sandbox;
 pub mod store;

@@ -1,0 +1,342 @@
+//! Ledger entries as anyone can check them: hash-chained, each signed by the
+//! ledger's key. A payment names its payee only by a salted commitment, so the
+//! public ledger does not say which wallets were in which round; the payee
+//! holds the salt in its receipt.
+
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::signing::{PublicKey, canonical_json, sha256};
+
+/// Domain tag of entry hashes.
+const ENTRY_DOMAIN: &[u8] = b"c2ssi-ledger/1\0";
+
+/// What an entry records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EntryKind {
+    /// Budget deposited by the operator.
+    Deposit {
+        /// How much.
+        amount: Amount,
+        /// The nonce of the operator's signed command.
+        reference: String,
+    },
+    /// One access to one wallet, paid.
+    Payment {
+        /// The job.
+        job_id: String,
+        /// The round.
+        round: u32,
+        /// `sha256(wallet key || salt)`, hex.
+        payee_commitment: String,
+        /// How much.
+        amount: Amount,
+    },
+    /// A model version the collective stored.
+    ModelVersion {
+        /// The job.
+        job_id: String,
+        /// The round that produced it.
+        round: u32,
+        /// Its content address, hex.
+        model_hash: String,
+        /// The version it was derived from, hex.
+        parent_hash: Option<String>,
+    },
+    /// A job started, with its budget.
+    JobStarted {
+        /// The job.
+        job_id: String,
+        /// Its budget.
+        budget: Amount,
+    },
+    /// A job ended.
+    JobEnded {
+        /// The job.
+        job_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Position, from 1, without gaps.
+    pub seq: u64,
+    /// The collective.
+    pub collective_id: String,
+    /// When.
+    pub time_ms: u64,
+    /// The previous entry's hash, hex (64 zeros for the first).
+    pub prev_hash: String,
+    /// What.
+    pub kind: EntryKind,
+    /// This entry's hash, hex.
+    pub hash: String,
+    /// The ledger's signature over the hash, hex.
+    pub signature: String,
+}
+
+/// The hash of the first entry's predecessor.
+pub fn genesis_hash() -> String {
+    "0".repeat(64)
+}
+
+/// The hash of an entry's content.
+pub fn entry_hash(
+    seq: u64,
+    collective_id: &str,
+    time_ms: u64,
+    prev_hash: &str,
+    kind: &EntryKind,
+) -> String {
+    #[derive(Serialize)]
+    struct Content<'a> {
+        seq: u64,
+        collective_id: &'a str,
+        time_ms: u64,
+        prev_hash: &'a str,
+        kind: &'a EntryKind,
+    }
+    let json = canonical_json(&Content {
+        seq,
+        collective_id,
+        time_ms,
+        prev_hash,
+        kind,
+    })
+    .unwrap_or_default();
+    let mut input = ENTRY_DOMAIN.to_vec();
+    input.extend_from_slice(json.as_bytes());
+    hex::encode(sha256(&input))
+}
+
+/// The commitment to a payee.
+pub fn payee_commitment(wallet: &PublicKey, salt_hex: &str) -> String {
+    let mut input = wallet.0.to_vec();
+    input.extend_from_slice(salt_hex.as_bytes());
+    hex::encode(sha256(&input))
+}
+
+/// What a verified ledger adds up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSummary {
+    /// Entries checked.
+    pub entries: u64,
+    /// Sum of deposits.
+    pub deposited: Amount,
+    /// Sum of payments.
+    pub paid: Amount,
+    /// Number of payments.
+    pub payments: u64,
+    /// Model versions recorded.
+    pub model_versions: u64,
+    /// Deposits minus payments.
+    pub balance: Amount,
+}
+
+/// Why a ledger does not verify: the first bad entry and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger entry {seq}: {reason}")]
+pub struct ChainError {
+    /// The entry's position (or the expected one, when missing).
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks a whole ledger: positions 1.. without gaps, each entry's hash over
+/// its content, each link to the previous hash, each signature by
+/// `ledger_key`, one collective, and a balance that never goes below zero.
+/// Finds any edited, removed, inserted or reordered entry.
+pub fn verify_chain(
+    entries: &[LedgerEntry],
+    ledger_key: &PublicKey,
+    collective_id: &str,
+) -> Result<LedgerSummary, ChainError> {
+    let mut summary = LedgerSummary::default();
+    let mut prev = genesis_hash();
+    for (i, e) in entries.iter().enumerate() {
+        let expected_seq = i as u64 + 1;
+        let fail = |reason: String| ChainError { seq: e.seq, reason };
+        if e.seq != expected_seq {
+            return Err(ChainError {
+                seq: expected_seq,
+                reason: format!(
+                    "found entry {} where {expected_seq} belongs: removed or reordered",
+                    e.seq
+                ),
+            });
+        }
+        if e.collective_id != collective_id {
+            return Err(fail(format!("belongs to collective {}", e.collective_id)));
+        }
+        if e.prev_hash != prev {
+            return Err(fail(
+                "does not link to the previous entry: removed, inserted or reordered".into(),
+            ));
+        }
+        let hash = entry_hash(e.seq, &e.collective_id, e.time_ms, &e.prev_hash, &e.kind);
+        if hash != e.hash {
+            return Err(fail("its content does not match its hash: edited".into()));
+        }
+        let signature = hex::decode(&e.signature).unwrap_or_default();
+        if !ledger_key.verify(hash.as_bytes(), &signature) {
+            return Err(fail("its signature does not verify".into()));
+        }
+        match &e.kind {
+            EntryKind::Deposit { amount, .. } => {
+                summary.deposited = summary
+                    .deposited
+                    .checked_add(*amount)
+                    .ok_or_else(|| fail("deposits overflow".into()))?;
+            }
+            EntryKind::Payment { amount, .. } => {
+                summary.paid = summary
+                    .paid
+                    .checked_add(*amount)
+                    .ok_or_else(|| fail("payments overflow".into()))?;
+                summary.payments += 1;
+                if summary.paid > summary.deposited {
+                    return Err(fail("the balance goes below zero".into()));
+                }
+            }
+            EntryKind::ModelVersion { .. } => summary.model_versions += 1,
+            EntryKind::JobStarted { .. } | EntryKind::JobEnded { .. } => {}
+        }
+        prev = e.hash.clone();
+        summary.entries += 1;
+    }
+    summary.balance = summary
+        .deposited
+        .checked_sub(summary.paid)
+        .unwrap_or_default();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::{Signer, SigningKey};
+
+    fn chain(key: &SigningKey, kinds: Vec<EntryKind>) -> Vec<LedgerEntry> {
+        let mut prev = genesis_hash();
+        let mut out = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let seq = i as u64 + 1;
+            let hash = entry_hash(seq, "c", 1000 + seq, &prev, &kind);
+            let signature = hex::encode(key.sign_bytes(hash.as_bytes()));
+            out.push(LedgerEntry {
+                seq,
+                collective_id: "c".into(),
+                time_ms: 1000 + seq,
+                prev_hash: prev.clone(),
+                kind,
+                hash: hash.clone(),
+                signature,
+            });
+            prev = hash;
+        }
+        out
+    }
+
+    fn payment(round: u32) -> EntryKind {
+        EntryKind::Payment {
+            job_id: "j".into(),
+            round,
+            payee_commitment: "ab".into(),
+            amount: Amount(10),
+        }
+    }
+
+    fn sample(key: &SigningKey) -> Vec<LedgerEntry> {
+        chain(
+            key,
+            vec![
+                EntryKind::Deposit {
+                    amount: Amount(100),
+                    reference: "n".into(),
+                },
+                payment(1),
+                payment(1),
+                payment(2),
+            ],
+        )
+    }
+
+    #[test]
+    fn an_intact_ledger_verifies_and_adds_up() {
+        let key = SigningKey::generate().unwrap();
+        let s = verify_chain(&sample(&key), &key.public_key(), "c").unwrap();
+        assert_eq!((s.entries, s.payments, s.balance), (4, 3, Amount(70)));
+    }
+
+    #[test]
+    fn edits_removals_and_reorderings_are_found() {
+        let key = SigningKey::generate().unwrap();
+        let pk = key.public_key();
+        let mut edited = sample(&key);
+        if let EntryKind::Payment { amount, .. } = &mut edited[2].kind {
+            *amount = Amount(1);
+        }
+        assert_eq!(verify_chain(&edited, &pk, "c").unwrap_err().seq, 3);
+        assert!(
+            verify_chain(&edited, &pk, "c")
+                .unwrap_err()
+                .reason
+                .contains("edited")
+        );
+
+        let mut removed = sample(&key);
+        removed.remove(1);
+        assert!(
+            verify_chain(&removed, &pk, "c")
+                .unwrap_err()
+                .reason
+                .contains("removed")
+        );
+
+        let mut reordered = sample(&key);
+        reordered.swap(1, 2);
+        assert!(verify_chain(&reordered, &pk, "c").is_err());
+
+        let mut truncated_tail_relinked = sample(&key);
+        truncated_tail_relinked.pop();
+        assert!(
+            verify_chain(&truncated_tail_relinked, &pk, "c").is_ok(),
+            "a shorter prefix is still a valid ledger"
+        );
+
+        let other = SigningKey::generate().unwrap();
+        assert!(
+            verify_chain(&sample(&other), &pk, "c")
+                .unwrap_err()
+                .reason
+                .contains("signature")
+        );
+    }
+
+    #[test]
+    fn overspending_is_found() {
+        let key = SigningKey::generate().unwrap();
+        let overspent = chain(
+            &key,
+            vec![
+                EntryKind::Deposit {
+                    amount: Amount(15),
+                    reference: "n".into(),
+                },
+                payment(1),
+                payment(1),
+            ],
+        );
+        assert!(
+            verify_chain(&overspent, &key.public_key(), "c")
+                .unwrap_err()
+                .reason
+                .contains("below zero")
+        );
+    }
+}

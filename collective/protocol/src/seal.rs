@@ -1,0 +1,182 @@
+//! The update itself, sealed to the aggregator with age (X25519): only the
+//! aggregator can read it, and the wallet's signature on the envelope covers
+//! the ciphertext, so nobody can swap it.
+//!
+//! The plaintext is a small JSON header followed by the delta as
+//! little-endian `f32`s, so a large model costs no text formatting.
+
+use std::io::{Read, Write};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use c2ssi_guest_sdk::Metric;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProtocolError;
+
+const MAGIC: &[u8; 4] = b"C2U1";
+
+/// How the task went in the wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The algorithm trained; the delta is the update.
+    Trained,
+    /// The algorithm failed on the wallet's data; there is no delta. The
+    /// access is still paid: the data was there.
+    Failed {
+        /// The failure's kind (`panic`, `out-of-fuel`, ...).
+        kind: String,
+    },
+}
+
+/// What a wallet's update says, sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdatePayload {
+    /// How it went.
+    pub outcome: Outcome,
+    /// The change to every model parameter (empty when failed).
+    pub delta: Vec<f32>,
+    /// Examples behind it.
+    pub examples: u32,
+    /// The algorithm's metrics.
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PayloadHeader {
+    #[serde(flatten)]
+    outcome: Outcome,
+    examples: u32,
+    metrics: Vec<Metric>,
+    delta_len: u32,
+}
+
+impl UpdatePayload {
+    /// The plaintext bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ProtocolError> {
+        let header = serde_json::to_vec(&PayloadHeader {
+            outcome: self.outcome.clone(),
+            examples: self.examples,
+            metrics: self.metrics.clone(),
+            delta_len: u32::try_from(self.delta.len())
+                .map_err(|_| ProtocolError::Malformed("the delta is too long".into()))?,
+        })
+        .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let mut out = Vec::with_capacity(8 + header.len() + 4 * self.delta.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        for v in &self.delta {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Parses plaintext bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<UpdatePayload, ProtocolError> {
+        let bad = |what: &str| ProtocolError::Malformed(format!("update payload: {what}"));
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let header_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        let header_end = 8usize
+            .checked_add(header_len)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| bad("truncated header"))?;
+        let header: PayloadHeader = serde_json::from_slice(&bytes[8..header_end])
+            .map_err(|e| bad(&format!("header does not parse: {e}")))?;
+        let body = &bytes[header_end..];
+        if body.len() != header.delta_len as usize * 4 {
+            return Err(bad("delta length does not match"));
+        }
+        let delta = body
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(UpdatePayload {
+            outcome: header.outcome,
+            delta,
+            examples: header.examples,
+            metrics: header.metrics,
+        })
+    }
+
+    /// Seals to the aggregator's recipient: base64 of the age ciphertext.
+    pub fn seal(&self, recipient: &age::x25519::Recipient) -> Result<String, ProtocolError> {
+        let plaintext = self.to_bytes()?;
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+                .map_err(|e| ProtocolError::Crypto(e.to_string()))?;
+        let mut out = Vec::with_capacity(plaintext.len() + 200);
+        let mut writer = encryptor
+            .wrap_output(&mut out)
+            .map_err(|e| ProtocolError::Crypto(e.to_string()))?;
+        writer
+            .write_all(&plaintext)
+            .and_then(|()| writer.finish().map(|_| ()))
+            .map_err(|e| ProtocolError::Crypto(e.to_string()))?;
+        Ok(BASE64.encode(out))
+    }
+
+    /// Opens a sealed payload with the aggregator's identity.
+    pub fn unseal(
+        sealed: &str,
+        identity: &age::x25519::Identity,
+        max_bytes: usize,
+    ) -> Result<UpdatePayload, ProtocolError> {
+        if sealed.len() > max_bytes.saturating_mul(4) / 3 + 1024 {
+            return Err(ProtocolError::Malformed(format!(
+                "sealed update of {} bytes exceeds the limit",
+                sealed.len()
+            )));
+        }
+        let ciphertext = BASE64
+            .decode(sealed)
+            .map_err(|e| ProtocolError::Malformed(format!("sealed update is not base64: {e}")))?;
+        let decryptor = age::Decryptor::new_buffered(&ciphertext[..])
+            .map_err(|e| ProtocolError::Crypto(format!("not an age file: {e}")))?;
+        let mut reader = decryptor
+            .decrypt(std::iter::once(identity as &dyn age::Identity))
+            .map_err(|e| ProtocolError::Crypto(format!("cannot open the sealed update: {e}")))?;
+        let mut plaintext = Vec::new();
+        reader
+            .by_ref()
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut plaintext)
+            .map_err(|e| {
+                ProtocolError::Crypto(format!("the sealed update does not authenticate: {e}"))
+            })?;
+        if plaintext.len() > max_bytes {
+            return Err(ProtocolError::Malformed("sealed update too large".into()));
+        }
+        UpdatePayload::from_bytes(&plaintext)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_updates_open_only_with_the_aggregator_identity() {
+        let payload = UpdatePayload {
+            outcome: Outcome::Trained,
+            delta: vec![1.5, -0.25, f32::MIN_POSITIVE],
+            examples: 3,
+            metrics: vec![Metric::new("mse", 2.0)],
+        };
+        let aggregator = age::x25519::Identity::generate();
+        let sealed = payload.seal(&aggregator.to_public()).unwrap();
+        assert_eq!(
+            UpdatePayload::unseal(&sealed, &aggregator, 1 << 20).unwrap(),
+            payload
+        );
+        let other = age::x25519::Identity::generate();
+        assert!(UpdatePayload::unseal(&sealed, &other, 1 << 20).is_err());
+        let mut tampered = BASE64.decode(&sealed).unwrap();
+        let last = tampered.len() - 3;
+        tampered[last] ^= 1;
+        assert!(UpdatePayload::unseal(&BASE64.encode(tampered), &aggregator, 1 << 20).is_err());
+    }
+}

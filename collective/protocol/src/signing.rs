@@ -1,0 +1,469 @@
+//! Keys, signatures and the signed envelope every message travels in.
+//!
+//! A message body is serialized canonically (JSON with sorted keys, no
+//! whitespace) and the signature covers a domain tag, the message's purpose
+//! and those exact bytes. The envelope carries the bytes as they were signed,
+//! so verification never depends on re-serializing. Every body has a
+//! [`Header`]: the collective it belongs to, its purpose, when it expires, and
+//! a nonce, so that nothing can be replayed elsewhere or later.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::ProtocolError;
+
+/// Prefix of every signed message: the protocol and its version.
+const DOMAIN: &[u8] = b"c2ssi/1\0";
+
+/// An Ed25519 public key, written as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The key as hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<PublicKey, ProtocolError> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| ProtocolError::Malformed(format!("public key is not hex: {e}")))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            ProtocolError::Malformed("a public key has exactly 32 bytes (64 hex digits)".into())
+        })?;
+        Ok(PublicKey(bytes))
+    }
+
+    /// Checks `signature` over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, self.0)
+            .verify(message, signature)
+            .is_ok()
+    }
+
+    /// A short form for people: the first 12 hex digits.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.short())
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        PublicKey::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Something that signs with an Ed25519 key: a service key, or a wallet.
+pub trait Signer {
+    /// The public half.
+    fn public_key(&self) -> PublicKey;
+    /// An Ed25519 signature over `message`.
+    fn sign_bytes(&self, message: &[u8]) -> [u8; 64];
+}
+
+/// An Ed25519 key pair held by a service (collective, aggregator, ledger) or
+/// an operator, stored as PKCS#8.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("public", &self.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A new random key.
+    pub fn generate() -> Result<SigningKey, ProtocolError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| ProtocolError::Crypto("the system random generator failed".into()))?;
+        SigningKey::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A key from its PKCS#8 bytes.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<SigningKey, ProtocolError> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|e| ProtocolError::Crypto(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        Ok(SigningKey {
+            pair,
+            pkcs8: pkcs8.to_vec(),
+        })
+    }
+
+    /// The PKCS#8 bytes, to store.
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+}
+
+impl Drop for SigningKey {
+    fn drop(&mut self) {
+        self.pkcs8.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl Signer for SigningKey {
+    fn public_key(&self) -> PublicKey {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair.public_key().as_ref());
+        PublicKey(out)
+    }
+
+    fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(message).as_ref());
+        out
+    }
+}
+
+/// What a signed message is for. A signature made for one purpose never
+/// verifies as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// A collective's manifest (signed by the collective).
+    Manifest,
+    /// An operator creating a collective.
+    CreateCollective,
+    /// An operator's command to its collective.
+    OperatorCommand,
+    /// A wallet's subscription contract.
+    Subscription,
+    /// A wallet withdrawing its subscription.
+    Unsubscription,
+    /// A wallet agent asking for work.
+    CheckIn,
+    /// A task for one wallet (signed by the collective).
+    Task,
+    /// An update envelope (signed by the wallet).
+    Update,
+    /// A payment receipt (signed by the ledger).
+    Receipt,
+    /// A batch result (signed by the aggregator).
+    BatchResult,
+    /// An access the aggregator reports for payment (signed by the aggregator).
+    AccessReport,
+    /// The aggregator asked to close a round (signed by the collective).
+    CloseRound,
+}
+
+impl Purpose {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Purpose::Manifest => b"manifest",
+            Purpose::CreateCollective => b"create-collective",
+            Purpose::OperatorCommand => b"operator-command",
+            Purpose::Subscription => b"subscription",
+            Purpose::Unsubscription => b"unsubscription",
+            Purpose::CheckIn => b"check-in",
+            Purpose::Task => b"task",
+            Purpose::Update => b"update",
+            Purpose::Receipt => b"receipt",
+            Purpose::BatchResult => b"batch-result",
+            Purpose::AccessReport => b"access-report",
+            Purpose::CloseRound => b"close-round",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// 16 random bytes as hex.
+pub fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    // SystemRandom only fails if the OS has no randomness at all.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        let t = now_ms().to_le_bytes();
+        bytes[..8].copy_from_slice(&t);
+    }
+    hex::encode(bytes)
+}
+
+/// The fields every signed message has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// What the message is for.
+    pub purpose: Purpose,
+    /// The collective it belongs to (empty only when creating one).
+    pub collective_id: String,
+    /// When it was made.
+    pub issued_at_ms: u64,
+    /// When it stops being valid.
+    pub expires_at_ms: u64,
+    /// Unique per message, for replay protection.
+    pub nonce: String,
+}
+
+impl Header {
+    /// A header valid for `valid_for_ms` from now, with a fresh nonce.
+    pub fn new(purpose: Purpose, collective_id: &str, valid_for_ms: u64) -> Header {
+        let now = now_ms();
+        Header {
+            purpose,
+            collective_id: collective_id.to_string(),
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(valid_for_ms),
+            nonce: new_nonce(),
+        }
+    }
+}
+
+/// A message body with a header.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Its header.
+    fn header(&self) -> &Header;
+}
+
+/// Canonical JSON: keys sorted, no whitespace. Deterministic for the
+/// protocol's types (floats are written in their shortest round-trip form).
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, ProtocolError> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| ProtocolError::Malformed(format!("cannot serialize: {e}")))?;
+    serde_json::to_string(&value)
+        .map_err(|e| ProtocolError::Malformed(format!("cannot serialize: {e}")))
+}
+
+fn signing_input(purpose: Purpose, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOMAIN.len() + 32 + payload.len());
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(purpose.tag());
+    out.push(0);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A message as it travels: the exact signed bytes, the signer, the signature.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Signed<T> {
+    /// The canonical JSON of the body, as signed.
+    pub payload: String,
+    /// Who signed it.
+    pub signer: PublicKey,
+    /// The Ed25519 signature, hex.
+    pub signature: String,
+    #[serde(skip)]
+    body: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Signed<T> {
+    fn clone(&self) -> Self {
+        Signed {
+            payload: self.payload.clone(),
+            signer: self.signer,
+            signature: self.signature.clone(),
+            body: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signed")
+            .field("signer", &self.signer)
+            .field("payload_bytes", &self.payload.len())
+            .finish()
+    }
+}
+
+impl<T: Message> Signed<T> {
+    /// Signs `body` with `signer`.
+    pub fn sign(body: &T, signer: &dyn Signer) -> Result<Signed<T>, ProtocolError> {
+        let payload = canonical_json(body)?;
+        let signature =
+            signer.sign_bytes(&signing_input(body.header().purpose, payload.as_bytes()));
+        Ok(Signed {
+            payload,
+            signer: signer.public_key(),
+            signature: hex::encode(signature),
+            body: PhantomData,
+        })
+    }
+
+    /// Verifies the signature (made by `expected` when given) for `purpose`,
+    /// parses the body, and checks that its header says `purpose` and has not
+    /// expired at `now_ms`. The caller checks the collective id and the nonce.
+    pub fn open(
+        &self,
+        expected: Option<&PublicKey>,
+        purpose: Purpose,
+        now_ms: u64,
+    ) -> Result<T, ProtocolError> {
+        let body = self.open_any_time(expected, purpose)?;
+        if body.header().expires_at_ms <= now_ms {
+            return Err(ProtocolError::Expired {
+                purpose,
+                expired_at_ms: body.header().expires_at_ms,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Like [`Signed::open`] without the expiry check: for records kept
+    /// after the fact (a receipt, a stored manifest).
+    pub fn open_any_time(
+        &self,
+        expected: Option<&PublicKey>,
+        purpose: Purpose,
+    ) -> Result<T, ProtocolError> {
+        if let Some(expected) = expected
+            && *expected != self.signer
+        {
+            return Err(ProtocolError::WrongSigner {
+                expected: expected.short(),
+                found: self.signer.short(),
+            });
+        }
+        let signature =
+            hex::decode(&self.signature).map_err(|_| ProtocolError::BadSignature { purpose })?;
+        if !self
+            .signer
+            .verify(&signing_input(purpose, self.payload.as_bytes()), &signature)
+        {
+            return Err(ProtocolError::BadSignature { purpose });
+        }
+        let body: T = serde_json::from_str(&self.payload).map_err(|e| {
+            ProtocolError::Malformed(format!("signed {purpose:?} does not parse: {e}"))
+        })?;
+        if body.header().purpose != purpose {
+            return Err(ProtocolError::WrongPurpose {
+                expected: purpose,
+                found: body.header().purpose,
+            });
+        }
+        Ok(body)
+    }
+
+    /// The SHA-256 of the signed payload: the message's identity.
+    pub fn digest(&self) -> [u8; 32] {
+        sha256(self.payload.as_bytes())
+    }
+}
+
+/// SHA-256 (ring).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Note {
+        header: Header,
+        text: String,
+        values: Vec<f32>,
+    }
+
+    impl Message for Note {
+        fn header(&self) -> &Header {
+            &self.header
+        }
+    }
+
+    fn note(purpose: Purpose, valid_for: u64) -> Note {
+        Note {
+            header: Header::new(purpose, "c1", valid_for),
+            text: "hello".into(),
+            values: vec![0.1, -3.5e-8, 1.0 / 3.0],
+        }
+    }
+
+    #[test]
+    fn signed_messages_round_trip_through_json() {
+        let key = SigningKey::generate().unwrap();
+        let body = note(Purpose::Task, 60_000);
+        let signed = Signed::sign(&body, &key).unwrap();
+        let wire = serde_json::to_string(&signed).unwrap();
+        let back: Signed<Note> = serde_json::from_str(&wire).unwrap();
+        let opened = back
+            .open(Some(&key.public_key()), Purpose::Task, now_ms())
+            .unwrap();
+        assert_eq!(opened, body);
+    }
+
+    #[test]
+    fn tampering_another_signer_another_purpose_and_expiry_are_refused() {
+        let key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let signed = Signed::sign(&note(Purpose::Task, 60_000), &key).unwrap();
+
+        let mut tampered = signed.clone();
+        tampered.payload = tampered.payload.replace("hello", "hellO");
+        assert!(matches!(
+            tampered.open(None, Purpose::Task, now_ms()),
+            Err(ProtocolError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            signed.open(Some(&other.public_key()), Purpose::Task, now_ms()),
+            Err(ProtocolError::WrongSigner { .. })
+        ));
+        // A task signature does not verify as a receipt.
+        assert!(matches!(
+            signed.open(None, Purpose::Receipt, now_ms()),
+            Err(ProtocolError::BadSignature { .. })
+        ));
+        let expired = Signed::sign(&note(Purpose::Task, 0), &key).unwrap();
+        assert!(matches!(
+            expired.open(None, Purpose::Task, now_ms() + 1),
+            Err(ProtocolError::Expired { .. })
+        ));
+        // A forged signer field (someone else's key on our signature).
+        let mut forged = signed.clone();
+        forged.signer = other.public_key();
+        assert!(forged.open(None, Purpose::Task, now_ms()).is_err());
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        #[derive(Serialize)]
+        struct S {
+            zeta: u8,
+            alpha: u8,
+        }
+        assert_eq!(
+            canonical_json(&S { zeta: 1, alpha: 2 }).unwrap(),
+            r#"{"alpha":2,"zeta":1}"#
+        );
+    }
+}
