@@ -249,38 +249,7 @@ impl Ledger {
 
     /// Every entry of a collective, in order.
     pub fn entries(&self, collective_id: &str) -> Result<Vec<LedgerEntry>> {
-        self.db.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT seq, time_ms, prev_hash, kind, hash, signature FROM ledger
-                 WHERE collective_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map(params![collective_id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, time_ms, prev_hash, kind, hash, signature) = row?;
-                out.push(LedgerEntry {
-                    seq: seq as u64,
-                    collective_id: collective_id.to_string(),
-                    time_ms: time_ms as u64,
-                    prev_hash,
-                    kind: serde_json::from_str(&kind).map_err(|e| {
-                        CollectiveError::Database(format!("ledger entry {seq} does not parse: {e}"))
-                    })?,
-                    hash,
-                    signature,
-                });
-            }
-            Ok(out)
-        })
+        read_entries(&self.db, collective_id)
     }
 
     /// A wallet's receipts after ledger position `after`.
@@ -313,6 +282,43 @@ impl Ledger {
         verify_chain(&entries, &self.public_key(), collective_id)
             .map_err(|e| CollectiveError::Conflict(format!("the ledger does not verify: {e}")))
     }
+}
+
+/// Every entry of a collective, in order, read from `db` (no key needed:
+/// `collective ledger verify --db` checks a database file this way).
+pub fn read_entries(db: &Database, collective_id: &str) -> Result<Vec<LedgerEntry>> {
+    db.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT seq, time_ms, prev_hash, kind, hash, signature FROM ledger
+             WHERE collective_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![collective_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, time_ms, prev_hash, kind, hash, signature) = row?;
+            out.push(LedgerEntry {
+                seq: seq as u64,
+                collective_id: collective_id.to_string(),
+                time_ms: time_ms as u64,
+                prev_hash,
+                kind: serde_json::from_str(&kind).map_err(|e| {
+                    CollectiveError::Database(format!("ledger entry {seq} does not parse: {e}"))
+                })?,
+                hash,
+                signature,
+            });
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

@@ -112,12 +112,14 @@ impl Client {
         })
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    /// GETs JSON from `path` on the service.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
         Client::finish(&url, self.agent.get(&url).call())
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(
+    /// POSTs `body` as JSON to `path` and reads JSON back.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,

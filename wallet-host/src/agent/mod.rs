@@ -15,6 +15,7 @@
 //! through [`handle_task`].
 
 pub mod client;
+pub mod worker;
 
 use std::collections::BTreeMap;
 

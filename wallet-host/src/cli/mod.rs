@@ -1,6 +1,7 @@
 //! The `wallet` command line: flags defined once here, one module per group
 //! of commands.
 
+mod collectives;
 mod data;
 mod run;
 mod unlock;
@@ -59,6 +60,18 @@ enum Command {
     Export(data::ExportArgs),
     /// Run an algorithm on a table locally and show the update that would leave the wallet
     Run(run::RunArgs),
+    /// Subscribe to a compute collective: see its terms, check your data, consent
+    Subscribe(collectives::SubscribeArgs),
+    /// List the collectives this wallet is subscribed to
+    Subscriptions,
+    /// Revoke a subscription: delete the collective's key at once, then unsubscribe
+    Revoke(collectives::RevokeArgs),
+    /// Check in with the subscribed collectives and run their tasks
+    Agent(collectives::AgentArgs),
+    /// Every access to this wallet: who, which algorithm, when, fuel, outcome
+    Log(collectives::LogArgs),
+    /// Receipts of payments, checked
+    Earnings(collectives::EarningsArgs),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -87,5 +100,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => data::remove(g, args),
         Command::Export(args) => data::export(g, args),
         Command::Run(args) => run::run(g, args),
+        Command::Subscribe(args) => collectives::subscribe(g, args),
+        Command::Subscriptions => collectives::subscriptions(g),
+        Command::Revoke(args) => collectives::revoke(g, args),
+        Command::Agent(args) => collectives::agent(g, args),
+        Command::Log(args) => collectives::log(g, args),
+        Command::Earnings(args) => collectives::earnings(g, args),
     }
 }

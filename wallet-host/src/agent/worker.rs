@@ -1,0 +1,257 @@
+//! One pass of the wallet agent over its subscriptions: check in, keep the
+//! receipts, refresh a grown manifest, and handle a task if there is one.
+//! `wallet agent` repeats passes; tests run single passes.
+
+use std::path::PathBuf;
+
+use c2ssi_protocol::{CheckIn, Header, Manifest, PublicKey, Purpose, Signed, Signer, Task, now_ms};
+
+use super::client::{Client, ClientError};
+use super::{
+    AccessLog, AgentPolicy, Denial, LOG_FILE, SUBSCRIPTIONS_FILE, Subscriptions, denied_record,
+    keep_receipts, log_access, run_task, verify_task,
+};
+use crate::sandbox::Sandbox;
+use crate::store::{Wallet, WalletError};
+
+/// How long a check-in signature is valid.
+const CHECKIN_VALIDITY_MS: u64 = 60_000;
+
+/// What went wrong in a pass.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The wallet itself.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    /// A collective's service.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A message that does not verify.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// What one pass did for one collective.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PassReport {
+    /// Tasks run (their envelopes sent).
+    pub tasks_run: usize,
+    /// Tasks denied, with the reason.
+    pub denied: Vec<String>,
+    /// New receipts kept.
+    pub receipts: usize,
+    /// Errors talking to collectives (the agent goes on).
+    pub errors: Vec<String>,
+    /// The shortest wait any collective asked for.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// The agent's view of a wallet.
+#[derive(Debug)]
+pub struct Worker<'a> {
+    wallet: &'a Wallet,
+    sandbox: &'a Sandbox,
+    policy: AgentPolicy,
+    cache_dir: PathBuf,
+}
+
+impl<'a> Worker<'a> {
+    /// A worker for `wallet`, running tasks in `sandbox`.
+    pub fn new(wallet: &'a Wallet, sandbox: &'a Sandbox, policy: AgentPolicy) -> Worker<'a> {
+        Worker {
+            cache_dir: wallet.dir().join("algorithms"),
+            wallet,
+            sandbox,
+            policy,
+        }
+    }
+
+    fn me(&self) -> PublicKey {
+        Signer::public_key(self.wallet.keys())
+    }
+
+    /// One pass over every subscription.
+    pub fn pass(&self) -> Result<PassReport, AgentError> {
+        let subs: Subscriptions = self.wallet.read_document(SUBSCRIPTIONS_FILE)?;
+        let mut report = PassReport::default();
+        for id in subs.collectives.keys() {
+            if let Err(e) = self.pass_one(id, &mut report) {
+                match e {
+                    AgentError::Wallet(e) => return Err(AgentError::Wallet(e)),
+                    other => report.errors.push(format!("{id}: {other}")),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn pass_one(&self, id: &str, report: &mut PassReport) -> Result<(), AgentError> {
+        // Read again: a revocation since the pass began takes effect now.
+        let subs: Subscriptions = self.wallet.read_document(SUBSCRIPTIONS_FILE)?;
+        let Some(record) = subs.collectives.get(id) else {
+            return Ok(());
+        };
+        let manifest = record.manifest().map_err(|e| {
+            AgentError::Protocol(format!("the stored manifest does not verify: {e}"))
+        })?;
+        let client = Client::new(&record.url);
+        let check_in = CheckIn {
+            header: Header::new(Purpose::CheckIn, id, CHECKIN_VALIDITY_MS),
+            wallet: self.me(),
+            receipts_after: record.receipts_after,
+        };
+        let signed = Signed::sign(&check_in, self.wallet.keys())
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let response = client.check_in(id, &signed)?;
+        report.retry_after_ms = Some(
+            report
+                .retry_after_ms
+                .map_or(response.retry_after_ms, |r| r.min(response.retry_after_ms)),
+        );
+        let (kept, _) = keep_receipts(self.wallet, id, &manifest, &response.receipts)?;
+        report.receipts += kept;
+        let manifest = if response.manifest_version > manifest.version {
+            self.refresh_manifest(&client, id, &manifest)?
+        } else {
+            manifest
+        };
+        if let Some(task) = response.task {
+            self.handle(&client, id, &manifest, &task, report)?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a newer manifest; keeps it only if it is signed by the stored
+    /// collective key and changes nothing but the list of algorithms.
+    fn refresh_manifest(
+        &self,
+        client: &Client,
+        id: &str,
+        current: &Manifest,
+    ) -> Result<Manifest, AgentError> {
+        let signed = client.manifest(id)?;
+        let newer = signed
+            .open_any_time(Some(&current.collective_key), Purpose::Manifest)
+            .map_err(|e| AgentError::Protocol(format!("the new manifest does not verify: {e}")))?;
+        if !current.same_terms(&newer) {
+            return Err(AgentError::Protocol(
+                "the collective changed its terms; subscribe again to consent to them".into(),
+            ));
+        }
+        self.wallet
+            .update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+                if let Some(s) = subs.collectives.get_mut(id) {
+                    s.manifest = signed.clone();
+                }
+                Ok(())
+            })?;
+        Ok(newer)
+    }
+
+    fn algorithm(&self, client: &Client, id: &str, sha256: &str) -> Result<Vec<u8>, AgentError> {
+        let safe = sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit());
+        if !safe {
+            return Err(AgentError::Protocol(format!("'{sha256}' is not a SHA-256")));
+        }
+        let path = self.cache_dir.join(format!("{sha256}.wasm"));
+        if let Ok(bytes) = std::fs::read(&path)
+            && hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256
+        {
+            return Ok(bytes);
+        }
+        let bytes = client.algorithm(id, sha256)?;
+        if hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256 {
+            // The component is the collective's code, not personal data; a
+            // failed cache write only means downloading it again.
+            let _ = std::fs::create_dir_all(&self.cache_dir)
+                .and_then(|()| std::fs::write(&path, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Handles one task: verify, run, send, log.
+    pub fn handle(
+        &self,
+        client: &Client,
+        id: &str,
+        _manifest: &Manifest,
+        task: &Signed<Task>,
+        report: &mut PassReport,
+    ) -> Result<(), AgentError> {
+        let me = self.me();
+        let policy = self.policy.clone();
+        let verified = self
+            .wallet
+            .update_document(LOG_FILE, |log: &mut AccessLog| {
+                let subs: Subscriptions = self.wallet.read_document(SUBSCRIPTIONS_FILE)?;
+                Ok(verify_task(
+                    &me,
+                    subs.collectives.get(id),
+                    id,
+                    task,
+                    log,
+                    &policy,
+                ))
+            })?;
+        let verified = match verified {
+            Ok(v) => v,
+            Err(denial) => {
+                report.denied.push(denial.to_string());
+                log_access(self.wallet, denied_record(id, task, &denial))?;
+                return Ok(());
+            }
+        };
+        let bytes = match self.algorithm(client, id, &verified.task.algorithm_sha256) {
+            Ok(b) => b,
+            Err(e) => {
+                let denial = Denial::AlgorithmRefused(e.to_string());
+                report.denied.push(denial.to_string());
+                log_access(self.wallet, denied_record(id, task, &denial))?;
+                return Ok(());
+            }
+        };
+        let records = self.wallet.records()?;
+        let handled = match run_task(
+            self.wallet.keys(),
+            &records,
+            &verified,
+            &bytes,
+            self.sandbox,
+        ) {
+            Ok(h) => h,
+            Err(denial) => {
+                report.denied.push(denial.to_string());
+                log_access(self.wallet, denied_record(id, task, &denial))?;
+                return Ok(());
+            }
+        };
+        let mut record = handled.record;
+        let sent = client.send_update(verified.task.update_url.as_deref(), id, &handled.envelope);
+        match sent {
+            Ok(response) => {
+                record.delivered = Some(response.accepted);
+                if let Some(receipt) = response.receipt {
+                    let (kept, _) = keep_receipts(self.wallet, id, &verified.manifest, &[receipt])?;
+                    report.receipts += kept;
+                }
+                if !response.accepted {
+                    report.errors.push(format!(
+                        "{id}: the update was not taken: {}",
+                        response.reason.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => {
+                record.delivered = Some(false);
+                report
+                    .errors
+                    .push(format!("{id}: sending the update failed: {e}"));
+            }
+        }
+        record.time_ms = now_ms();
+        log_access(self.wallet, record)?;
+        report.tasks_run += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,438 @@
+//! The commands for collectives: `subscribe`, `subscriptions`, `revoke`,
+//! `agent`, `log`, `earnings`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use c2ssi_protocol::{
+    Amount, EntryKind, Header, Manifest, PublicKey, Purpose, Signed, Signer, Subscription,
+    Unsubscription, check_requirement, collective_id, now_ms, payee_commitment, verify_chain,
+};
+use clap::Args;
+use wallet_host::agent::client::Client;
+use wallet_host::agent::worker::Worker;
+use wallet_host::agent::{
+    AccessLog, AgentPolicy, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE,
+    SubscriptionRecord, Subscriptions, check_receipt,
+};
+use wallet_host::sandbox::{Sandbox, SandboxLimits};
+
+use super::GlobalArgs;
+use super::unlock;
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// The collective's service, like http://127.0.0.1:8080
+    url: String,
+    /// The collective's id
+    collective: String,
+    /// Consent without asking (for scripts)
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    /// The collective's id
+    collective: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// One pass over the subscriptions, then exit
+    #[arg(long)]
+    once: bool,
+    /// Fuel limit per task
+    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
+    fuel: u64,
+    /// Memory limit per task, in MiB
+    #[arg(long, default_value_t = SandboxLimits::default().memory_bytes >> 20)]
+    memory_mib: usize,
+    /// Wall-clock limit per task, in milliseconds
+    #[arg(long, default_value_t = SandboxLimits::default().deadline.as_millis() as u64)]
+    timeout_ms: u64,
+    /// Longest wait between check-ins, in milliseconds
+    #[arg(long, default_value_t = 5_000)]
+    max_poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EarningsArgs {
+    /// Also check every receipt against the collective's public ledger
+    #[arg(long)]
+    online: bool,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn describe_manifest(m: &Manifest) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "collective   {} ({})\n",
+        m.name, m.header.collective_id
+    ));
+    s.push_str(&format!("task         {}\n", m.description));
+    s.push_str(&format!(
+        "pays         {} per access to your wallet (even if the algorithm fails on your data)\n",
+        m.rate
+    ));
+    s.push_str(&format!(
+        "privacy      the aggregator releases only averages of at least {} wallets\n",
+        m.min_batch
+    ));
+    s.push_str("needs\n");
+    for t in &m.requirements.tables {
+        s.push_str(&format!(
+            "  table {} (at least {} row(s)):\n",
+            t.table, t.min_rows
+        ));
+        for c in &t.columns {
+            s.push_str(&format!("    {:<24} {}\n", c.name, c.ty));
+        }
+    }
+    if m.allowed_algorithms.is_empty() {
+        s.push_str("algorithms   none yet (new ones are added to this manifest, signed)\n");
+    } else {
+        s.push_str("algorithms\n");
+        for a in &m.allowed_algorithms {
+            s.push_str(&format!(
+                "  {} {} (sha256 {})\n",
+                a.name, a.version, a.sha256
+            ));
+        }
+    }
+    s
+}
+
+pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.url);
+    let signed = client
+        .manifest(&args.collective)
+        .with_context(|| format!("fetching the manifest of {}", args.collective))?;
+    let manifest = signed
+        .open_any_time(Some(&signed.signer), Purpose::Manifest)
+        .context("the manifest's signature does not verify")?;
+    if manifest.collective_key != signed.signer
+        || collective_id(&manifest.collective_key) != args.collective
+        || manifest.header.collective_id != args.collective
+    {
+        bail!(
+            "the manifest is not signed by the key that collective id {} belongs to",
+            args.collective
+        );
+    }
+    print!("{}", describe_manifest(&manifest));
+
+    let wallet = unlock::open(g)?;
+    let records = wallet.records()?;
+    let mut all_met = true;
+    for t in &manifest.requirements.tables {
+        match check_requirement(t, records.tables.get(&t.table)) {
+            Ok(_) => println!("your data    table '{}' meets the requirements", t.table),
+            Err(problems) => {
+                all_met = false;
+                println!(
+                    "your data    table '{}' does not meet the requirements:",
+                    t.table
+                );
+                for p in problems {
+                    println!("  - {p}");
+                }
+            }
+        }
+    }
+    if !all_met {
+        println!(
+            "(you may subscribe anyway; accesses are paid only when the required data is there)"
+        );
+    }
+    let consent = format!(
+        "I let collective '{}' ({}) run the algorithms its signed manifest allows on the columns \
+         it requires, for {} per access, with batches of at least {}.",
+        manifest.name, manifest.header.collective_id, manifest.rate, manifest.min_batch
+    );
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("subscribing needs your consent: run in a terminal, or pass --yes");
+        }
+        print!("{consent}\nDo you consent? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not subscribed");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let subscription = Subscription {
+        header: Header::new(Purpose::Subscription, &args.collective, 10 * 60 * 1000),
+        wallet: Signer::public_key(wallet.keys()),
+        manifest_digest: hex::encode(signed.digest()),
+        consent,
+    };
+    let request = Signed::sign(&subscription, wallet.keys())?;
+    client
+        .subscribe(&args.collective, &request)
+        .context("the collective did not take the subscription")?;
+    wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        subs.collectives.insert(
+            args.collective.clone(),
+            SubscriptionRecord {
+                url: args.url.clone(),
+                manifest: signed.clone(),
+                subscribed_ms: now_ms(),
+                receipts_after: 0,
+            },
+        );
+        Ok(())
+    })?;
+    println!(
+        "subscribed to {}; the collective's key is stored in the wallet (revoke with `wallet revoke {}`)",
+        args.collective, args.collective
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn subscriptions(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let subs: Subscriptions = wallet.read_document(SUBSCRIPTIONS_FILE)?;
+    if subs.collectives.is_empty() {
+        println!("no subscriptions (subscribe with `wallet subscribe URL COLLECTIVE_ID`)");
+    }
+    for (id, record) in &subs.collectives {
+        let m = record.manifest()?;
+        println!(
+            "{id}\t{}\t{}\t{} per access\tmanifest v{}\t{} algorithms",
+            m.name,
+            record.url,
+            m.rate,
+            m.version,
+            m.allowed_algorithms.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn revoke(g: &GlobalArgs, args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    // The key goes first, and at once: from here every task of this
+    // collective is denied, whatever happens next.
+    let removed = wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        Ok(subs.collectives.remove(&args.collective))
+    })?;
+    let Some(record) = removed else {
+        bail!("not subscribed to {}", args.collective);
+    };
+    println!(
+        "deleted the key of {}: no task of it will run in this wallet again",
+        args.collective
+    );
+    let request = Signed::sign(
+        &Unsubscription {
+            header: Header::new(Purpose::Unsubscription, &args.collective, 10 * 60 * 1000),
+            wallet: Signer::public_key(wallet.keys()),
+        },
+        wallet.keys(),
+    )?;
+    match Client::new(&record.url).unsubscribe(&args.collective, &request) {
+        Ok(_) => println!("unsubscribed at {}", record.url),
+        Err(e) => eprintln!(
+            "warning: the collective was not told ({e}); it may still sample this wallet, \
+             but every task it sends is denied"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn agent(g: &GlobalArgs, args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let limits = SandboxLimits {
+        fuel: args.fuel,
+        memory_bytes: args.memory_mib << 20,
+        deadline: Duration::from_millis(args.timeout_ms),
+        ..SandboxLimits::default()
+    };
+    let sandbox = Sandbox::new(limits)?;
+    let worker = Worker::new(&wallet, &sandbox, AgentPolicy::default());
+    eprintln!("wallet agent {} running", wallet.id());
+    loop {
+        let report = worker.pass()?;
+        for d in &report.denied {
+            eprintln!("denied a task: {d}");
+        }
+        for e in &report.errors {
+            eprintln!("{e}");
+        }
+        if report.tasks_run > 0 || report.receipts > 0 {
+            eprintln!(
+                "ran {} task(s), kept {} receipt(s)",
+                report.tasks_run, report.receipts
+            );
+        }
+        if args.once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let wait = report
+            .retry_after_ms
+            .unwrap_or(args.max_poll_ms)
+            .min(args.max_poll_ms);
+        std::thread::sleep(Duration::from_millis(wait.max(50)));
+    }
+}
+
+pub(crate) fn log(g: &GlobalArgs, args: LogArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let log: AccessLog = wallet.read_document(LOG_FILE)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&log.records)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if log.records.is_empty() {
+        println!("no accesses yet");
+    }
+    for r in &log.records {
+        println!(
+            "{}  {}  job {} round {}  {} {}  fuel {}  {:.1} ms  {}{}",
+            r.time_ms,
+            r.collective_id,
+            r.job_id,
+            r.round,
+            if r.algorithm.is_empty() {
+                "?"
+            } else {
+                &r.algorithm
+            },
+            &r.algorithm_sha256.get(..12).unwrap_or(""),
+            r.fuel,
+            r.elapsed_ms,
+            r.outcome,
+            match r.delivered {
+                Some(true) => ", sent",
+                Some(false) => ", not delivered",
+                None => "",
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn earnings(g: &GlobalArgs, args: EarningsArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let me = PublicKey(wallet.keys().public_key());
+    let receipts: Receipts = wallet.read_document(RECEIPTS_FILE)?;
+    let subs: Subscriptions = wallet.read_document(SUBSCRIPTIONS_FILE)?;
+    let mut totals: std::collections::BTreeMap<String, (u64, Amount)> = Default::default();
+    let mut bad = 0;
+    let mut rows = Vec::new();
+    let mut ledgers: std::collections::BTreeMap<String, Vec<c2ssi_protocol::LedgerEntry>> =
+        Default::default();
+    for (id, signed) in &receipts.receipts {
+        // A receipt is checked with the ledger key of the manifest consented
+        // to; after a revocation, with the key the receipt names.
+        let manifest = subs.collectives.get(id).and_then(|s| s.manifest().ok());
+        let checked = match &manifest {
+            Some(m) => check_receipt(signed, m, &me),
+            None => signed
+                .open_any_time(None, Purpose::Receipt)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    if r.wallet == me {
+                        Ok(r)
+                    } else {
+                        Err("for another wallet".into())
+                    }
+                }),
+        };
+        let mut status = match &checked {
+            Ok(_) => "signature ok".to_string(),
+            Err(e) => format!("INVALID: {e}"),
+        };
+        if let (true, Ok(r), Some(record), Some(m)) =
+            (args.online, &checked, subs.collectives.get(id), &manifest)
+        {
+            if !ledgers.contains_key(id) {
+                let entries = Client::new(&record.url).ledger(id)?;
+                verify_chain(&entries, &m.ledger_key, id)
+                    .map_err(|e| anyhow::anyhow!("the ledger of {id} does not verify: {e}"))?;
+                ledgers.insert(id.clone(), entries);
+            }
+            let entry = ledgers[id].get((r.entry_seq as usize).wrapping_sub(1));
+            status = match entry {
+                Some(e) if e.hash == r.entry_hash => match &e.kind {
+                    EntryKind::Payment {
+                        payee_commitment: c,
+                        amount,
+                        job_id,
+                        round,
+                    } if *c == payee_commitment(&me, &r.payee_salt)
+                        && *amount == r.amount
+                        && *job_id == r.job_id
+                        && *round == r.round =>
+                    {
+                        "in the ledger".to_string()
+                    }
+                    _ => "INVALID: the ledger entry does not match".to_string(),
+                },
+                _ => "INVALID: not in the ledger".to_string(),
+            };
+        }
+        match &checked {
+            Ok(r) if !status.starts_with("INVALID") => {
+                let t = totals.entry(id.clone()).or_default();
+                t.0 += 1;
+                t.1 = t.1.checked_add(r.amount).unwrap_or(t.1);
+                rows.push(serde_json::json!({
+                    "collective": id, "job": r.job_id, "round": r.round, "amount": r.amount,
+                    "entry": r.entry_seq, "status": status,
+                }));
+            }
+            _ => {
+                bad += 1;
+                rows.push(serde_json::json!({ "collective": id, "status": status }));
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "receipts": rows,
+                "totals": totals.iter().map(|(k, (n, a))| (k.clone(), serde_json::json!({"accesses": n, "amount": a}))).collect::<serde_json::Map<_, _>>(),
+                "invalid": bad,
+            }))?
+        );
+    } else {
+        for row in &rows {
+            println!(
+                "{}  job {}  round {}  {}  entry {}  {}",
+                row["collective"].as_str().unwrap_or(""),
+                row["job"].as_str().unwrap_or("?"),
+                row["round"],
+                Amount(row["amount"].as_u64().unwrap_or(0)),
+                row["entry"],
+                row["status"].as_str().unwrap_or("")
+            );
+        }
+        for (id, (n, amount)) in &totals {
+            println!("total from {id}: {amount} for {n} accesses");
+        }
+        if rows.is_empty() {
+            println!("no receipts yet");
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
