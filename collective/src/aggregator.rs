@@ -7,7 +7,7 @@
 //! no method returns a single wallet's update.
 //!
 //! It runs inside the collective's service or as its own process (see
-//! `service::aggregator_app`); the collective drives it through
+//! `aggregator_process`); the collective drives it through
 //! [`Aggregator::open_round`] and [`Aggregator::close_round`] either way.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use age::secrecy::ExposeSecret;
 use c2ssi_guest_sdk::Metric;
 use c2ssi_protocol::{
-    AggregationRule, BatchCounts, BatchResult, DpReport, DpSpec, Header, Outcome, PublicKey,
-    Purpose, Signed, Signer, SigningKey, UpdateEnvelope, UpdatePayload, now_ms,
+    AccessReport, AggregationRule, BatchCounts, BatchResult, DpReport, DpSpec, Header, Outcome,
+    PublicKey, Purpose, Signed, Signer, SigningKey, UpdateEnvelope, UpdatePayload, now_ms,
 };
 
 use crate::aggregation::{self, privacy};
@@ -260,6 +260,23 @@ impl Aggregator {
                 counts: BatchCounts::default(),
             },
         );
+    }
+
+    /// Signs a report of an envelope this aggregator took, for the ledger
+    /// of a service in another process to pay (the wallet's own signed
+    /// envelope is the evidence).
+    pub fn report_access(
+        &self,
+        collective_id: &str,
+        envelope: &Signed<UpdateEnvelope>,
+    ) -> Result<Signed<AccessReport>> {
+        Ok(Signed::sign(
+            &AccessReport {
+                header: Header::new(Purpose::AccessReport, collective_id, 5 * 60 * 1000),
+                envelope: envelope.clone(),
+            },
+            &self.keys.signing,
+        )?)
     }
 
     /// Whether the round is open.

@@ -19,8 +19,8 @@ use c2ssi_guest_sdk::{FEATURES, LABEL, Metric, Params};
 use c2ssi_protocol::{
     AccessReport, Amount, BatchCounts, BatchResult, CheckIn, CheckInResponse, Command,
     CreateCollective, EntryKind, Header, JobSpec, LedgerEntry, LedgerSummary, Manifest,
-    OperatorCommand, PublicKey, Purpose, Receipt, Signed, Subscription, Task, Unsubscription,
-    UpdateEnvelope, UpdateResponse, now_ms,
+    OperatorCommand, PublicKey, Purpose, Receipt, Signed, SigningKey, Subscription, Task,
+    Unsubscription, UpdateEnvelope, UpdateResponse, now_ms,
 };
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,11 @@ use crate::registry::{Registry, ServiceKeys};
 pub trait AggregatorHandle: Send + Sync + fmt::Debug {
     /// The key batch results are signed with, and the recipient updates are sealed to.
     fn keys(&self) -> (PublicKey, String);
-    /// Opens a round for the assigned wallets (each with its task's digest).
+    /// Opens a round for the assigned wallets (each with its task's digest);
+    /// `signer` is the collective's key, which an aggregator elsewhere checks.
     fn open_round(
         &self,
+        signer: &SigningKey,
         key: RoundKey,
         assigned: Vec<(PublicKey, String)>,
         model_len: usize,
@@ -50,11 +52,10 @@ pub trait AggregatorHandle: Send + Sync + fmt::Debug {
     /// Closes a round.
     fn close_round(
         &self,
+        signer: &SigningKey,
         key: &RoundKey,
         spec: &CloseSpec,
     ) -> Result<Signed<BatchResult>, CloseError>;
-    /// Drops a round.
-    fn abandon_round(&self, key: &RoundKey) -> Result<()>;
     /// Takes an envelope, when the aggregator runs in this process; `None`
     /// when wallets send their updates to an aggregator elsewhere.
     fn submit(
@@ -70,6 +71,7 @@ impl AggregatorHandle for Aggregator {
     }
     fn open_round(
         &self,
+        _signer: &SigningKey,
         key: RoundKey,
         assigned: Vec<(PublicKey, String)>,
         model_len: usize,
@@ -82,14 +84,11 @@ impl AggregatorHandle for Aggregator {
     }
     fn close_round(
         &self,
+        _signer: &SigningKey,
         key: &RoundKey,
         spec: &CloseSpec,
     ) -> Result<Signed<BatchResult>, CloseError> {
         Aggregator::close_round(self, key, spec)
-    }
-    fn abandon_round(&self, key: &RoundKey) -> Result<()> {
-        Aggregator::abandon_round(self, key);
-        Ok(())
     }
     fn submit(
         &self,
@@ -262,7 +261,7 @@ impl Coordinator {
     /// A coordinator over `db`, whose ledger signs with `ledger_key`.
     pub fn new(
         db: Database,
-        ledger_key: Arc<c2ssi_protocol::SigningKey>,
+        ledger_key: Arc<SigningKey>,
         sandbox: Arc<Sandbox>,
         aggregator: Arc<dyn AggregatorHandle>,
         config: CoordinatorConfig,
@@ -279,7 +278,7 @@ impl Coordinator {
     }
 
     /// The service's ledger key, loaded from the database or created.
-    pub fn ledger_key(db: &Database) -> Result<c2ssi_protocol::SigningKey> {
+    pub fn ledger_key(db: &Database) -> Result<SigningKey> {
         let existing: Option<Vec<u8>> = db.read(|c| {
             Ok(c.query_row(
                 "SELECT pkcs8 FROM service_keys WHERE name = 'ledger'",
@@ -289,9 +288,9 @@ impl Coordinator {
             .optional()?)
         })?;
         if let Some(pkcs8) = existing {
-            return Ok(c2ssi_protocol::SigningKey::from_pkcs8(&pkcs8)?);
+            return Ok(SigningKey::from_pkcs8(&pkcs8)?);
         }
-        let key = c2ssi_protocol::SigningKey::generate()?;
+        let key = SigningKey::generate()?;
         db.write(|tx| {
             tx.execute(
                 "INSERT INTO service_keys (name, pkcs8) VALUES ('ledger', ?1)",
@@ -907,6 +906,7 @@ impl Coordinator {
             Ok(())
         })?;
         self.aggregator.open_round(
+            &key,
             RoundKey {
                 collective_id: collective_id.clone(),
                 job_id: job_id.to_string(),
@@ -919,6 +919,28 @@ impl Coordinator {
             round,
             sampled: sampled.len(),
             deadline_ms: deadline,
+        })
+    }
+
+    /// Every task of a round, undelivered ones marked delivered: the
+    /// distributor pushing tasks to wallets in this process (the simulation).
+    /// Not part of the HTTP API, which never says who was sampled.
+    pub fn push_tasks(&self, job_id: &str, round: u32) -> Result<Vec<(PublicKey, Signed<Task>)>> {
+        self.db.write(|tx| {
+            let rows: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT wallet, task FROM assignments WHERE job_id = ?1 AND round = ?2 AND delivered = 0",
+                )?;
+                let rows = stmt.query_map(params![job_id, round], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            tx.execute(
+                "UPDATE assignments SET delivered = 1 WHERE job_id = ?1 AND round = ?2",
+                params![job_id, round],
+            )?;
+            rows.into_iter()
+                .map(|(w, t)| Ok((PublicKey::from_hex(&w)?, serde_json::from_str(&t)?)))
+                .collect()
         })
     }
 
@@ -959,7 +981,8 @@ impl Coordinator {
             sampling_rate: (sampled as f64 / subscribers as f64).min(1.0),
             rounds_before: job.dp_rounds,
         };
-        let outcome = self.aggregator.close_round(&key, &spec);
+        let signer = self.registry.collective_key(&collective_id)?;
+        let outcome = self.aggregator.close_round(&signer, &key, &spec);
         let model = self.models.get(&collective_id, &job.model_hash)?;
         match outcome {
             Ok(signed) => {

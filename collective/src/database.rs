@@ -132,10 +132,23 @@ pub struct Database {
 
 impl Database {
     /// Opens (creating if needed) `path` and brings its schema up to date.
+    /// Every commit is synced to disk before it returns.
     pub fn open(path: &Path) -> Result<Database, CollectiveError> {
+        Database::open_with(path, true)
+    }
+
+    /// Like [`Database::open`]; with `durable` false, commits are synced at
+    /// WAL checkpoints only (SQLite's `synchronous = NORMAL`): still never
+    /// corrupt, but the last commits may be lost on power failure. The
+    /// simulation uses it; a service never does.
+    pub fn open_with(path: &Path, durable: bool) -> Result<Database, CollectiveError> {
         let conn = Connection::open(path)
             .map_err(|e| CollectiveError::Database(format!("opening {}: {e}", path.display())))?;
-        Database::setup(conn)
+        let db = Database::setup(conn)?;
+        if !durable {
+            db.lock().pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        Ok(db)
     }
 
     /// A private in-memory database (the simulation).

@@ -4,12 +4,14 @@
 //! - [`distributor`]: which wallets get a task in a round;
 //! - [`aggregator`]: a role of its own that opens sealed updates in memory,
 //!   filters them ([`aggregation`]: the robust rules and differential privacy)
-//!   and signs batch results;
+//!   and signs batch results, in the service or as its own process
+//!   ([`aggregator_process`]);
 //! - [`ledger`]: append-only, hash-chained, signed payments and records;
 //! - [`models`]: the server optimizer and content-addressed model versions;
 //! - [`coordinator`]: the operations of a service over all of these, and
 //!   [`runner`]: the rounds of running jobs;
 //! - [`http`] and [`service`]: the JSON API and the process around it;
+//! - [`simulate`]: the whole loop in one process over a real dataset.
 //!
 //! State lives in SQLite ([`database`]). The wire protocol is the light
 //! `c2ssi-protocol` crate, shared with wallets.
@@ -18,6 +20,7 @@
 
 pub mod aggregation;
 pub mod aggregator;
+pub mod aggregator_process;
 pub mod coordinator;
 pub mod database;
 pub mod distributor;
@@ -28,3 +31,4 @@ pub mod models;
 pub mod registry;
 pub mod runner;
 pub mod service;
+pub mod simulate;

@@ -25,8 +25,6 @@ pub fn open_local(
     config: CoordinatorConfig,
     limits: SandboxLimits,
 ) -> Result<Arc<Coordinator>> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| CollectiveError::Internal(format!("{}: {e}", data_dir.display())))?;
     let keys = AggregatorKeys::load_or_create(&data_dir.join("aggregator"))?;
     open_with(data_dir, config, limits, Arc::new(Aggregator::new(keys)))
 }
@@ -38,6 +36,8 @@ pub fn open_with(
     limits: SandboxLimits,
     aggregator: Arc<dyn AggregatorHandle>,
 ) -> Result<Arc<Coordinator>> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| CollectiveError::Internal(format!("{}: {e}", data_dir.display())))?;
     let db = Database::open(&data_dir.join(DATABASE_FILE))?;
     let ledger_key = Arc::new(Coordinator::ledger_key(&db)?);
     let sandbox = Arc::new(

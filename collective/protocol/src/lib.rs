@@ -30,9 +30,9 @@ pub use manifest::{
     check_requirement, collective_id,
 };
 pub use messages::{
-    AccessReport, AggregationRule, Attestation, BatchCounts, BatchResult, CheckIn, CheckInResponse,
-    CloseRound, Command, CreateCollective, DpReport, DpSpec, JobSpec, OperatorCommand, Receipt,
-    Subscription, Task, Unsubscription, UpdateEnvelope, UpdateResponse,
+    AccessReport, AggregationRule, Assignment, Attestation, BatchCounts, BatchResult, CheckIn,
+    CheckInResponse, CloseRound, Command, CreateCollective, DpReport, DpSpec, JobSpec, OpenRound,
+    OperatorCommand, Receipt, Subscription, Task, Unsubscription, UpdateEnvelope, UpdateResponse,
 };
 pub use seal::{Outcome, UpdatePayload};
 pub use signing::{

@@ -162,7 +162,7 @@ impl FromStr for AggregationRule {
             },
             "centered-clipping" => AggregationRule::CenteredClipping {
                 radius: number(1, 1.0, "radius")?,
-                iterations: count(2)?.unwrap_or(3),
+                iterations: count(2)?.unwrap_or(10),
             },
             other => {
                 return Err(format!(
@@ -400,6 +400,31 @@ pub struct BatchResult {
     pub dp: Option<DpReport>,
 }
 
+/// A wallet assigned to a round, and the digest of the task it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The wallet.
+    pub wallet: PublicKey,
+    /// Hex SHA-256 of its signed task.
+    pub task_digest: String,
+}
+
+/// The collective asks an aggregator (in another process) to open a round
+/// for the wallets it sent tasks to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRound {
+    /// Purpose `open-round`.
+    pub header: Header,
+    /// The job.
+    pub job_id: String,
+    /// The round.
+    pub round: u32,
+    /// The model's length: every update must have it.
+    pub model_len: u32,
+    /// Who may send an update, for which task.
+    pub assigned: Vec<Assignment>,
+}
+
 /// The collective asks an aggregator (in another process) to close a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloseRound {
@@ -413,8 +438,6 @@ pub struct CloseRound {
     pub rule: AggregationRule,
     /// The smallest batch to release.
     pub min_batch: u32,
-    /// The model's length.
-    pub model_len: u32,
     /// The previous aggregate (for centered clipping).
     pub previous: Option<Vec<f32>>,
     /// Differential privacy.
@@ -457,6 +480,7 @@ message!(
     Receipt,
     BatchResult,
     CloseRound,
+    OpenRound,
     AccessReport,
 );
 

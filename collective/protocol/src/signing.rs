@@ -175,6 +175,8 @@ pub enum Purpose {
     AccessReport,
     /// The aggregator asked to close a round (signed by the collective).
     CloseRound,
+    /// The aggregator asked to open a round (signed by the collective).
+    OpenRound,
 }
 
 impl Purpose {
@@ -192,6 +194,7 @@ impl Purpose {
             Purpose::BatchResult => b"batch-result",
             Purpose::AccessReport => b"access-report",
             Purpose::CloseRound => b"close-round",
+            Purpose::OpenRound => b"open-round",
         }
     }
 }

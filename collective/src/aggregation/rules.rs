@@ -269,15 +269,20 @@ pub fn centered_clipping(
     Ok(v.into_iter().map(|x| x as f32).collect())
 }
 
-/// Applies `rule` to a batch. `previous` is the last round's aggregate
-/// (centered clipping's starting point; zeros when there is none).
+/// Applies `rule` to a batch. `previous` is the last round's aggregate;
+/// no rule uses it now. Centered clipping used it as its starting center
+/// (as Karimireddy et al. do with worker momentum), but with raw per-round
+/// deltas, which shrink as training converges, that makes the aggregate an
+/// integrator that a 30% sign-flip drives to divergence (measured: MSE
+/// 10^7 on diabetes). It starts from the batch's coordinate-wise median
+/// instead and iterates towards its fixed point.
 pub fn aggregate(
     rule: &AggregationRule,
     updates: &[Vec<f32>],
     weights: &[f64],
     previous: Option<&[f32]>,
 ) -> Result<Aggregate, AggregationError> {
-    let d = check(updates, weights)?;
+    check(updates, weights)?;
     let n = updates.len();
     let (update, report, contributors) = match rule {
         AggregationRule::Mean => (
@@ -331,8 +336,8 @@ pub fn aggregate(
             )
         }
         AggregationRule::CenteredClipping { radius, iterations } => {
-            let zeros = vec![0.0f32; d];
-            let center = previous.filter(|p| p.len() == d).unwrap_or(&zeros);
+            let _ = previous;
+            let center = &median(updates)?;
             let clipped = updates
                 .iter()
                 .filter(|u| squared_distance(u, center).sqrt() > *radius)
@@ -413,7 +418,7 @@ mod tests {
         /// A bounded number of arbitrary outliers moves each robust rule by a
         /// bounded amount: the result stays within the honest updates' range
         /// (median, trimmed mean), among them (Multi-Krum), or within the
-        /// radius budget of the center (centered clipping).
+        /// radius budget of its starting center, the median (centered clipping).
         #[test]
         fn outliers_move_robust_rules_boundedly(
             (honest, _) in batch(6),
@@ -441,7 +446,8 @@ mod tests {
             }
             let radius = 1.5;
             let c = aggregate(&AggregationRule::CenteredClipping { radius, iterations: 4 }, &all, &w, None).unwrap();
-            prop_assert!(norm(&c.update) <= 4.0 * radius + 1e-3, "centered clipping moved {}", norm(&c.update));
+            let moved = squared_distance(&c.update, &m.update).sqrt();
+            prop_assert!(moved <= 4.0 * radius + 1e-3, "centered clipping moved {moved} from the median");
             let cm = aggregate(&AggregationRule::ClippedMean { clip_norm: 2.0 }, &all, &w, None).unwrap();
             prop_assert!(norm(&cm.update) <= 2.0 + 1e-3);
         }

@@ -1,8 +1,10 @@
 //! The `collective` command line: flags defined once here, one module per
 //! group of commands.
 
+mod aggregator;
 mod operator;
 mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +52,8 @@ pub(crate) struct Target {
 enum Command {
     /// Run the collective's service (HTTP API, aggregator, ledger, job runner)
     Serve(serve::ServeArgs),
+    /// Run the aggregator as its own process (wallets send their updates to it)
+    Aggregator(aggregator::AggregatorArgs),
     /// Create a collective from a manifest file
     Create(operator::CreateArgs),
     /// Add budget to a collective
@@ -71,6 +75,8 @@ enum Command {
     /// The ledger
     #[command(subcommand)]
     Ledger(operator::LedgerCommand),
+    /// Run the whole loop in one process on a real dataset
+    Simulate(Box<simulate::SimulateArgs>),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -90,6 +96,7 @@ pub(crate) fn init_logging(verbose: u8) {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(args),
+        Command::Aggregator(args) => aggregator::aggregator(args),
         Command::Create(args) => operator::create(args),
         Command::Deposit(args) => operator::deposit(args),
         Command::Algorithm(cmd) => operator::algorithm(cmd),
@@ -99,5 +106,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => operator::stop(args),
         Command::Model(cmd) => operator::model(cmd),
         Command::Ledger(cmd) => operator::ledger(cmd),
+        Command::Simulate(args) => simulate::simulate(*args),
     }
 }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use collective::aggregator_process::RemoteAggregator;
 use collective::coordinator::CoordinatorConfig;
 use wallet_host::sandbox::SandboxLimits;
 
@@ -22,16 +24,32 @@ pub(crate) struct ServeArgs {
     /// How long wallet agents wait between check-ins, in milliseconds
     #[arg(long, default_value_t = 500)]
     checkin_retry_ms: u64,
+    /// An aggregator in its own process (`collective aggregator`), instead
+    /// of one inside this service; wallets send their updates there
+    #[arg(long, value_name = "URL")]
+    aggregator: Option<String>,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = CoordinatorConfig {
+    let mut config = CoordinatorConfig {
         liveness_ms: args.liveness_ms,
         checkin_retry_ms: args.checkin_retry_ms,
         update_url: None,
     };
-    let coordinator = collective::service::open_local(&args.data, config, SandboxLimits::default())
-        .with_context(|| format!("opening the service in {}", args.data.display()))?;
+    let coordinator = match &args.aggregator {
+        None => collective::service::open_local(&args.data, config, SandboxLimits::default()),
+        Some(url) => {
+            let remote = RemoteAggregator::connect(url)?;
+            config.update_url = Some(remote.url().to_string());
+            collective::service::open_with(
+                &args.data,
+                config,
+                SandboxLimits::default(),
+                Arc::new(remote),
+            )
+        }
+    }
+    .with_context(|| format!("opening the service in {}", args.data.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -281,22 +281,29 @@ pub struct Handled {
     pub record: AccessRecord,
 }
 
+/// A task's result before it is sealed: the attestation, the update (none
+/// when the data was missing) and the log entry.
+#[derive(Debug)]
+pub struct Computed {
+    /// The wallet's statement about its data.
+    pub attestation: Attestation,
+    /// The update, when the data was present.
+    pub payload: Option<UpdatePayload>,
+    /// The log entry.
+    pub record: AccessRecord,
+}
+
 /// Runs a verified task: checks the wallet's data against the requirement
-/// (an envelope saying the data is missing, when it is), runs the algorithm
-/// in the sandbox on the required columns only, seals the update and signs
-/// the envelope. `algorithm` is the component's bytes.
-pub fn run_task(
-    keys: &WalletKeys,
+/// (only an attestation that the data is missing, when it is), and runs the
+/// algorithm in the sandbox on the required columns only. `algorithm` is the
+/// component's bytes.
+pub fn compute(
     records: &Records,
     verified: &VerifiedTask,
     algorithm: &[u8],
     sandbox: &Sandbox,
-) -> Result<Handled, Denial> {
-    let VerifiedTask {
-        task,
-        digest,
-        manifest,
-    } = verified;
+) -> Result<Computed, Denial> {
+    let VerifiedTask { task, manifest, .. } = verified;
     let name = manifest
         .allows(&task.algorithm_sha256)
         .map(|a| a.name.clone())
@@ -320,7 +327,6 @@ pub fn run_task(
         ))
     })?;
     let own = records.tables.get(&task.table);
-    let checked = check_requirement(requirement, own);
     let attestation = |present: bool, rows: usize, problems: Vec<String>| Attestation {
         requirements_digest: manifest.requirements.digest(),
         table: task.table.clone(),
@@ -328,65 +334,87 @@ pub fn run_task(
         present,
         problems,
     };
-    let (attestation, sealed) = match checked {
+    let table = match check_requirement(requirement, own) {
         Err(problems) => {
             record.outcome = "data-missing".into();
-            (
-                attestation(false, own.map_or(0, |t| t.row_count), problems),
-                String::new(),
-            )
+            return Ok(Computed {
+                attestation: attestation(false, own.map_or(0, |t| t.row_count), problems),
+                payload: None,
+                record,
+            });
         }
-        Ok(table) => {
-            if c2ssi_protocol::sha256(algorithm) != hex_digest(&task.algorithm_sha256) {
-                return Err(Denial::AlgorithmRefused(
-                    "its bytes do not match the SHA-256 in the task".into(),
-                ));
+        Ok(table) => table,
+    };
+    if c2ssi_protocol::sha256(algorithm) != hex_digest(&task.algorithm_sha256) {
+        return Err(Denial::AlgorithmRefused(
+            "its bytes do not match the SHA-256 in the task".into(),
+        ));
+    }
+    let component = sandbox
+        .load(algorithm)
+        .map_err(|e| Denial::AlgorithmRefused(e.to_string()))?;
+    let report = sandbox.train(
+        &component,
+        &task.model,
+        &task.params,
+        &table,
+        task.seed,
+        task.clip_norm,
+    );
+    record.fuel = report.stats.fuel_used;
+    record.elapsed_ms = report.stats.elapsed.as_secs_f64() * 1e3;
+    let payload = match report.result {
+        Ok(checked) => {
+            record.outcome = "trained".into();
+            UpdatePayload {
+                outcome: Outcome::Trained,
+                delta: checked.update.delta,
+                examples: checked.update.examples,
+                metrics: checked.update.metrics,
             }
-            let component = sandbox
-                .load(algorithm)
-                .map_err(|e| Denial::AlgorithmRefused(e.to_string()))?;
-            let report = sandbox.train(
-                &component,
-                &task.model,
-                &task.params,
-                &table,
-                task.seed,
-                task.clip_norm,
-            );
-            record.fuel = report.stats.fuel_used;
-            record.elapsed_ms = report.stats.elapsed.as_secs_f64() * 1e3;
-            let payload = match report.result {
-                Ok(checked) => {
-                    record.outcome = "trained".into();
-                    UpdatePayload {
-                        outcome: Outcome::Trained,
-                        delta: checked.update.delta,
-                        examples: checked.update.examples,
-                        metrics: checked.update.metrics,
-                    }
-                }
-                Err(e) => {
-                    record.outcome = format!("failed: {}", failure(&e));
-                    UpdatePayload {
-                        outcome: Outcome::Failed {
-                            kind: e.kind().to_string(),
-                        },
-                        delta: Vec::new(),
-                        examples: 0,
-                        metrics: Vec::new(),
-                    }
-                }
-            };
+        }
+        Err(e) => {
+            record.outcome = format!("failed: {}", failure(&e));
+            UpdatePayload {
+                outcome: Outcome::Failed {
+                    kind: e.kind().to_string(),
+                },
+                delta: Vec::new(),
+                examples: 0,
+                metrics: Vec::new(),
+            }
+        }
+    };
+    Ok(Computed {
+        attestation: attestation(true, table.row_count, Vec::new()),
+        payload: Some(payload),
+        record,
+    })
+}
+
+/// Seals a computed update to the aggregator and signs the envelope.
+pub fn seal(
+    keys: &WalletKeys,
+    verified: &VerifiedTask,
+    computed: Computed,
+) -> Result<Handled, Denial> {
+    let VerifiedTask {
+        task,
+        digest,
+        manifest,
+    } = verified;
+    let sealed = match &computed.payload {
+        None => String::new(),
+        Some(payload) => {
             let recipient: age::x25519::Recipient =
                 manifest.aggregator_recipient.parse().map_err(|e| {
                     Denial::Forged(format!(
                         "the manifest's aggregator recipient is invalid: {e}"
                     ))
                 })?;
-            let sealed = payload
+            payload
                 .seal(&recipient)
-                .map_err(|e| Denial::Policy(format!("sealing failed: {e}")))?;
-            (attestation(true, table.row_count, Vec::new()), sealed)
+                .map_err(|e| Denial::Policy(format!("sealing failed: {e}")))?
         }
     };
     let envelope = UpdateEnvelope {
@@ -399,12 +427,27 @@ pub fn run_task(
         round: task.round,
         wallet: Signer::public_key(keys),
         task_digest: digest.clone(),
-        attestation,
+        attestation: computed.attestation,
         sealed,
     };
     let envelope = Signed::sign(&envelope, keys)
         .map_err(|e| Denial::Policy(format!("signing failed: {e}")))?;
-    Ok(Handled { envelope, record })
+    Ok(Handled {
+        envelope,
+        record: computed.record,
+    })
+}
+
+/// [`compute`] then [`seal`]: what an honest agent does with a verified task.
+pub fn run_task(
+    keys: &WalletKeys,
+    records: &Records,
+    verified: &VerifiedTask,
+    algorithm: &[u8],
+    sandbox: &Sandbox,
+) -> Result<Handled, Denial> {
+    let computed = compute(records, verified, algorithm, sandbox)?;
+    seal(keys, verified, computed)
 }
 
 fn failure(e: &TaskError) -> String {

@@ -1,0 +1,136 @@
+//! Killing the collective's service (SIGKILL) in the middle of a job and
+//! starting it again loses no model version and no ledger entry, and pays no
+//! access twice.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::support::{
+    Service, WalletDir, eventually, run_ok, serve_command, start_server, wallets,
+};
+
+#[test]
+fn a_killed_service_restarts_without_losing_or_repeating_anything() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut service = Service::start(dir.path(), "10", None);
+    let people = wallets(dir.path(), "c", 200, 8);
+    for w in &people {
+        w.subscribe(&service.url, &service.collective);
+    }
+    let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
+    let job = service.train(&[
+        "--rounds",
+        "6",
+        "--wallets-per-round",
+        "8",
+        "--k",
+        "5",
+        "--deadline-ms",
+        "60000",
+        "--budget",
+        "1",
+    ]);
+    eventually("two rounds to close", || {
+        (service.status(&job)["rounds_done"].as_u64() >= Some(2)).then_some(())
+    });
+    service.process.kill();
+
+    // What the database holds after the crash.
+    let db = service.data.join("state.db");
+    let before = run_ok(service.operator(&["ledger", "verify", "--db"]).arg(&db));
+    assert!(before.contains("verifies"), "{before}");
+    let ledger_before: Vec<(u64, String)> = {
+        let db = collective::database::Database::open(&db).expect("the database");
+        collective::ledger::read_entries(&db, &service.collective)
+            .expect("the entries")
+            .into_iter()
+            .map(|e| (e.seq, e.hash))
+            .collect()
+    };
+    assert!(!ledger_before.is_empty());
+
+    // The same address again: the wallets know the service by it.
+    let address = service.url.trim_start_matches("http://").to_string();
+    let (process, url) = start_server(
+        serve_command(&service.data, &address, None),
+        "collective serve (restarted)",
+    );
+    service.process = process;
+    assert_eq!(url, service.url);
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+    // The round the crash interrupted was abandoned (its updates, held in
+    // the aggregator's memory only, are gone); the others were released.
+    let done = status["rounds_done"].as_u64().expect("rounds done");
+    assert!((5..=6).contains(&done), "{status:#}");
+
+    // Every entry from before the crash is still there, unchanged, at its place.
+    let ledger = service.ledger();
+    for (seq, hash) in &ledger_before {
+        let entry = ledger
+            .iter()
+            .find(|e| e["seq"].as_u64() == Some(*seq))
+            .unwrap_or_else(|| panic!("entry {seq} was lost"));
+        assert_eq!(
+            entry["hash"].as_str(),
+            Some(hash.as_str()),
+            "entry {seq} changed"
+        );
+    }
+    service.verify_ledger();
+
+    // No access paid twice, in the ledger or in the wallets' receipts.
+    let paid: Vec<(String, u64, String)> = ledger
+        .iter()
+        .filter(|e| e["kind"]["kind"] == "payment")
+        .map(|e| {
+            (
+                e["kind"]["job_id"].to_string(),
+                e["kind"]["round"].as_u64().unwrap_or(u64::MAX),
+                e["kind"]["payee_commitment"].to_string(),
+            )
+        })
+        .collect();
+    let unique: HashSet<_> = paid.iter().collect();
+    assert_eq!(unique.len(), paid.len(), "an access was paid twice");
+    for w in &people {
+        let earnings = w.earnings();
+        let mine: Vec<(String, u64)> = earnings["receipts"]
+            .as_array()
+            .expect("receipts")
+            .iter()
+            .map(|r| (r["job"].to_string(), r["round"].as_u64().unwrap_or(0)))
+            .collect();
+        let unique: HashSet<_> = mine.iter().collect();
+        assert_eq!(
+            unique.len(),
+            mine.len(),
+            "a wallet holds two receipts for one access"
+        );
+    }
+
+    // Every model version of the ledger can still be fetched, and one per
+    // released round plus the initial one exists.
+    let client = wallet_host::agent::client::Client::new(&service.url);
+    let models: Vec<Value> = client
+        .get(&format!(
+            "/collectives/{}/models?job={job}",
+            service.collective
+        ))
+        .expect("model list");
+    let hashes: HashSet<&str> = models.iter().filter_map(|m| m["hash"].as_str()).collect();
+    for e in ledger
+        .iter()
+        .filter(|e| e["kind"]["kind"] == "model-version")
+    {
+        let hash = e["kind"]["model_hash"].as_str().expect("a hash");
+        if e["kind"]["job_id"].as_str() == Some(job.as_str()) {
+            assert!(
+                hashes.contains(hash),
+                "model {hash} of the ledger is missing"
+            );
+        }
+    }
+    assert_eq!(models.len() as u64, done + 1, "{models:#?}");
+}

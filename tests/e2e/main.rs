@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `collective` and `wallet` binaries, talking
+//! HTTP on 127.0.0.1, as their users run them.
+
+mod crash;
+mod meddling;
+mod proxy;
+mod support;
+mod training;

@@ -1,0 +1,211 @@
+//! A man in the middle between a wallet agent and the collective: tasks that
+//! are forged, signed by another key, expired or replayed are denied by the
+//! wallet (and never run); an update that is duplicated or tampered with on
+//! its way is rejected by the aggregator (and never paid).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use c2ssi_protocol::{Purpose, Signed, SigningKey, Task, new_nonce, now_ms};
+use serde_json::Value;
+
+use crate::proxy::{self, Meddler};
+use crate::support::{Service, WalletDir, eventually, wallets};
+
+/// Hands the wallet its first real task, then, one per check-in, a forged
+/// copy, one signed by a stranger, an expired one signed by the collective,
+/// and the first again; duplicates and tampers with the wallet's first update.
+struct Attacker {
+    collective_key: SigningKey,
+    state: Mutex<AttackerState>,
+}
+
+#[derive(Default)]
+struct AttackerState {
+    first_task: bool,
+    injections: VecDeque<Value>,
+    update_answers: Vec<(&'static str, u16, Value)>,
+}
+
+fn signed_json(task: &Task, key: &SigningKey) -> Value {
+    let signed = Signed::sign(task, key).expect("signing");
+    serde_json::to_value(&signed).expect("JSON")
+}
+
+impl Attacker {
+    fn injections(&self, real: &Value) -> VecDeque<Value> {
+        let signed: Signed<Task> = serde_json::from_value(real.clone()).expect("a signed task");
+        let body = signed
+            .open_any_time(None, Purpose::Task)
+            .expect("the real task verifies");
+
+        // 1. The same signature over a changed body: the seed is the attacker's.
+        let mut forged = real.clone();
+        let mut payload: Value =
+            serde_json::from_str(real["payload"].as_str().expect("payload")).expect("JSON");
+        payload["seed"] = Value::from(666u64);
+        forged["payload"] = Value::String(payload.to_string());
+
+        // 2. A well-formed task signed by a key that is not the collective's.
+        let mut stranger = body.clone();
+        stranger.header.nonce = new_nonce();
+        let stranger = signed_json(&stranger, &SigningKey::generate().expect("a key"));
+
+        // 3. Signed by the collective itself, but expired.
+        let mut expired = body.clone();
+        expired.header.nonce = new_nonce();
+        expired.header.issued_at_ms = now_ms() - 120_000;
+        expired.header.expires_at_ms = now_ms() - 60_000;
+        let expired = signed_json(&expired, &self.collective_key);
+
+        // 4. The very task the wallet already ran.
+        VecDeque::from([forged, stranger, expired, real.clone()])
+    }
+}
+
+impl Meddler for Attacker {
+    fn check_in(&self, mut answer: Value) -> Value {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !answer["task"].is_null() {
+            if !state.first_task {
+                state.first_task = true;
+                state.injections = self.injections(&answer["task"]);
+            }
+            return answer;
+        }
+        if let Some(task) = state.injections.pop_front() {
+            answer["task"] = task;
+        }
+        answer
+    }
+
+    fn update(&self, body: Value, forward: &dyn Fn(&Value) -> (u16, Value)) -> (u16, Value) {
+        let first = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update_answers
+            .is_empty();
+        let (status, answer) = forward(&body);
+        if first {
+            let duplicate = forward(&body);
+            let mut tampered = body.clone();
+            let mut payload: Value =
+                serde_json::from_str(body["payload"].as_str().expect("payload")).expect("JSON");
+            payload["round"] = Value::from(payload["round"].as_u64().unwrap_or(0) + 1);
+            tampered["payload"] = Value::String(payload.to_string());
+            let tampered = forward(&tampered);
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state
+                .update_answers
+                .push(("original", status, answer.clone()));
+            state
+                .update_answers
+                .push(("duplicate", duplicate.0, duplicate.1));
+            state
+                .update_answers
+                .push(("tampered", tampered.0, tampered.1));
+        }
+        (status, answer)
+    }
+}
+
+#[test]
+fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let service = Service::start(dir.path(), "10", None);
+    let collective_key = {
+        let db = collective::database::Database::open(&service.data.join("state.db"))
+            .expect("the service's database");
+        collective::registry::Registry::new(db)
+            .collective_key(&service.collective)
+            .expect("the collective's key")
+    };
+    let attacker = Arc::new(Attacker {
+        collective_key,
+        state: Mutex::default(),
+    });
+    let proxy = proxy::start(&service.url, attacker.clone());
+
+    let people = wallets(dir.path(), "m", 300, 5);
+    // The victim reaches the collective only through the attacker.
+    people[0].subscribe(&proxy.url, &service.collective);
+    for w in &people[1..] {
+        w.subscribe(&service.url, &service.collective);
+    }
+    let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
+    let job = service.train(&[
+        "--rounds",
+        "2",
+        "--wallets-per-round",
+        "5",
+        "--k",
+        "5",
+        "--deadline-ms",
+        "60000",
+        "--budget",
+        "1",
+    ]);
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+
+    // The wallet denied all four injected tasks, each for its own reason,
+    // and ran only the real ones.
+    let victim = &people[0];
+    let log = eventually("four denials in the victim's log", || {
+        let log = victim.log();
+        let denied = log
+            .iter()
+            .filter(|r| {
+                r["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("denied"))
+            })
+            .count();
+        (denied >= 4).then_some(log)
+    });
+    let outcomes: Vec<&str> = log.iter().filter_map(|r| r["outcome"].as_str()).collect();
+    let count = |prefix: &str| outcomes.iter().filter(|o| o.starts_with(prefix)).count();
+    assert_eq!(count("denied: forged"), 2, "{outcomes:#?}");
+    assert_eq!(count("denied: expired"), 1, "{outcomes:#?}");
+    assert_eq!(count("denied: replayed"), 1, "{outcomes:#?}");
+    assert_eq!(
+        count("trained"),
+        2,
+        "one real task per round: {outcomes:#?}"
+    );
+
+    // The aggregator took the original update, refused its duplicate (409)
+    // and the tampered copy (422), and only the original was paid.
+    let answers = attacker
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .update_answers
+        .clone();
+    assert_eq!(answers.len(), 3, "{answers:#?}");
+    let (_, status, original) = &answers[0];
+    assert_eq!(*status, 200, "{original}");
+    assert_eq!(original["accepted"], true);
+    assert!(!original["receipt"].is_null(), "{original}");
+    let (_, status, duplicate) = &answers[1];
+    assert_eq!(*status, 409, "{duplicate}");
+    assert_eq!(duplicate["accepted"], false);
+    assert!(duplicate["receipt"].is_null());
+    let (_, status, tampered) = &answers[2];
+    assert_eq!(*status, 422, "{tampered}");
+    assert_eq!(tampered["accepted"], false);
+    assert!(
+        tampered["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("signature")),
+        "{tampered}"
+    );
+    let payments = service
+        .ledger()
+        .iter()
+        .filter(|e| e["kind"]["kind"] == "payment")
+        .count();
+    assert_eq!(payments, 10, "2 rounds x 5 wallets, nothing more");
+    service.verify_ledger();
+}
