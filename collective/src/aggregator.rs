@@ -26,6 +26,9 @@ use crate::error::{CollectiveError, Result};
 
 /// How long a batch result's signature stays valid.
 const BATCH_VALIDITY_MS: u64 = 24 * 3600 * 1000;
+/// How long messages between the service and an aggregator in another
+/// process (round control, access reports) stay valid.
+pub const CONTROL_VALIDITY_MS: u64 = 5 * 60 * 1000;
 /// Most metrics an update may carry, and the longest name.
 const MAX_METRICS: usize = 32;
 const MAX_METRIC_NAME: usize = 64;
@@ -248,18 +251,18 @@ impl Aggregator {
     }
 
     /// Opens a round for the wallets assigned to it (each with the digest of
-    /// its task) and a model of `model_len` parameters.
+    /// its task) and a model of `model_len` parameters. A round that is
+    /// already open stays as it is: a replayed open message (the aggregator
+    /// in its own process takes them over HTTP) cannot wipe the updates
+    /// collected so far. Round numbers are never reused, even after a restart.
     pub fn open_round(&self, key: RoundKey, assigned: Vec<(PublicKey, String)>, model_len: usize) {
-        self.lock().insert(
-            key,
-            RoundBuffer {
-                assigned: assigned.into_iter().collect(),
-                model_len,
-                responded: HashSet::new(),
-                updates: Vec::new(),
-                counts: BatchCounts::default(),
-            },
-        );
+        self.lock().entry(key).or_insert_with(|| RoundBuffer {
+            assigned: assigned.into_iter().collect(),
+            model_len,
+            responded: HashSet::new(),
+            updates: Vec::new(),
+            counts: BatchCounts::default(),
+        });
     }
 
     /// Signs a report of an envelope this aggregator took, for the ledger
@@ -272,7 +275,7 @@ impl Aggregator {
     ) -> Result<Signed<AccessReport>> {
         Ok(Signed::sign(
             &AccessReport {
-                header: Header::new(Purpose::AccessReport, collective_id, 5 * 60 * 1000),
+                header: Header::new(Purpose::AccessReport, collective_id, CONTROL_VALIDITY_MS),
                 envelope: envelope.clone(),
             },
             &self.keys.signing,
@@ -505,4 +508,30 @@ fn mean_metrics(updates: &[ValidUpdate]) -> Vec<Metric> {
         .filter(|(_, (_, n))| *n == updates.len())
         .map(|(name, (sum, n))| Metric::new(name, sum / n as f64))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_an_open_round_again_changes_nothing() {
+        let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap());
+        let key = RoundKey {
+            collective_id: "c".into(),
+            job_id: "j".into(),
+            round: 1,
+        };
+        let wallet = |i: u8| {
+            let k = SigningKey::generate().unwrap();
+            (k.public_key(), format!("digest-{i}"))
+        };
+        aggregator.open_round(key.clone(), vec![wallet(1), wallet(2), wallet(3)], 4);
+        aggregator.open_round(key.clone(), vec![wallet(4)], 4);
+        assert_eq!(aggregator.progress(&key), Some((0, 3)));
+        aggregator.abandon_round(&key);
+        assert_eq!(aggregator.progress(&key), None);
+        aggregator.open_round(key.clone(), vec![wallet(5)], 4);
+        assert_eq!(aggregator.progress(&key), Some((0, 1)));
+    }
 }

@@ -25,13 +25,12 @@ use c2ssi_protocol::{
 use serde::{Deserialize, Serialize};
 use wallet_host::agent::client::{Client, ClientError};
 
-use crate::aggregator::{Accepted, Aggregator, CloseError, CloseSpec, Rejection, RoundKey};
+use crate::aggregator::{
+    Accepted, Aggregator, CONTROL_VALIDITY_MS, CloseError, CloseSpec, Rejection, RoundKey,
+};
 use crate::coordinator::AggregatorHandle;
 use crate::error::{CollectiveError, Result};
 use crate::http::{AppError, Body, MAX_BODY_BYTES};
-
-/// How long a control message stays valid.
-const CONTROL_VALIDITY_MS: u64 = 5 * 60 * 1000;
 
 /// The aggregator's public keys, as `GET /key` returns them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,33 +4,21 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
 use crate::support::{
-    Service, WalletDir, eventually, run_ok, serve_command, start_server, wallets,
+    Service, WalletDir, assert_paid_once, eventually, receipts, run_ok, serve_command,
+    start_server, wallets,
 };
 
 #[test]
 fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut service = Service::start(dir.path(), "10", None);
+    let mut service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "c", 200, 8);
     for w in &people {
         w.subscribe(&service.url, &service.collective);
     }
     let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
-    let job = service.train(&[
-        "--rounds",
-        "6",
-        "--wallets-per-round",
-        "8",
-        "--k",
-        "5",
-        "--deadline-ms",
-        "60000",
-        "--budget",
-        "1",
-    ]);
+    let job = service.train(6, 8, "1");
     eventually("two rounds to close", || {
         (service.status(&job)["rounds_done"].as_u64() >= Some(2)).then_some(())
     });
@@ -81,44 +69,14 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     service.verify_ledger();
 
     // No access paid twice, in the ledger or in the wallets' receipts.
-    let paid: Vec<(String, u64, String)> = ledger
-        .iter()
-        .filter(|e| e["kind"]["kind"] == "payment")
-        .map(|e| {
-            (
-                e["kind"]["job_id"].to_string(),
-                e["kind"]["round"].as_u64().unwrap_or(u64::MAX),
-                e["kind"]["payee_commitment"].to_string(),
-            )
-        })
-        .collect();
-    let unique: HashSet<_> = paid.iter().collect();
-    assert_eq!(unique.len(), paid.len(), "an access was paid twice");
+    assert_paid_once(&ledger);
     for w in &people {
-        let earnings = w.earnings();
-        let mine: Vec<(String, u64)> = earnings["receipts"]
-            .as_array()
-            .expect("receipts")
-            .iter()
-            .map(|r| (r["job"].to_string(), r["round"].as_u64().unwrap_or(0)))
-            .collect();
-        let unique: HashSet<_> = mine.iter().collect();
-        assert_eq!(
-            unique.len(),
-            mine.len(),
-            "a wallet holds two receipts for one access"
-        );
+        receipts(w);
     }
 
     // Every model version of the ledger can still be fetched, and one per
     // released round plus the initial one exists.
-    let client = wallet_host::agent::client::Client::new(&service.url);
-    let models: Vec<Value> = client
-        .get(&format!(
-            "/collectives/{}/models?job={job}",
-            service.collective
-        ))
-        .expect("model list");
+    let models = service.models(&job);
     let hashes: HashSet<&str> = models.iter().filter_map(|m| m["hash"].as_str()).collect();
     for e in ledger
         .iter()

@@ -10,7 +10,7 @@ use c2ssi_protocol::{Purpose, Signed, SigningKey, Task, new_nonce, now_ms};
 use serde_json::Value;
 
 use crate::proxy::{self, Meddler};
-use crate::support::{Service, WalletDir, eventually, wallets};
+use crate::support::{Service, WalletDir, eventually, payments, wallets};
 
 /// Hands the wallet its first real task, then, one per check-in, a forged
 /// copy, one signed by a stranger, an expired one signed by the collective,
@@ -113,7 +113,7 @@ impl Meddler for Attacker {
 #[test]
 fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let service = Service::start(dir.path(), "10", None);
+    let service = Service::start(dir.path(), "10");
     let collective_key = {
         let db = collective::database::Database::open(&service.data.join("state.db"))
             .expect("the service's database");
@@ -134,18 +134,7 @@ fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
         w.subscribe(&service.url, &service.collective);
     }
     let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
-    let job = service.train(&[
-        "--rounds",
-        "2",
-        "--wallets-per-round",
-        "5",
-        "--k",
-        "5",
-        "--deadline-ms",
-        "60000",
-        "--budget",
-        "1",
-    ]);
+    let job = service.train(2, 5, "1");
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
 
@@ -201,11 +190,7 @@ fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
             .is_some_and(|r| r.contains("signature")),
         "{tampered}"
     );
-    let payments = service
-        .ledger()
-        .iter()
-        .filter(|e| e["kind"]["kind"] == "payment")
-        .count();
-    assert_eq!(payments, 10, "2 rounds x 5 wallets, nothing more");
+    let paid = payments(&service.ledger());
+    assert_eq!(paid.len(), 10, "2 rounds x 5 wallets, nothing more");
     service.verify_ledger();
 }

@@ -154,14 +154,23 @@ pub(crate) fn serve_command(data: &Path, listen: &str, aggregator: Option<&str>)
 }
 
 impl Service {
-    /// Starts `collective serve` in `dir`, creates the diabetes collective,
-    /// deposits `deposit` and allows linear regression.
-    pub(crate) fn start(dir: &Path, deposit: &str, aggregator: Option<&str>) -> Service {
+    /// Starts `collective serve` in `dir` on 127.0.0.1 (any port), creates
+    /// the diabetes collective, deposits `deposit` and allows linear regression.
+    pub(crate) fn start(dir: &Path, deposit: &str) -> Service {
+        Service::start_on(dir, deposit, "127.0.0.1:0", None)
+    }
+
+    /// [`Service::start`] listening on `listen`, with the aggregator at
+    /// `aggregator` when there is one elsewhere.
+    pub(crate) fn start_on(
+        dir: &Path,
+        deposit: &str,
+        listen: &str,
+        aggregator: Option<&str>,
+    ) -> Service {
         let data = dir.join("service");
-        let (process, url) = start_server(
-            serve_command(&data, "127.0.0.1:0", aggregator),
-            "collective serve",
-        );
+        let (process, url) =
+            start_server(serve_command(&data, listen, aggregator), "collective serve");
         let operator_key = dir.join("operator.key");
         let mut service = Service {
             process,
@@ -203,9 +212,11 @@ impl Service {
         cmd
     }
 
-    /// Starts a training job of linear regression; returns its id.
-    pub(crate) fn train(&self, extra: &[&str]) -> String {
-        let mut args = vec![
+    /// Starts a training job of linear regression with k = 5 and a round
+    /// deadline of a minute; returns its id.
+    pub(crate) fn train(&self, rounds: u32, wallets_per_round: u32, budget: &str) -> String {
+        let (rounds, wallets_per_round) = (rounds.to_string(), wallets_per_round.to_string());
+        let args = [
             "train",
             "--algorithm",
             &self.algorithm,
@@ -213,9 +224,33 @@ impl Service {
             "label=progression",
             "learning_rate=0.1",
             "epochs=1",
+            "--rounds",
+            &rounds,
+            "--wallets-per-round",
+            &wallets_per_round,
+            "--k",
+            "5",
+            "--deadline-ms",
+            "60000",
+            "--budget",
+            budget,
         ];
-        args.extend_from_slice(extra);
         run_ok(&mut self.operator(&args)).trim().to_string()
+    }
+
+    /// The client of the service's API.
+    pub(crate) fn client(&self) -> wallet_host::agent::client::Client {
+        wallet_host::agent::client::Client::new(&self.url)
+    }
+
+    /// The job's model versions, as the API lists them.
+    pub(crate) fn models(&self, job: &str) -> Vec<Value> {
+        self.client()
+            .get(&format!(
+                "/collectives/{}/models?job={job}",
+                self.collective
+            ))
+            .expect("model list")
     }
 
     /// The job's status, as `collective status JOB --json` prints it.
@@ -240,6 +275,17 @@ impl Service {
         }
     }
 
+    /// Wallets sampled over all rounds of a job status: a round samples up
+    /// to its size from the wallets that had checked in when it opened.
+    pub(crate) fn sampled(status: &Value) -> usize {
+        status["rounds"]
+            .as_array()
+            .expect("rounds")
+            .iter()
+            .map(|r| r["sampled"].as_u64().expect("sampled") as usize)
+            .sum()
+    }
+
     /// `collective ledger verify`; panics if it does not verify.
     pub(crate) fn verify_ledger(&self) -> String {
         run_ok(&mut self.operator(&["ledger", "verify"]))
@@ -247,8 +293,7 @@ impl Service {
 
     /// The ledger's entries, as the API returns them.
     pub(crate) fn ledger(&self) -> Vec<Value> {
-        let client = wallet_host::agent::client::Client::new(&self.url);
-        client
+        self.client()
             .get(&format!("/collectives/{}/ledger", self.collective))
             .expect("the ledger")
     }
@@ -374,4 +419,57 @@ pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) ->
         assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Payments in a ledger, as (job, round, payee commitment).
+pub(crate) fn payments(ledger: &[Value]) -> Vec<(String, u64, String)> {
+    ledger
+        .iter()
+        .filter(|e| e["kind"]["kind"] == "payment")
+        .map(|e| {
+            (
+                e["kind"]["job_id"].as_str().unwrap_or_default().to_string(),
+                e["kind"]["round"].as_u64().unwrap_or(u64::MAX),
+                e["kind"]["payee_commitment"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Panics if the ledger pays any (job, round, payee) twice.
+pub(crate) fn assert_paid_once(ledger: &[Value]) {
+    let all = payments(ledger);
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "an access was paid twice");
+}
+
+/// Every receipt a wallet kept, each found in the collective's ledger, as
+/// (job, round); panics if the wallet holds two for one access.
+pub(crate) fn receipts(wallet: &WalletDir) -> Vec<(String, u64)> {
+    let earnings = wallet.earnings();
+    let mine: Vec<(String, u64)> = earnings["receipts"]
+        .as_array()
+        .expect("receipts")
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r["status"], "in the ledger",
+                "a receipt does not check: {r}"
+            );
+            (
+                r["job"].as_str().unwrap_or_default().to_string(),
+                r["round"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let unique: std::collections::HashSet<_> = mine.iter().collect();
+    assert_eq!(
+        unique.len(),
+        mine.len(),
+        "a wallet holds two receipts for one access"
+    );
+    mine
 }

@@ -2,60 +2,18 @@
 //! diabetes over HTTP; a revoked wallet is never run and never paid; spent
 //! budget stops a job; the aggregator can run as its own process.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::support::{Service, WalletDir, run_ok, start_server, wallets};
-
-/// Payments in the ledger, as (job, round, payee commitment).
-fn payments(ledger: &[Value]) -> Vec<(String, u64, String)> {
-    ledger
-        .iter()
-        .filter(|e| e["kind"]["kind"] == "payment")
-        .map(|e| {
-            (
-                e["kind"]["job_id"].as_str().unwrap_or_default().to_string(),
-                e["kind"]["round"].as_u64().unwrap_or(u64::MAX),
-                e["kind"]["payee_commitment"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Every receipt a wallet kept, checked, as (job, round).
-fn receipts(wallet: &WalletDir) -> Vec<(String, u64)> {
-    let earnings = wallet.earnings();
-    earnings["receipts"]
-        .as_array()
-        .expect("receipts")
-        .iter()
-        .map(|r| {
-            assert_eq!(
-                r["status"], "in the ledger",
-                "a receipt does not check: {r}"
-            );
-            (
-                r["job"].as_str().unwrap_or_default().to_string(),
-                r["round"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect()
-}
-
-fn assert_paid_once(ledger: &[Value]) {
-    let all = payments(ledger);
-    let unique: HashSet<_> = all.iter().collect();
-    assert_eq!(unique.len(), all.len(), "an access was paid twice");
-}
+use crate::support::{
+    Service, WalletDir, assert_paid_once, payments, receipts, run_ok, start_server, wallets,
+};
 
 #[test]
 fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let service = Service::start(dir.path(), "10", None);
+    let service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "w", 0, 21);
     for w in &people {
         w.subscribe(&service.url, &service.collective);
@@ -68,32 +26,13 @@ fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_pa
     assert_eq!(subscribers.lines().count(), 20, "{subscribers}");
     let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
 
-    let job = service.train(&[
-        "--rounds",
-        "3",
-        "--wallets-per-round",
-        "10",
-        "--k",
-        "5",
-        "--deadline-ms",
-        "60000",
-        "--budget",
-        "1",
-        "--seed",
-        "3",
-    ]);
+    let job = service.train(3, 10, "1");
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
     assert_eq!(status["rounds_done"], 3, "{status:#}");
 
     // Model versions with their provenance: the initial one and one per round.
-    let client = wallet_host::agent::client::Client::new(&service.url);
-    let models: Vec<Value> = client
-        .get(&format!(
-            "/collectives/{}/models?job={job}",
-            service.collective
-        ))
-        .expect("model list");
+    let models = service.models(&job);
     assert_eq!(models.len(), 4, "{models:#?}");
     let rounds: BTreeSet<u64> = models
         .iter()
@@ -110,7 +49,8 @@ fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_pa
         );
     }
     let latest = status["model_hash"].as_str().expect("a model hash");
-    let fetched: Value = client
+    let fetched: Value = service
+        .client()
         .get(&format!(
             "/collectives/{}/models/{latest}",
             service.collective
@@ -118,24 +58,25 @@ fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_pa
         .expect("the latest model");
     assert_eq!(fetched["params"].as_array().map(Vec::len), Some(11));
 
-    // The ledger verifies; 30 accesses, each paid once, each receipt kept
-    // by its wallet.
+    // The ledger verifies; every sampled wallet's access (10 a round, or
+    // fewer if some agent had not checked in yet) paid once, each receipt
+    // kept by its wallet.
+    let sampled = Service::sampled(&status);
+    assert!((15..=30).contains(&sampled), "{status:#}");
     let verified = service.verify_ledger();
     assert!(verified.contains("verifies"), "{verified}");
     let ledger = service.ledger();
     assert_paid_once(&ledger);
     let paid = payments(&ledger);
-    assert_eq!(paid.len(), 30, "3 rounds x 10 wallets");
+    assert_eq!(paid.len(), sampled);
     let mut kept = 0;
     for w in &people[..20] {
         let mine = receipts(w);
-        let unique: HashSet<_> = mine.iter().collect();
-        assert_eq!(unique.len(), mine.len(), "a wallet was paid twice");
         let trained = w.log().iter().filter(|r| r["outcome"] == "trained").count();
         assert_eq!(trained, mine.len(), "one receipt per training run");
         kept += mine.len();
     }
-    assert_eq!(kept, 30);
+    assert_eq!(kept, sampled);
 
     // The revoked wallet was never run and never paid.
     assert!(revoked.log().is_empty(), "{:#?}", revoked.log());
@@ -144,18 +85,7 @@ fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_pa
     // A second job whose budget covers 6 accesses stops when it is spent:
     // one round of 5 is paid, a second would not be paid in full, so it
     // never opens, and nothing goes below zero.
-    let job = service.train(&[
-        "--rounds",
-        "5",
-        "--wallets-per-round",
-        "5",
-        "--k",
-        "5",
-        "--deadline-ms",
-        "60000",
-        "--budget",
-        "0.03",
-    ]);
+    let job = service.train(5, 5, "0.03");
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "budget-exhausted", "{status:#}");
     assert_eq!(status["rounds_done"], 1, "{status:#}");
@@ -193,50 +123,19 @@ fn the_aggregator_runs_as_its_own_process() {
     cmd.arg(format!("http://127.0.0.1:{port}"));
     let (_aggregator, aggregator_url) = start_server(cmd, "collective aggregator");
 
-    let data = dir.path().join("service");
-    let (process, url) = start_server(
-        crate::support::serve_command(&data, &format!("127.0.0.1:{port}"), Some(&aggregator_url)),
-        "collective serve",
+    let service = Service::start_on(
+        dir.path(),
+        "1",
+        &format!("127.0.0.1:{port}"),
+        Some(&aggregator_url),
     );
-    let mut service = Service {
-        process,
-        url,
-        data,
-        operator_key: dir.path().join("operator.key"),
-        collective: String::new(),
-        algorithm: String::new(),
-    };
-    let manifest = crate::support::repo().join("examples/diabetes-collective.json");
-    service.collective =
-        run_ok(&mut service.operator(&["create", "--manifest", manifest.to_str().expect("utf-8")]))
-            .trim()
-            .to_string();
-    run_ok(&mut service.operator(&["deposit", "1"]));
-    service.algorithm = run_ok(&mut service.operator(&[
-        "algorithm",
-        "add",
-        test_guest_artifacts::LINEAR_REGRESSION,
-    ]))
-    .trim()
-    .to_string();
 
     let people = wallets(dir.path(), "r", 100, 6);
     for w in &people {
         w.subscribe(&service.url, &service.collective);
     }
     let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
-    let job = service.train(&[
-        "--rounds",
-        "2",
-        "--wallets-per-round",
-        "6",
-        "--k",
-        "5",
-        "--deadline-ms",
-        "60000",
-        "--budget",
-        "1",
-    ]);
+    let job = service.train(2, 6, "1");
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
     assert_eq!(status["rounds_done"], 2, "{status:#}");
@@ -244,8 +143,10 @@ fn the_aggregator_runs_as_its_own_process() {
     // each access and handed the receipts to the wallets.
     let ledger = service.ledger();
     assert_paid_once(&ledger);
-    assert_eq!(payments(&ledger).len(), 12);
+    let sampled = Service::sampled(&status);
+    assert!((10..=12).contains(&sampled), "{status:#}");
+    assert_eq!(payments(&ledger).len(), sampled);
     let kept: usize = people.iter().map(|w| receipts(w).len()).sum();
-    assert_eq!(kept, 12);
+    assert_eq!(kept, sampled);
     service.verify_ledger();
 }
