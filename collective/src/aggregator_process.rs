@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
+use c2ssi_client::{Client, ClientError};
 use c2ssi_protocol::{
     Assignment, BatchCounts, BatchResult, CloseRound, Header, Manifest, OpenRound, PublicKey,
     Purpose, Signed, SigningKey, UpdateEnvelope, UpdateResponse, collective_id, now_ms,
 };
 use serde::{Deserialize, Serialize};
-use wallet_host::agent::client::{Client, ClientError};
 
 use crate::aggregator::{
     Accepted, Aggregator, CONTROL_VALIDITY_MS, CloseError, CloseSpec, Rejection, RoundKey,

@@ -22,9 +22,9 @@ use c2ssi_protocol::{
     OperatorCommand, PublicKey, Purpose, Receipt, Signed, SigningKey, Subscription, Task,
     Unsubscription, UpdateEnvelope, UpdateResponse, now_ms,
 };
+use c2ssi_sandbox::{Sandbox, sha256};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use wallet_host::sandbox::{Sandbox, sha256};
 
 use crate::aggregator::{Accepted, Aggregator, CloseError, CloseSpec, Rejection, RoundKey};
 use crate::database::Database;

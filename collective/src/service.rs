@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wallet_host::sandbox::{Sandbox, SandboxLimits};
+use c2ssi_sandbox::{Sandbox, SandboxLimits};
 
 use crate::aggregator::{Aggregator, AggregatorKeys};
 use crate::coordinator::{AggregatorHandle, Coordinator, CoordinatorConfig};

@@ -11,13 +11,13 @@ use c2ssi_protocol::{
     Amount, Command, CreateCollective, Header, ManifestDraft, OperatorCommand, Purpose, Signed,
     SigningKey,
 };
+use c2ssi_sandbox::SandboxLimits;
 use collective::coordinator::{Coordinator, CoordinatorConfig};
 use collective::http::{AppState, MAX_BODY_BYTES, app};
 use collective::runner::Runner;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-use wallet_host::sandbox::SandboxLimits;
 
 fn service(dir: &std::path::Path) -> (axum::Router, Arc<Coordinator>) {
     let coordinator = collective::service::open_local(

@@ -239,8 +239,8 @@ impl Service {
     }
 
     /// The client of the service's API.
-    pub(crate) fn client(&self) -> wallet_host::agent::client::Client {
-        wallet_host::agent::client::Client::new(&self.url)
+    pub(crate) fn client(&self) -> c2ssi_client::Client {
+        c2ssi_client::Client::new(&self.url)
     }
 
     /// The job's model versions, as the API lists them.

@@ -4,12 +4,8 @@
 //!   atomic writes, a lock against two writers.
 //! - [`import`]: CSV, JSON and single rows into typed tables, every cell
 //!   checked against its declared type.
-//! - [`sandbox`]: runs a training algorithm (a WebAssembly component) on a
-//!   typed table with fuel, deadline, memory, stack and output limits, and
-//!   checks the update before anything leaves. The collective reuses it.
-//!
-//! - [`agent`]: subscriptions, checking and running a collective's tasks, the
-//!   access log and receipts, and the HTTP client for a collective.
+//! - [`agent`]: subscriptions, checking and running a collective's tasks in
+//!   the sandbox of the `c2ssi-sandbox` crate, the access log and receipts.
 //!
 //! The `wallet` binary is the command line on top.
 #![deny(missing_docs)]
@@ -17,5 +13,4 @@
 
 pub mod agent;
 pub mod import;
-pub mod sandbox;
 pub mod store;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
+use c2ssi_client::Client;
 use c2ssi_guest_sdk::{Param, ParamValue};
 use c2ssi_protocol::{
     AggregationRule, Amount, Command, CreateCollective, DataRequirements, DpSpec, Header, JobSpec,
@@ -17,7 +18,6 @@ use collective::coordinator::{JobState, JobStatus};
 use collective::http::AlgorithmUpload;
 use collective::models::{ModelSummary, ModelVersion};
 use serde::Deserialize;
-use wallet_host::agent::client::Client;
 
 use super::{Connection, Target};
 

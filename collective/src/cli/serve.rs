@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use c2ssi_sandbox::SandboxLimits;
 use clap::Args;
 use collective::aggregator_process::RemoteAggregator;
 use collective::coordinator::CoordinatorConfig;
-use wallet_host::sandbox::SandboxLimits;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {

@@ -22,11 +22,11 @@ use c2ssi_protocol::{
     ManifestDraft, OperatorCommand, PublicKey, Purpose, Signed, Signer, SigningKey, Subscription,
     TableRequirement, Task, now_ms,
 };
+use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use serde::Serialize;
 use wallet_host::agent::{
     self, AccessLog, AgentPolicy, LOG_FILE, SUBSCRIPTIONS_FILE, SubscriptionRecord, Subscriptions,
 };
-use wallet_host::sandbox::{Sandbox, SandboxLimits};
 use wallet_host::store::{IfExists, KeyProtection, Wallet};
 
 use crate::aggregator::{Aggregator, AggregatorKeys};

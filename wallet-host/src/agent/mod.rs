@@ -14,7 +14,6 @@
 //! The `wallet agent` command and the collective's simulation both go
 //! through [`handle_task`].
 
-pub mod client;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -25,8 +24,8 @@ use c2ssi_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::{Sandbox, TaskError};
 use crate::store::{Records, Wallet, WalletError, WalletKeys};
+use c2ssi_sandbox::{Sandbox, TaskError};
 
 /// The encrypted document of subscriptions.
 pub const SUBSCRIPTIONS_FILE: &str = "subscriptions.age";

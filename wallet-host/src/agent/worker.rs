@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use c2ssi_protocol::{CheckIn, Header, Manifest, PublicKey, Purpose, Signed, Signer, Task, now_ms};
 
-use super::client::{Client, ClientError};
 use super::{
     AccessLog, AgentPolicy, Denial, LOG_FILE, SUBSCRIPTIONS_FILE, Subscriptions, denied_record,
     keep_receipts, log_access, run_task, verify_task,
 };
-use crate::sandbox::Sandbox;
 use crate::store::{Wallet, WalletError};
+use c2ssi_client::{Client, ClientError};
+use c2ssi_sandbox::Sandbox;
 
 /// How long a check-in signature is valid.
 const CHECKIN_VALIDITY_MS: u64 = 60_000;

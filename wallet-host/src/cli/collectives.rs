@@ -6,18 +6,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use c2ssi_client::Client;
 use c2ssi_protocol::{
     Amount, EntryKind, Header, Manifest, PublicKey, Purpose, Signed, Signer, Subscription,
     Unsubscription, check_requirement, collective_id, now_ms, payee_commitment, verify_chain,
 };
+use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use clap::Args;
-use wallet_host::agent::client::Client;
 use wallet_host::agent::worker::Worker;
 use wallet_host::agent::{
     AccessLog, AgentPolicy, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE,
     SubscriptionRecord, Subscriptions, check_receipt,
 };
-use wallet_host::sandbox::{Sandbox, SandboxLimits};
 
 use super::GlobalArgs;
 use super::unlock;

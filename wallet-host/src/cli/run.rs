@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use c2ssi_guest_sdk::encode::{feature_count, select_features};
 use c2ssi_guest_sdk::{AlgorithmInfo, FEATURES, LABEL, Param, ParamValue, Params, Table};
+use c2ssi_sandbox::{CheckedUpdate, Sandbox, SandboxLimits, TaskReport};
 use clap::Args;
 use serde_json::json;
-use wallet_host::sandbox::{CheckedUpdate, Sandbox, SandboxLimits, TaskReport};
 
 use super::GlobalArgs;
 use super::unlock;

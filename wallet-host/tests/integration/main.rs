@@ -1,9 +1,5 @@
-//! The wallet-host integration tests: the sandbox against real algorithm and
-//! hostile components, the encrypted store, and the `wallet` binary.
-
-mod support;
+//! The wallet-host integration tests: the encrypted store, and the `wallet`
+//! binary.
 
 mod cli;
-mod sandbox_algorithms;
-mod sandbox_hostile;
 mod store;

@@ -9,6 +9,8 @@
 //! returns a [`TaskReport`]: the result or a typed [`TaskError`], and what the
 //! task cost (fuel, time, peak memory) and printed. A trap, a panic or a limit
 //! ends that task only; the host and later tasks go on.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod bindings;
 mod error;

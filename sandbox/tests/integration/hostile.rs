@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use c2ssi_guest_sdk::Param;
-use wallet_host::sandbox::{CheckedUpdate, LoadError, Sandbox, TaskError, TaskReport};
+use c2ssi_sandbox::{CheckedUpdate, LoadError, Sandbox, TaskError, TaskReport};
 
 use crate::support::*;
 
@@ -74,7 +74,7 @@ fn infinite_loop() {
 
 #[test]
 fn infinite_loop_is_stopped_by_the_deadline_when_fuel_is_ample() {
-    let limits = wallet_host::sandbox::SandboxLimits {
+    let limits = c2ssi_sandbox::SandboxLimits {
         fuel: u64::MAX / 2,
         deadline: Duration::from_millis(200),
         ..Default::default()

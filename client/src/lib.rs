@@ -1,6 +1,9 @@
-//! The wallet's HTTP client for a collective's service (ureq, blocking). The
-//! collective's API reports errors as `{"error": {"code", "message"}}`; they
-//! come back here as [`ClientError::Refused`] with that message.
+//! The blocking HTTP client (ureq) of compute-to-ssi's services: the broker
+//! and the aggregator. Their APIs report errors as
+//! `{"error": {"code", "message"}}`; they come back here as
+//! [`ClientError::Refused`] with that code and message.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ mod error;
 mod ledger;
 mod manifest;
 mod messages;
+pub mod privacy;
 mod seal;
 mod signing;
 

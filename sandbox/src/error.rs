@@ -24,7 +24,7 @@ pub enum LoadError {
     #[error(
         "the component imports {}, which the sandbox does not provide (allowed: {})",
         imports.join(", "),
-        crate::sandbox::imports::ALLOWED_DESCRIPTION
+        crate::imports::ALLOWED_DESCRIPTION
     )]
     ForbiddenImports {
         /// The refused imports, as the component names them.

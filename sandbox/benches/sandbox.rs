@@ -7,14 +7,14 @@
 //!   and in the sandbox. Target: sandbox at most 1.5x native for linear and
 //!   logistic regression.
 //!
-//! Run with `cargo bench -p wallet-host --bench sandbox`.
+//! Run with `cargo bench -p c2ssi-sandbox --bench sandbox`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use c2ssi_guest_sdk::{Algorithm, Column, ColumnData, ColumnType, Param, ParamValue, Table};
+use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use criterion::{Criterion, criterion_group, criterion_main};
-use wallet_host::sandbox::{Sandbox, SandboxLimits};
 
 /// `rows` x `features` reals in [-1, 1], a real label `y`, a 4-level category
 /// `class` and a boolean `flag`, all from a fixed xorshift sequence.

@@ -204,5 +204,5 @@ fn components_are_compiled_once_and_cached_by_hash() {
     let first = sandbox.load(&bytes).expect("load");
     let second = sandbox.load(&bytes).expect("load");
     assert!(std::sync::Arc::ptr_eq(&first, &second));
-    assert_eq!(first.sha256(), wallet_host::sandbox::sha256(&bytes));
+    assert_eq!(first.sha256(), c2ssi_sandbox::sha256(&bytes));
 }

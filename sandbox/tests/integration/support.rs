@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Param, ParamValue, Table};
-use wallet_host::sandbox::{LoadedComponent, Sandbox, SandboxLimits};
+use c2ssi_sandbox::{LoadedComponent, Sandbox, SandboxLimits};
 
 pub(crate) fn sandbox() -> Sandbox {
     Sandbox::new(SandboxLimits::default()).expect("sandbox starts")
