@@ -1,15 +1,19 @@
 //! The blocking HTTP client (ureq) of compute-to-ssi's services: the broker
 //! and the aggregator. Their APIs report errors as
 //! `{"error": {"code", "message"}}`; they come back here as
-//! [`ClientError::Refused`] with that code and message.
+//! [`ClientError::Refused`] with the typed code and the message. Every path
+//! segment taken from outside (an id, a hash) is percent-encoded.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
 
 use c2ssi_protocol::{
-    CheckIn, CheckInResponse, LedgerEntry, Manifest, Signed, Subscription, Unsubscription,
-    UpdateEnvelope, UpdateResponse,
+    AccessReport, AggregatorIdentity, Balance, BrokerKeys, CheckIn, CheckInResponse, CloseOutcome,
+    CloseRound, CollectiveSummary, CommandOutcome, ErrorBody, ErrorCode, JobStatus, LedgerEntry,
+    LedgerSummary, Manifest, ManifestSubmission, ModelSummary, ModelVersion, OpenRound,
+    OperatorCommand, Receipt, RoundProgress, Signed, SubmissionOutcome, Subscription,
+    Unsubscription, UpdateEnvelope, UpdateResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +23,7 @@ const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 /// Largest JSON response read.
 const MAX_JSON_BYTES: u64 = 256 << 20;
 
-/// What went wrong talking to a collective.
+/// What went wrong talking to a service.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -38,6 +42,8 @@ pub enum ClientError {
         url: String,
         /// The HTTP status.
         status: u16,
+        /// The error's code, when the body had one.
+        code: Option<ErrorCode>,
         /// The service's message.
         message: String,
     },
@@ -51,7 +57,31 @@ pub enum ClientError {
     },
 }
 
-/// A client for one collective service.
+impl ClientError {
+    /// The error's code, when the service gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => *code,
+            _ => None,
+        }
+    }
+}
+
+/// Percent-encodes one path segment (RFC 3986: everything but unreserved
+/// characters).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A client for one service.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -80,10 +110,10 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    fn finish<T: DeserializeOwned>(
+    fn read(
         url: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let mut response = result.map_err(|e| ClientError::Unreachable {
             url: url.to_string(),
             message: e.to_string(),
@@ -98,24 +128,45 @@ impl Client {
                 url: url.to_string(),
                 message: e.to_string(),
             })?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Refused {
+        Ok((status, body))
+    }
+
+    fn refused(url: &str, status: u16, body: &[u8]) -> ClientError {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => ClientError::Refused {
                 url: url.to_string(),
                 status,
-                message,
-            });
+                code: Some(e.error.code),
+                message: e.error.message,
+            },
+            Err(_) => ClientError::Refused {
+                url: url.to_string(),
+                status,
+                code: None,
+                message: String::from_utf8_lossy(&body[..body.len().min(1000)]).into_owned(),
+            },
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
+    }
+
+    fn parse<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
             url: url.to_string(),
             message: e.to_string(),
         })
     }
 
-    /// GETs JSON from `path` on the service.
+    fn finish<T: DeserializeOwned>(
+        url: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let (status, body) = Client::read(url, result)?;
+        if !(200..300).contains(&status) {
+            return Err(Client::refused(url, status, &body));
+        }
+        Client::parse(url, &body)
+    }
+
+    /// GETs JSON from `path` on the service (segments already encoded).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
         Client::finish(&url, self.agent.get(&url).call())
@@ -131,47 +182,140 @@ impl Client {
         Client::finish(&url, self.agent.post(&url).send_json(body))
     }
 
-    /// The collective's signed manifest.
-    pub fn manifest(&self, collective_id: &str) -> Result<Signed<Manifest>, ClientError> {
-        self.get(&format!("/collectives/{collective_id}/manifest"))
+    fn collective(id: &str, rest: &str) -> String {
+        format!("/collectives/{}{rest}", segment(id))
+    }
+
+    // The broker's API.
+
+    /// The broker's keys and its aggregator.
+    pub fn broker_keys(&self) -> Result<BrokerKeys, ClientError> {
+        self.get("/keys")
+    }
+
+    /// Registers a new collective, or a new version of one.
+    pub fn submit_manifest(
+        &self,
+        id: &str,
+        submission: &ManifestSubmission,
+    ) -> Result<SubmissionOutcome, ClientError> {
+        self.post(&Client::collective(id, "/manifest"), submission)
+    }
+
+    /// The collective's current signed manifest.
+    pub fn manifest(&self, id: &str) -> Result<Signed<Manifest>, ClientError> {
+        self.get(&Client::collective(id, "/manifest"))
+    }
+
+    /// One version of the collective's manifest, by its digest.
+    pub fn manifest_version(
+        &self,
+        id: &str,
+        digest: &str,
+    ) -> Result<Signed<Manifest>, ClientError> {
+        self.get(&Client::collective(
+            id,
+            &format!("/manifests/{}", segment(digest)),
+        ))
+    }
+
+    /// The collective at a glance.
+    pub fn summary(&self, id: &str) -> Result<CollectiveSummary, ClientError> {
+        self.get(&Client::collective(id, ""))
+    }
+
+    /// Sends the consumer's signed command.
+    pub fn command(
+        &self,
+        id: &str,
+        command: &Signed<OperatorCommand>,
+    ) -> Result<CommandOutcome, ClientError> {
+        self.post(&Client::collective(id, "/commands"), command)
+    }
+
+    /// Every job.
+    pub fn jobs(&self, id: &str) -> Result<Vec<JobStatus>, ClientError> {
+        self.get(&Client::collective(id, "/jobs"))
+    }
+
+    /// One job.
+    pub fn job(&self, id: &str, job: &str) -> Result<JobStatus, ClientError> {
+        self.get(&Client::collective(id, &format!("/jobs/{}", segment(job))))
+    }
+
+    /// Model versions, of one job or all.
+    pub fn models(&self, id: &str, job: Option<&str>) -> Result<Vec<ModelSummary>, ClientError> {
+        let query = job
+            .map(|j| format!("?job={}", segment(j)))
+            .unwrap_or_default();
+        self.get(&Client::collective(id, &format!("/models{query}")))
+    }
+
+    /// One model version.
+    pub fn model(&self, id: &str, hash: &str) -> Result<ModelVersion, ClientError> {
+        self.get(&Client::collective(
+            id,
+            &format!("/models/{}", segment(hash)),
+        ))
+    }
+
+    /// The ledger.
+    pub fn ledger(&self, id: &str) -> Result<Vec<LedgerEntry>, ClientError> {
+        self.get(&Client::collective(id, "/ledger"))
+    }
+
+    /// The ledger verified by the broker.
+    pub fn verify_ledger(&self, id: &str) -> Result<LedgerSummary, ClientError> {
+        self.get(&Client::collective(id, "/ledger/verify"))
+    }
+
+    /// Deposits and payments.
+    pub fn balance(&self, id: &str) -> Result<Balance, ClientError> {
+        self.get(&Client::collective(id, "/ledger/balance"))
     }
 
     /// Subscribes.
     pub fn subscribe(
         &self,
-        collective_id: &str,
+        id: &str,
         subscription: &Signed<Subscription>,
     ) -> Result<serde_json::Value, ClientError> {
-        self.post(
-            &format!("/collectives/{collective_id}/subscriptions"),
-            subscription,
-        )
+        self.post(&Client::collective(id, "/subscriptions"), subscription)
     }
 
     /// Unsubscribes.
     pub fn unsubscribe(
         &self,
-        collective_id: &str,
+        id: &str,
         request: &Signed<Unsubscription>,
     ) -> Result<serde_json::Value, ClientError> {
-        self.post(
-            &format!("/collectives/{collective_id}/unsubscribe"),
-            request,
-        )
+        self.post(&Client::collective(id, "/unsubscribe"), request)
     }
 
     /// Checks in for a task and receipts.
     pub fn check_in(
         &self,
-        collective_id: &str,
+        id: &str,
         request: &Signed<CheckIn>,
     ) -> Result<CheckInResponse, ClientError> {
-        self.post(&format!("/collectives/{collective_id}/checkin"), request)
+        self.post(&Client::collective(id, "/checkin"), request)
+    }
+
+    /// The aggregator reports an access; the broker's receipt comes back.
+    pub fn report_access(
+        &self,
+        id: &str,
+        report: &Signed<AccessReport>,
+    ) -> Result<Signed<Receipt>, ClientError> {
+        self.post(&Client::collective(id, "/accesses"), report)
     }
 
     /// An allowed algorithm's component.
-    pub fn algorithm(&self, collective_id: &str, sha256: &str) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(&format!("/collectives/{collective_id}/algorithms/{sha256}"));
+    pub fn algorithm(&self, id: &str, sha256: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&Client::collective(
+            id,
+            &format!("/algorithms/{}", segment(sha256)),
+        ));
         let mut response = self
             .agent
             .get(&url)
@@ -185,6 +329,7 @@ impl Client {
             return Err(ClientError::Refused {
                 url,
                 status,
+                code: None,
                 message: "the algorithm is not available".into(),
             });
         }
@@ -199,22 +344,70 @@ impl Client {
             })
     }
 
-    /// Sends an update envelope to `update_url` (or this service).
-    pub fn send_update(
-        &self,
-        update_url: Option<&str>,
-        collective_id: &str,
-        envelope: &Signed<UpdateEnvelope>,
-    ) -> Result<UpdateResponse, ClientError> {
-        let base = update_url
-            .map(|u| u.trim_end_matches('/'))
-            .unwrap_or(&self.base);
-        let url = format!("{base}/collectives/{collective_id}/updates");
-        Client::finish(&url, self.agent.post(&url).send_json(envelope))
+    // The aggregator's API.
+
+    /// The aggregator's keys and URL.
+    pub fn aggregator_identity(&self) -> Result<AggregatorIdentity, ClientError> {
+        self.get("/key")
     }
 
-    /// The collective's ledger.
-    pub fn ledger(&self, collective_id: &str) -> Result<Vec<LedgerEntry>, ClientError> {
-        self.get(&format!("/collectives/{collective_id}/ledger"))
+    /// Opens a round at the aggregator.
+    pub fn open_round(&self, id: &str, message: &Signed<OpenRound>) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(&Client::collective(id, "/rounds/open"), message)?;
+        Ok(())
+    }
+
+    /// Closes a round at the aggregator.
+    pub fn close_round(
+        &self,
+        id: &str,
+        message: &Signed<CloseRound>,
+    ) -> Result<CloseOutcome, ClientError> {
+        self.post(&Client::collective(id, "/rounds/close"), message)
+    }
+
+    /// A round's progress at the aggregator.
+    pub fn round_progress(
+        &self,
+        id: &str,
+        job: &str,
+        round: u32,
+    ) -> Result<RoundProgress, ClientError> {
+        self.get(&Client::collective(
+            id,
+            &format!("/rounds/{}/{round}/progress", segment(job)),
+        ))
+    }
+
+    /// Sends an update envelope to the aggregator at `update_url`. A refused
+    /// envelope is an answer too (its typed outcome), not an error.
+    pub fn send_update(
+        update_url: &str,
+        id: &str,
+        envelope: &Signed<UpdateEnvelope>,
+    ) -> Result<UpdateResponse, ClientError> {
+        let client = Client::new(update_url);
+        let url = client.url(&Client::collective(id, "/updates"));
+        let (status, body) = Client::read(&url, client.agent.post(&url).send_json(envelope))?;
+        match serde_json::from_slice::<UpdateResponse>(&body) {
+            Ok(response) => Ok(response),
+            Err(_) if !(200..300).contains(&status) => Err(Client::refused(&url, status, &body)),
+            Err(e) => Err(ClientError::Unexpected {
+                url,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(segment("c-0a1b"), "c-0a1b");
+        assert_eq!(segment("%00/../x y"), "%2500%2F..%2Fx%20y");
+        assert_eq!(segment("é"), "%C3%A9");
     }
 }

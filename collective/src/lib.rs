@@ -1,34 +1,20 @@
-//! The consumer's side of compute-to-ssi: a compute collective.
+//! The consumer's side of compute-to-ssi: a compute collective, as its
+//! operator runs it from the `collective` command line. The consumer writes
+//! the manifest and signs it with the collective's key, adds algorithms,
+//! deposits budget, starts jobs and reads what the broker releases: the
+//! number of subscribers, job status with noised statistics, model versions
+//! and the ledger's totals. It holds no wallet key, no sample, no seed, no
+//! single update: its code never touches the broker's database, the
+//! aggregator or a wallet.
 //!
-//! - [`registry`]: collectives, signed manifests, allowed algorithms, subscriptions;
-//! - [`distributor`]: which wallets get a task in a round;
-//! - [`aggregator`]: a role of its own that opens sealed updates in memory,
-//!   filters them ([`aggregation`]: the robust rules and differential privacy)
-//!   and signs batch results, in the service or as its own process
-//!   ([`aggregator_process`]);
-//! - [`ledger`]: append-only, hash-chained, signed payments and records;
-//! - [`models`]: the server optimizer and content-addressed model versions;
-//! - [`coordinator`]: the operations of a service over all of these, and
-//!   [`runner`]: the rounds of running jobs;
-//! - [`http`] and [`service`]: the JSON API and the process around it;
-//! - [`simulate`]: the whole loop in one process over a real dataset.
-//!
-//! State lives in SQLite ([`database`]). The wire protocol is the light
-//! `c2ssi-protocol` crate, shared with wallets.
+//! - [`home`]: the collective's keys, in the consumer's own data directory;
+//! - [`manifest_file`]: the manifest file an operator writes, and the signed
+//!   manifest built from it with the broker's and aggregator's keys;
+//! - [`args`]: the training flags, defined once for `collective train` and
+//!   the simulation.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod aggregation;
-pub mod aggregator;
-pub mod aggregator_process;
-pub mod coordinator;
-pub mod database;
-pub mod distributor;
-pub mod error;
-pub mod http;
-pub mod ledger;
-pub mod models;
-pub mod registry;
-pub mod runner;
-pub mod service;
-pub mod simulate;
+pub mod args;
+pub mod home;
+pub mod manifest_file;

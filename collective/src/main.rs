@@ -1,5 +1,4 @@
-//! `collective`: the compute collective's service and its operator's command
-//! line, and the simulation of the whole loop.
+//! `collective`: the consumer's command line.
 
 mod cli;
 

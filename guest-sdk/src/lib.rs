@@ -20,7 +20,10 @@ pub use algorithm::{
 };
 pub use error::{Error, Result};
 pub use params::{AlgorithmInfo, FEATURES, LABEL, Param, ParamKind, ParamSpec, ParamValue, Params};
-pub use table::{Column, ColumnData, ColumnSpec, ColumnType, Table};
+pub use table::{
+    Column, ColumnData, ColumnSpec, ColumnType, MAX_TABLE_NAME, Table, check_schema,
+    valid_table_name,
+};
 
 /// The line prefix under which the SDK writes a guest's panic message to
 /// stderr, where the host's capture finds it.

@@ -118,6 +118,70 @@ pub struct ColumnSpec {
     pub ty: ColumnType,
 }
 
+/// Checks a schema: some columns, unique non-empty names, ranges in order,
+/// categories with unique levels.
+pub fn check_schema(columns: &[ColumnSpec]) -> Result<(), String> {
+    if columns.is_empty() {
+        return Err("the schema declares no columns".into());
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if c.name.trim().is_empty() {
+            return Err(format!("column {} has an empty name", i + 1));
+        }
+        if columns[..i].iter().any(|d| d.name == c.name) {
+            return Err(format!("column '{}' is declared twice", c.name));
+        }
+        let bad_range = match &c.ty {
+            ColumnType::Integer {
+                min: Some(lo),
+                max: Some(hi),
+            } => lo > hi,
+            ColumnType::Real { min, max } => {
+                min.is_some_and(|v| !v.is_finite())
+                    || max.is_some_and(|v| !v.is_finite())
+                    || matches!((min, max), (Some(lo), Some(hi)) if lo > hi)
+            }
+            ColumnType::Category { levels } => {
+                if levels.is_empty() {
+                    return Err(format!("category column '{}' declares no levels", c.name));
+                }
+                let mut sorted = levels.clone();
+                sorted.sort();
+                sorted.dedup();
+                if sorted.len() != levels.len() {
+                    return Err(format!("category column '{}' repeats a level", c.name));
+                }
+                false
+            }
+            _ => false,
+        };
+        if bad_range {
+            return Err(format!(
+                "column '{}' declares an empty or invalid range",
+                c.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The longest table name.
+pub const MAX_TABLE_NAME: usize = 64;
+
+/// Whether `name` is a valid table name: 1 to 64 ASCII letters, digits,
+/// `_`, `.` or `-`, starting with a letter or digit (`health.daily`).
+pub fn valid_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TABLE_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// The values of one column, one per row.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -1,12 +1,17 @@
-//! A collective's manifest (what it asks for, what it pays, who holds which
-//! key) and its data requirements, with the check a wallet makes of its own
-//! data against them.
+//! A collective's manifest (what it asks for, what it pays, the privacy it
+//! promises, who holds which key), what changes between two versions of it,
+//! and its data requirements, with the check a wallet makes of its own data
+//! against them.
 
-use c2ssi_guest_sdk::{Column, ColumnData, ColumnSpec, ColumnType, Table};
+use c2ssi_guest_sdk::{
+    Column, ColumnData, ColumnSpec, ColumnType, Table, check_schema, valid_table_name,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
-use crate::signing::{Header, Message, PublicKey, canonical_json, sha256};
+use crate::error::ProtocolError;
+use crate::privacy::PrivacyTerms;
+use crate::signing::{Header, Message, PublicKey, Purpose, Signed, canonical_json, sha256};
 
 /// The columns and rows a collective needs from one table of a wallet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +49,41 @@ impl DataRequirements {
     }
 }
 
+/// The longest name, version or collective name a manifest may carry.
+const MAX_NAME: usize = 200;
+/// The longest description.
+const MAX_DESCRIPTION: usize = 10_000;
+/// The most tables a manifest may require, and the most algorithms it may allow.
+const MAX_ENTRIES: usize = 256;
+
+impl DataRequirements {
+    /// Checks the requirements: some tables, each with a valid name, given
+    /// once, with a valid schema.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tables.is_empty() {
+            return Err("the manifest requires no data".into());
+        }
+        if self.tables.len() > MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} tables are required"));
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            if !valid_table_name(&t.table) {
+                return Err(format!(
+                    "required table {} has an invalid name (1 to 64 letters, digits, '_', '.' \
+                     or '-')",
+                    i + 1
+                ));
+            }
+            if self.tables[..i].iter().any(|o| o.table == t.table) {
+                return Err(format!("table '{}' is required twice", t.table));
+            }
+            check_schema(&t.columns)
+                .map_err(|e| format!("requirement for table '{}': {e}", t.table))?;
+        }
+        Ok(())
+    }
+}
+
 /// An algorithm a collective allows: its content address and what it says it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllowedAlgorithm {
@@ -55,48 +95,37 @@ pub struct AllowedAlgorithm {
     pub version: String,
 }
 
-/// What an operator writes to create a collective.
+/// A collective's manifest, signed by the collective's key: what it asks
+/// for, what it pays, the privacy it promises, and who holds which key.
+/// Every version needs each subscriber's consent again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestDraft {
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Purpose `manifest`, the collective's id.
+    pub header: Header,
+    /// 1 for a new collective, one more with every change.
+    pub version: u64,
     /// A short name.
     pub name: String,
     /// What the collective trains and why, for the people asked to subscribe.
     pub description: String,
     /// The data it needs.
     pub requirements: DataRequirements,
+    /// The algorithms it may send, by content address.
+    pub allowed_algorithms: Vec<AllowedAlgorithm>,
     /// What each access to a wallet pays.
     pub rate: Amount,
-    /// The smallest batch the aggregator ever releases (k).
-    pub min_batch: u32,
-}
-
-/// A collective's manifest, signed by the collective's key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Purpose `manifest`, the collective's id.
-    pub header: Header,
-    /// Increases with every change (an added algorithm).
-    pub version: u64,
-    /// A short name.
-    pub name: String,
-    /// What the collective trains and why.
-    pub description: String,
-    /// The data it needs.
-    pub requirements: DataRequirements,
-    /// The algorithms it may send.
-    pub allowed_algorithms: Vec<AllowedAlgorithm>,
-    /// What each access pays.
-    pub rate: Amount,
-    /// The smallest batch the aggregator releases (k).
-    pub min_batch: u32,
-    /// The key that signs the manifest and tasks.
+    /// The privacy terms, which the wallet and the aggregator enforce.
+    pub privacy: PrivacyTerms,
+    /// The collective's key: signs the manifest and the consumer's commands;
+    /// the collective's id is derived from it.
     pub collective_key: PublicKey,
-    /// The key that signs batch results.
+    /// The broker's key: signs tasks, round control, ledger entries and receipts.
+    pub broker_key: PublicKey,
+    /// The aggregator's key: signs batch results and access reports.
     pub aggregator_key: PublicKey,
-    /// The age X25519 recipient updates are encrypted to.
+    /// The age X25519 recipient updates are sealed to.
     pub aggregator_recipient: String,
-    /// The key that signs ledger entries and receipts.
-    pub ledger_key: PublicKey,
 }
 
 impl Message for Manifest {
@@ -105,24 +134,235 @@ impl Message for Manifest {
     }
 }
 
+/// One difference between two versions of a manifest, which a subscriber
+/// consents to (or not).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The name.
+    Name {
+        /// Before.
+        from: String,
+        /// After.
+        to: String,
+    },
+    /// The description.
+    Description,
+    /// The data required.
+    Requirements,
+    /// A new algorithm.
+    AlgorithmAdded(AllowedAlgorithm),
+    /// An algorithm no longer allowed.
+    AlgorithmRemoved(AllowedAlgorithm),
+    /// The rate per access.
+    Rate {
+        /// Before.
+        from: Amount,
+        /// After.
+        to: Amount,
+    },
+    /// The privacy terms.
+    Privacy {
+        /// Before.
+        from: Box<PrivacyTerms>,
+        /// After.
+        to: Box<PrivacyTerms>,
+    },
+    /// Another broker.
+    Broker,
+    /// Another aggregator.
+    Aggregator,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Name { from, to } => write!(f, "name: '{from}' becomes '{to}'"),
+            Change::Description => f.write_str("the description changed"),
+            Change::Requirements => f.write_str("the data required changed"),
+            Change::AlgorithmAdded(a) => write!(
+                f,
+                "new algorithm {} {} (sha256 {})",
+                a.name, a.version, a.sha256
+            ),
+            Change::AlgorithmRemoved(a) => {
+                write!(f, "algorithm {} {} is no longer allowed", a.name, a.version)
+            }
+            Change::Rate { from, to } => write!(f, "rate per access: {from} becomes {to}"),
+            Change::Privacy { from, to } => write!(
+                f,
+                "privacy terms: k {} -> {}, clipping {} -> {}, noise {} -> {}, rounds per \
+                 wallet {} -> {}, epsilon per job {} -> {}, metrics [{}] -> [{}]",
+                from.min_batch,
+                to.min_batch,
+                from.clip_norm,
+                to.clip_norm,
+                from.noise_multiplier,
+                to.noise_multiplier,
+                from.rounds_per_wallet,
+                to.rounds_per_wallet,
+                epsilon_text(from.epsilon),
+                epsilon_text(to.epsilon),
+                metric_names(from),
+                metric_names(to)
+            ),
+            Change::Broker => f.write_str("another broker distributes tasks and keeps the ledger"),
+            Change::Aggregator => f.write_str("another aggregator receives the updates"),
+        }
+    }
+}
+
+fn epsilon_text(e: Option<f64>) -> String {
+    e.map_or_else(|| "none (no noise)".into(), |e| format!("{e:.3}"))
+}
+
+fn metric_names(t: &PrivacyTerms) -> String {
+    t.metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Manifest {
     /// Whether `sha256` (hex) is an allowed algorithm.
     pub fn allows(&self, sha256: &str) -> Option<&AllowedAlgorithm> {
         self.allowed_algorithms.iter().find(|a| a.sha256 == sha256)
     }
 
-    /// Whether `newer` changes only what a subscriber need not consent to
-    /// again: the list of algorithms (growing) and the version.
-    pub fn same_terms(&self, newer: &Manifest) -> bool {
-        self.header.collective_id == newer.header.collective_id
-            && self.requirements == newer.requirements
-            && self.rate == newer.rate
-            && self.min_batch == newer.min_batch
-            && self.collective_key == newer.collective_key
-            && self.aggregator_key == newer.aggregator_key
-            && self.aggregator_recipient == newer.aggregator_recipient
-            && self.ledger_key == newer.ledger_key
+    /// Checks every field: texts present and bounded, requirements and
+    /// privacy terms valid, a positive rate, algorithms named by SHA-256
+    /// once each, an age recipient, and an id derived from the collective key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.header.purpose != Purpose::Manifest {
+            return Err("the header's purpose is not 'manifest'".into());
+        }
+        if self.header.collective_id != collective_id(&self.collective_key) {
+            return Err(format!(
+                "collective id '{}' is not the one its key gives ({})",
+                self.header.collective_id,
+                collective_id(&self.collective_key)
+            ));
+        }
+        if self.version == 0 {
+            return Err("versions start at 1".into());
+        }
+        if self.name.trim().is_empty() || self.name.len() > MAX_NAME {
+            return Err(format!("the name must have 1 to {MAX_NAME} bytes"));
+        }
+        if self.description.trim().is_empty() || self.description.len() > MAX_DESCRIPTION {
+            return Err(format!(
+                "the description (for the people asked to subscribe) must have 1 to \
+                 {MAX_DESCRIPTION} bytes"
+            ));
+        }
+        self.requirements.check()?;
+        if self.rate.0 == 0 {
+            return Err("the rate per access must be more than zero".into());
+        }
+        self.privacy.check().map_err(|e| e.to_string())?;
+        if self.allowed_algorithms.len() > MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} algorithms are allowed"));
+        }
+        for (i, a) in self.allowed_algorithms.iter().enumerate() {
+            if a.sha256.len() != 64
+                || !a
+                    .sha256
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            {
+                return Err(format!(
+                    "algorithm {} is not named by a SHA-256 in lower-case hex",
+                    i + 1
+                ));
+            }
+            if self.allowed_algorithms[..i]
+                .iter()
+                .any(|o| o.sha256 == a.sha256)
+            {
+                return Err(format!("algorithm {} is allowed twice", a.sha256));
+            }
+            if a.name.is_empty() || a.name.len() > MAX_NAME || a.version.len() > MAX_NAME {
+                return Err(format!(
+                    "algorithm {} needs a name and version of at most {MAX_NAME} bytes",
+                    a.sha256
+                ));
+            }
+        }
+        self.aggregator_recipient
+            .parse::<age::x25519::Recipient>()
+            .map_err(|e| format!("the aggregator recipient is not an age recipient: {e}"))?;
+        Ok(())
     }
+
+    /// What changed from `self` to `newer`, in the order a person reads it.
+    pub fn changes(&self, newer: &Manifest) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.name != newer.name {
+            out.push(Change::Name {
+                from: self.name.clone(),
+                to: newer.name.clone(),
+            });
+        }
+        if self.description != newer.description {
+            out.push(Change::Description);
+        }
+        if self.requirements != newer.requirements {
+            out.push(Change::Requirements);
+        }
+        for a in &newer.allowed_algorithms {
+            if self.allows(&a.sha256).is_none() {
+                out.push(Change::AlgorithmAdded(a.clone()));
+            }
+        }
+        for a in &self.allowed_algorithms {
+            if newer.allows(&a.sha256).is_none() {
+                out.push(Change::AlgorithmRemoved(a.clone()));
+            }
+        }
+        if self.rate != newer.rate {
+            out.push(Change::Rate {
+                from: self.rate,
+                to: newer.rate,
+            });
+        }
+        if self.privacy != newer.privacy {
+            out.push(Change::Privacy {
+                from: Box::new(self.privacy.clone()),
+                to: Box::new(newer.privacy.clone()),
+            });
+        }
+        if self.broker_key != newer.broker_key {
+            out.push(Change::Broker);
+        }
+        if self.aggregator_key != newer.aggregator_key
+            || self.aggregator_recipient != newer.aggregator_recipient
+        {
+            out.push(Change::Aggregator);
+        }
+        out
+    }
+}
+
+/// Opens a signed manifest of collective `id`: signed by the key it names,
+/// that key gives `id`, and every field checks.
+pub fn open_manifest(signed: &Signed<Manifest>, id: &str) -> Result<Manifest, ProtocolError> {
+    let manifest = signed.open_any_time(Some(&signed.signer), Purpose::Manifest)?;
+    if manifest.collective_key != signed.signer {
+        return Err(ProtocolError::Malformed(
+            "the manifest is not signed by the collective key it names".into(),
+        ));
+    }
+    if manifest.header.collective_id != id {
+        return Err(ProtocolError::Malformed(format!(
+            "the manifest is for collective '{}', not '{id}'",
+            manifest.header.collective_id
+        )));
+    }
+    manifest
+        .check()
+        .map_err(|e| ProtocolError::Malformed(format!("manifest: {e}")))?;
+    Ok(manifest)
 }
 
 /// A collective's id: derived from its key, so that nobody else can claim it.
@@ -306,6 +546,95 @@ mod tests {
         assert_eq!(t.columns[0].data, ColumnData::Real(vec![7.0, 9.0]));
         assert_eq!(t.columns[1].data, ColumnData::Category(vec![2, 0]));
         assert_eq!(t.columns[0].ty.numeric_range(), Some((0.0, 10.0)));
+    }
+
+    fn manifest(key: &crate::SigningKey) -> Manifest {
+        use crate::signing::Signer;
+        let id = collective_id(&key.public_key());
+        let other = crate::SigningKey::generate().unwrap().public_key();
+        Manifest {
+            header: Header::new(Purpose::Manifest, &id, 60_000),
+            version: 1,
+            name: "n".into(),
+            description: "d".into(),
+            requirements: DataRequirements {
+                tables: vec![requirement(10.0)],
+            },
+            allowed_algorithms: Vec::new(),
+            rate: Amount(5),
+            privacy: crate::privacy::default_terms(),
+            collective_key: key.public_key(),
+            broker_key: other,
+            aggregator_key: other,
+            aggregator_recipient: age::x25519::Identity::generate().to_public().to_string(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_checks_its_fields_and_opens_only_for_its_id() {
+        let key = crate::SigningKey::generate().unwrap();
+        let m = manifest(&key);
+        m.check().unwrap();
+        let signed = Signed::sign(&m, &key).unwrap();
+        let id = m.header.collective_id.clone();
+        assert_eq!(open_manifest(&signed, &id).unwrap(), m);
+        assert!(open_manifest(&signed, "c-000000000000000000000000").is_err());
+        // Signed by another key than the one it names (and its id derives from).
+        let thief = crate::SigningKey::generate().unwrap();
+        assert!(open_manifest(&Signed::sign(&m, &thief).unwrap(), &id).is_err());
+        for broken in [
+            Manifest {
+                rate: Amount(0),
+                ..m.clone()
+            },
+            Manifest {
+                description: " ".into(),
+                ..m.clone()
+            },
+            Manifest {
+                aggregator_recipient: "age1nonsense".into(),
+                ..m.clone()
+            },
+            Manifest {
+                allowed_algorithms: vec![AllowedAlgorithm {
+                    sha256: "ABC".into(),
+                    name: "x".into(),
+                    version: "1".into(),
+                }],
+                ..m.clone()
+            },
+        ] {
+            assert!(broken.check().is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn every_change_that_needs_consent_is_listed() {
+        let key = crate::SigningKey::generate().unwrap();
+        let old = manifest(&key);
+        assert!(old.changes(&old.clone()).is_empty());
+        let mut new = old.clone();
+        new.version = 2;
+        new.header = Header::new(Purpose::Manifest, &old.header.collective_id, 60_000);
+        assert!(
+            old.changes(&new).is_empty(),
+            "a new version alone changes nothing"
+        );
+        new.allowed_algorithms.push(AllowedAlgorithm {
+            sha256: "a".repeat(64),
+            name: "leaky".into(),
+            version: "1".into(),
+        });
+        new.rate = Amount(6);
+        new.privacy.min_batch = 3;
+        new.aggregator_key = crate::Signer::public_key(&key);
+        let changes = old.changes(&new);
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert!(matches!(changes[0], Change::AlgorithmAdded(_)));
+        assert!(matches!(changes[1], Change::Rate { .. }));
+        assert!(matches!(changes[2], Change::Privacy { .. }));
+        assert!(matches!(changes[3], Change::Aggregator));
+        assert!(changes[2].to_string().contains("k 10 -> 3"));
     }
 
     #[test]

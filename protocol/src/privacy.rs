@@ -129,11 +129,14 @@ fn field(field: &'static str, problem: impl Into<String>) -> TermsError {
     }
 }
 
+/// The epsilon one job may cost a wallet under the default terms.
+pub const DEFAULT_EPSILON: f64 = 2.0;
+
 /// The default terms of a collective that states none: k = 10, updates
 /// clipped to norm 1, delta 1e-5, ten rounds per wallet per job, and the
 /// noise that makes a whole job cost a wallet epsilon 2.
 pub fn default_terms() -> PrivacyTerms {
-    PrivacyTerms::with_epsilon(10, 1.0, 1e-5, 10, 2.0, Vec::new())
+    PrivacyTerms::with_epsilon(10, 1.0, 1e-5, 10, DEFAULT_EPSILON, Vec::new())
         .unwrap_or_else(|_| unreachable!("the default terms are valid"))
 }
 

@@ -22,12 +22,10 @@ const MAGIC: &[u8; 4] = b"C2U1";
 pub enum Outcome {
     /// The algorithm trained; the delta is the update.
     Trained,
-    /// The algorithm failed on the wallet's data; there is no delta. The
-    /// access is still paid: the data was there.
-    Failed {
-        /// The failure's kind (`panic`, `out-of-fuel`, ...).
-        kind: String,
-    },
+    /// The algorithm failed on the wallet's data; there is no delta, and
+    /// not even the kind of failure leaves the wallet. The access is still
+    /// paid: the data was there.
+    Failed,
 }
 
 /// What a wallet's update says, sealed.
@@ -35,11 +33,11 @@ pub enum Outcome {
 pub struct UpdatePayload {
     /// How it went.
     pub outcome: Outcome,
-    /// The change to every model parameter (empty when failed).
+    /// The change to every model parameter (empty when failed), clipped
+    /// by the wallet to the manifest's norm.
     pub delta: Vec<f32>,
-    /// Examples behind it.
-    pub examples: u32,
-    /// The algorithm's metrics.
+    /// The metrics the manifest declares, clamped by the wallet to their
+    /// ranges; no other metric leaves the wallet.
     pub metrics: Vec<Metric>,
 }
 
@@ -47,7 +45,6 @@ pub struct UpdatePayload {
 struct PayloadHeader {
     #[serde(flatten)]
     outcome: Outcome,
-    examples: u32,
     metrics: Vec<Metric>,
     delta_len: u32,
 }
@@ -57,7 +54,6 @@ impl UpdatePayload {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ProtocolError> {
         let header = serde_json::to_vec(&PayloadHeader {
             outcome: self.outcome.clone(),
-            examples: self.examples,
             metrics: self.metrics.clone(),
             delta_len: u32::try_from(self.delta.len())
                 .map_err(|_| ProtocolError::Malformed("the delta is too long".into()))?,
@@ -97,7 +93,6 @@ impl UpdatePayload {
         Ok(UpdatePayload {
             outcome: header.outcome,
             delta,
-            examples: header.examples,
             metrics: header.metrics,
         })
     }
@@ -163,7 +158,6 @@ mod tests {
         let payload = UpdatePayload {
             outcome: Outcome::Trained,
             delta: vec![1.5, -0.25, f32::MIN_POSITIVE],
-            examples: 3,
             metrics: vec![Metric::new("mse", 2.0)],
         };
         let aggregator = age::x25519::Identity::generate();

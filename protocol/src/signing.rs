@@ -124,6 +124,56 @@ impl SigningKey {
     pub fn pkcs8(&self) -> &[u8] {
         &self.pkcs8
     }
+
+    /// Reads a key stored by [`SigningKey::write_to`].
+    pub fn read_from(path: &std::path::Path) -> Result<SigningKey, ProtocolError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ProtocolError::Crypto(format!("reading {}: {e}", path.display())))?;
+        SigningKey::from_pkcs8(&bytes)
+            .map_err(|e| ProtocolError::Crypto(format!("{}: {e}", path.display())))
+    }
+
+    /// Stores the key at `path`, readable by its owner only, atomically: a
+    /// crash leaves the old file or the new one.
+    pub fn write_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        write_secret(path, &self.pkcs8)
+    }
+}
+
+/// Writes a secret file readable by its owner only (mode 0600 on Unix),
+/// through a temporary file in the same directory and a rename, synced.
+pub fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", new_nonce()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 impl Drop for SigningKey {
@@ -153,9 +203,7 @@ impl Signer for SigningKey {
 pub enum Purpose {
     /// A collective's manifest (signed by the collective).
     Manifest,
-    /// An operator creating a collective.
-    CreateCollective,
-    /// An operator's command to its collective.
+    /// The consumer's command to its collective (signed by the collective).
     OperatorCommand,
     /// A wallet's subscription contract.
     Subscription,
@@ -163,19 +211,19 @@ pub enum Purpose {
     Unsubscription,
     /// A wallet agent asking for work.
     CheckIn,
-    /// A task for one wallet (signed by the collective).
+    /// A task for one wallet (signed by the broker).
     Task,
     /// An update envelope (signed by the wallet).
     Update,
-    /// A payment receipt (signed by the ledger).
+    /// A payment receipt (signed by the broker's ledger).
     Receipt,
     /// A batch result (signed by the aggregator).
     BatchResult,
     /// An access the aggregator reports for payment (signed by the aggregator).
     AccessReport,
-    /// The aggregator asked to close a round (signed by the collective).
+    /// The aggregator asked to close a round (signed by the broker).
     CloseRound,
-    /// The aggregator asked to open a round (signed by the collective).
+    /// The aggregator asked to open a round (signed by the broker).
     OpenRound,
 }
 
@@ -183,7 +231,6 @@ impl Purpose {
     fn tag(self) -> &'static [u8] {
         match self {
             Purpose::Manifest => b"manifest",
-            Purpose::CreateCollective => b"create-collective",
             Purpose::OperatorCommand => b"operator-command",
             Purpose::Subscription => b"subscription",
             Purpose::Unsubscription => b"unsubscription",

@@ -94,6 +94,10 @@ pub enum TaskError {
     /// It could not be instantiated.
     #[error("the algorithm could not be instantiated: {0}")]
     Instantiate(String),
+    /// The hyper-parameters or the table's columns do not fit what the
+    /// algorithm declares.
+    #[error("{0}")]
+    Params(String),
 }
 
 impl TaskError {
@@ -110,6 +114,7 @@ impl TaskError {
             TaskError::Trap(_) => "trap",
             TaskError::InvalidResult(_) => "invalid-result",
             TaskError::Instantiate(_) => "instantiate",
+            TaskError::Params(_) => "params",
         }
     }
 }

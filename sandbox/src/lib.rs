@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use c2ssi_guest_sdk::{AlgorithmInfo, Metric, Param, Table};
+use c2ssi_guest_sdk::{AlgorithmInfo, ColumnSpec, Metric, Param, Table};
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
@@ -475,6 +475,36 @@ impl Sandbox {
             }
             Ok(model)
         })
+    }
+
+    /// The initial model for a table of `columns`: `describe`, the
+    /// hyper-parameters resolved against its declarations, the features
+    /// selected (all columns but the label unless `features` names them)
+    /// and counted once encoded, then `init-model`.
+    pub fn initial_model(
+        &self,
+        component: &LoadedComponent,
+        columns: &[ColumnSpec],
+        params: &[Param],
+    ) -> Result<Vec<f32>, TaskError> {
+        use c2ssi_guest_sdk::encode::{feature_count, select_features};
+        use c2ssi_guest_sdk::{FEATURES, LABEL, Params};
+        let info = self.describe(component).into_result()?;
+        let resolved = Params::resolve(&info.params, params.to_vec())
+            .map_err(|e| TaskError::Params(format!("{}: {e}", info.name)))?;
+        let label = info.spec(LABEL).and_then(|_| resolved.text(LABEL).ok());
+        let requested = if info.spec(FEATURES).is_some() {
+            resolved
+                .text_list(FEATURES)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let features = select_features(columns, &requested, label);
+        let count = feature_count(columns, &features)
+            .map_err(|e| TaskError::Params(format!("the table's columns: {e}")))?;
+        self.init_model(component, params, count).into_result()
     }
 
     /// Calls `train` and checks the update (length, finite values, metrics),

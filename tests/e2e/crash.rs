@@ -1,11 +1,11 @@
-//! Killing the collective's service (SIGKILL) in the middle of a job and
-//! starting it again loses no model version and no ledger entry, and pays no
-//! access twice.
+//! Killing the broker (SIGKILL) in the middle of a job and starting it
+//! again loses no model version and no ledger entry, and pays no access
+//! twice; the round it left open is closed by the aggregator, which kept it.
 
 use std::collections::HashSet;
 
 use crate::support::{
-    Service, WalletDir, assert_paid_once, eventually, receipts, run_ok, serve_command,
+    Service, WalletDir, assert_paid_once, binary, broker_command, eventually, receipts, run_ok,
     start_server, wallets,
 };
 
@@ -25,12 +25,18 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     service.process.kill();
 
     // What the database holds after the crash.
-    let db = service.data.join("state.db");
-    let before = run_ok(service.operator(&["ledger", "verify", "--db"]).arg(&db));
+    let db = service.data.join("broker.db");
+    let before = run_ok(
+        std::process::Command::new(binary("broker"))
+            .arg("verify-ledger")
+            .arg("--db")
+            .arg(&db)
+            .args(["--collective", &service.collective]),
+    );
     assert!(before.contains("verifies"), "{before}");
     let ledger_before: Vec<(u64, String)> = {
-        let db = collective::database::Database::open(&db).expect("the database");
-        collective::ledger::read_entries(&db, &service.collective)
+        let db = c2ssi_broker::database::Database::open(&db).expect("the database");
+        c2ssi_broker::ledger::read_entries(&db, &service.collective)
             .expect("the entries")
             .into_iter()
             .map(|e| (e.seq, e.hash))
@@ -41,15 +47,15 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     // The same address again: the wallets know the service by it.
     let address = service.url.trim_start_matches("http://").to_string();
     let (process, url) = start_server(
-        serve_command(&service.data, &address, None),
-        "collective serve (restarted)",
+        broker_command(&service.data, &address, &service.aggregator_url),
+        "broker serve (restarted)",
     );
     service.process = process;
     assert_eq!(url, service.url);
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
-    // The round the crash interrupted was abandoned (its updates, held in
-    // the aggregator's memory only, are gone); the others were released.
+    // The round the crash interrupted was closed after the restart (the
+    // aggregator kept its updates) or released nothing; the others were released.
     let done = status["rounds_done"].as_u64().expect("rounds done");
     assert!((5..=6).contains(&done), "{status:#}");
 

@@ -4,5 +4,6 @@
 mod crash;
 mod meddling;
 mod proxy;
+mod roles;
 mod support;
 mod training;

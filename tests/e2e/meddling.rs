@@ -1,7 +1,8 @@
-//! A man in the middle between a wallet agent and the collective: tasks that
-//! are forged, signed by another key, expired or replayed are denied by the
-//! wallet (and never run); an update that is duplicated or tampered with on
-//! its way is rejected by the aggregator (and never paid).
+//! A man in the middle between a wallet agent and the broker, and between
+//! the wallets and the aggregator: tasks that are forged, signed by another
+//! key, expired or replayed are denied by the wallet (and never run); an
+//! update that is duplicated or tampered with on its way is refused by the
+//! aggregator (and never paid).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,13 +11,13 @@ use c2ssi_protocol::{Purpose, Signed, SigningKey, Task, new_nonce, now_ms};
 use serde_json::Value;
 
 use crate::proxy::{self, Meddler};
-use crate::support::{Service, WalletDir, eventually, payments, wallets};
+use crate::support::{Service, WalletDir, eventually, free_port, payments, wallets};
 
 /// Hands the wallet its first real task, then, one per check-in, a forged
-/// copy, one signed by a stranger, an expired one signed by the collective,
-/// and the first again; duplicates and tampers with the wallet's first update.
+/// copy, one signed by a stranger, an expired one signed by the broker's own
+/// key, and the first again; duplicates and tampers with the first update.
 struct Attacker {
-    collective_key: SigningKey,
+    broker_key: SigningKey,
     state: Mutex<AttackerState>,
 }
 
@@ -24,6 +25,7 @@ struct Attacker {
 struct AttackerState {
     first_task: bool,
     injections: VecDeque<Value>,
+    meddled: bool,
     update_answers: Vec<(&'static str, u16, Value)>,
 }
 
@@ -51,12 +53,12 @@ impl Attacker {
         stranger.header.nonce = new_nonce();
         let stranger = signed_json(&stranger, &SigningKey::generate().expect("a key"));
 
-        // 3. Signed by the collective itself, but expired.
+        // 3. Signed by the broker itself, but expired.
         let mut expired = body.clone();
         expired.header.nonce = new_nonce();
         expired.header.issued_at_ms = now_ms() - 120_000;
         expired.header.expires_at_ms = now_ms() - 60_000;
-        let expired = signed_json(&expired, &self.collective_key);
+        let expired = signed_json(&expired, &self.broker_key);
 
         // 4. The very task the wallet already ran.
         VecDeque::from([forged, stranger, expired, real.clone()])
@@ -80,12 +82,11 @@ impl Meddler for Attacker {
     }
 
     fn update(&self, body: Value, forward: &dyn Fn(&Value) -> (u16, Value)) -> (u16, Value) {
-        let first = self
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update_answers
-            .is_empty();
+        // Every wallet's update passes here; the first one is meddled with.
+        let first = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            !std::mem::replace(&mut state.meddled, true)
+        };
         let (status, answer) = forward(&body);
         if first {
             let duplicate = forward(&body);
@@ -113,18 +114,20 @@ impl Meddler for Attacker {
 #[test]
 fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let service = Service::start(dir.path(), "10");
-    let collective_key = {
-        let db = collective::database::Database::open(&service.data.join("state.db"))
-            .expect("the service's database");
-        collective::registry::Registry::new(db)
-            .collective_key(&service.collective)
-            .expect("the collective's key")
+    // Wallets reach the aggregator through the attacker, at a port chosen now.
+    let aggregator_proxy = free_port();
+    let service = Service::start_with(dir.path(), "10", Some(aggregator_proxy));
+    let broker_key = {
+        let db = c2ssi_broker::database::Database::open(&service.data.join("broker.db"))
+            .expect("the broker's database");
+        c2ssi_broker::keys::broker_key(&db).expect("the broker's key")
     };
     let attacker = Arc::new(Attacker {
-        collective_key,
+        broker_key,
         state: Mutex::default(),
     });
+    let _aggregator_proxy =
+        proxy::start_on(aggregator_proxy, &service.aggregator_url, attacker.clone());
     let proxy = proxy::start(&service.url, attacker.clone());
 
     let people = wallets(dir.path(), "m", 300, 5);
@@ -145,16 +148,19 @@ fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
         let log = victim.log();
         let denied = log
             .iter()
-            .filter(|r| {
-                r["outcome"]
-                    .as_str()
-                    .is_some_and(|o| o.starts_with("denied"))
-            })
+            .filter(|r| r["outcome"]["kind"] == "denied")
             .count();
         (denied >= 4).then_some(log)
     });
-    let outcomes: Vec<&str> = log.iter().filter_map(|r| r["outcome"].as_str()).collect();
-    let count = |prefix: &str| outcomes.iter().filter(|o| o.starts_with(prefix)).count();
+    let outcomes: Vec<String> = log
+        .iter()
+        .map(|r| match r["outcome"]["kind"].as_str() {
+            Some("denied") => format!("denied: {}", r["outcome"]["denial"].as_str().unwrap_or("")),
+            Some(kind) => kind.to_string(),
+            None => String::new(),
+        })
+        .collect();
+    let count = |name: &str| outcomes.iter().filter(|o| *o == name).count();
     assert_eq!(count("denied: forged"), 2, "{outcomes:#?}");
     assert_eq!(count("denied: expired"), 1, "{outcomes:#?}");
     assert_eq!(count("denied: replayed"), 1, "{outcomes:#?}");
@@ -175,21 +181,16 @@ fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
     assert_eq!(answers.len(), 3, "{answers:#?}");
     let (_, status, original) = &answers[0];
     assert_eq!(*status, 200, "{original}");
-    assert_eq!(original["accepted"], true);
+    assert_eq!(original["outcome"]["status"], "taken", "{original}");
     assert!(!original["receipt"].is_null(), "{original}");
     let (_, status, duplicate) = &answers[1];
     assert_eq!(*status, 409, "{duplicate}");
-    assert_eq!(duplicate["accepted"], false);
+    assert_eq!(duplicate["outcome"]["reason"], "duplicate", "{duplicate}");
     assert!(duplicate["receipt"].is_null());
     let (_, status, tampered) = &answers[2];
     assert_eq!(*status, 422, "{tampered}");
-    assert_eq!(tampered["accepted"], false);
-    assert!(
-        tampered["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("signature")),
-        "{tampered}"
-    );
+    assert_eq!(tampered["outcome"]["reason"], "bad-signature", "{tampered}");
+    assert!(tampered["receipt"].is_null());
     let paid = payments(&service.ledger());
     assert_eq!(paid.len(), 10, "2 rounds x 5 wallets, nothing more");
     service.verify_ledger();

@@ -1,7 +1,7 @@
-//! A man in the middle between wallet agents and the collective's service,
-//! on 127.0.0.1: it passes every request on unchanged, except the check-ins
-//! and updates that a test's [`Meddler`] rewrites. It plays the attacker
-//! the wallet's checks (and the aggregator's) are there for.
+//! A man in the middle between wallet agents and the broker or the
+//! aggregator, on 127.0.0.1: it passes every request on unchanged, except
+//! the check-ins and updates that a test's [`Meddler`] rewrites. It plays
+//! the attacker the wallet's checks (and the aggregator's) are there for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +41,13 @@ pub(crate) struct Proxy {
     pub(crate) url: String,
 }
 
-/// Starts a proxy in front of `upstream`.
+/// Starts a proxy in front of `upstream`, on any port.
 pub(crate) fn start(upstream: &str, meddler: Arc<dyn Meddler>) -> Proxy {
+    start_on(0, upstream, meddler)
+}
+
+/// Starts a proxy in front of `upstream` on `port` of 127.0.0.1.
+pub(crate) fn start_on(port: u16, upstream: &str, meddler: Arc<dyn Meddler>) -> Proxy {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -60,7 +65,7 @@ pub(crate) fn start(upstream: &str, meddler: Arc<dyn Meddler>) -> Proxy {
             .build()
             .expect("a tokio runtime");
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .expect("binding the proxy");
             let address = listener.local_addr().expect("its address");

@@ -1,7 +1,8 @@
-//! What the end-to-end tests share: the real `collective` and `wallet`
-//! binaries (built by `cargo test --workspace` next to this test), processes
-//! that are killed when dropped, a collective service on 127.0.0.1 with an
-//! operator, and wallets holding one person of the diabetes data each.
+//! What the end-to-end tests share: the real `aggregator`, `broker`,
+//! `collective` and `wallet` binaries (built by `cargo test --workspace`
+//! next to this test), processes that are killed when dropped, a deployment
+//! on 127.0.0.1 (an aggregator, a broker, a consumer with one collective),
+//! and wallets holding one person of the diabetes data each.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -121,62 +122,108 @@ pub(crate) fn start_server(mut cmd: Command, name: &str) -> (Running, String) {
     (running, url)
 }
 
-/// A collective service, its operator's key, and one collective.
+/// A port on 127.0.0.1 that was free a moment ago: the aggregator must be
+/// told the broker's address before the broker runs, and the reverse.
+pub(crate) fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+/// A deployment: the aggregator and the broker as their own processes, a
+/// consumer (its data directory) with one collective.
 #[derive(Debug)]
 pub(crate) struct Service {
-    /// The process.
+    /// The broker's process.
     pub(crate) process: Running,
-    /// `http://127.0.0.1:PORT`.
+    /// The aggregator's process (it lives as long as the deployment).
+    pub(crate) _aggregator: Running,
+    /// The broker: `http://127.0.0.1:PORT`.
     pub(crate) url: String,
-    /// Its data directory.
+    /// The aggregator's own URL.
+    pub(crate) aggregator_url: String,
+    /// The broker's data directory.
     pub(crate) data: PathBuf,
-    /// The operator's key file.
-    pub(crate) operator_key: PathBuf,
+    /// The aggregator's data directory.
+    pub(crate) aggregator_data: PathBuf,
+    /// The consumer's data directory (`COLLECTIVE_HOME`).
+    pub(crate) home: PathBuf,
     /// The collective, once created.
     pub(crate) collective: String,
     /// The linear-regression algorithm's SHA-256.
     pub(crate) algorithm: String,
 }
 
-/// How a service is started.
-pub(crate) fn serve_command(data: &Path, listen: &str, aggregator: Option<&str>) -> Command {
-    let mut cmd = Command::new(binary("collective"));
+/// How a broker is started.
+pub(crate) fn broker_command(data: &Path, listen: &str, aggregator: &str) -> Command {
+    let mut cmd = Command::new(binary("broker"));
     cmd.arg("serve")
         .arg("--data")
         .arg(data)
         .arg("--listen")
         .arg(listen)
-        .args(["--liveness-ms", "600000", "--checkin-retry-ms", "100"]);
-    if let Some(url) = aggregator {
-        cmd.arg("--aggregator").arg(url);
+        .arg("--aggregator")
+        .arg(aggregator)
+        .args(["--liveness-ms", "600000", "--checkin-retry-ms", "100"])
+        .env_remove("BROKER_LOG");
+    cmd
+}
+
+/// How an aggregator is started: wallets reach it at `public_url` (a proxy,
+/// say) when given.
+pub(crate) fn aggregator_command(
+    data: &Path,
+    listen: &str,
+    broker: &str,
+    public_url: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(binary("aggregator"));
+    cmd.arg("serve")
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--broker")
+        .arg(broker)
+        .env_remove("AGGREGATOR_LOG");
+    if let Some(url) = public_url {
+        cmd.arg("--public-url").arg(url);
     }
     cmd
 }
 
 impl Service {
-    /// Starts `collective serve` in `dir` on 127.0.0.1 (any port), creates
-    /// the diabetes collective, deposits `deposit` and allows linear regression.
+    /// Starts an aggregator and a broker in `dir` on 127.0.0.1, creates the
+    /// diabetes collective (the example manifest), deposits `deposit` and
+    /// allows linear regression.
     pub(crate) fn start(dir: &Path, deposit: &str) -> Service {
-        Service::start_on(dir, deposit, "127.0.0.1:0", None)
+        Service::start_with(dir, deposit, None)
     }
 
-    /// [`Service::start`] listening on `listen`, with the aggregator at
-    /// `aggregator` when there is one elsewhere.
-    pub(crate) fn start_on(
-        dir: &Path,
-        deposit: &str,
-        listen: &str,
-        aggregator: Option<&str>,
-    ) -> Service {
-        let data = dir.join("service");
-        let (process, url) =
-            start_server(serve_command(&data, listen, aggregator), "collective serve");
-        let operator_key = dir.join("operator.key");
+    /// [`Service::start`], with wallets reaching the aggregator at
+    /// `aggregator_public` (a port chosen in advance) when given.
+    pub(crate) fn start_with(dir: &Path, deposit: &str, aggregator_public: Option<u16>) -> Service {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let aggregator_data = dir.join("aggregator");
+        let public = aggregator_public.map(|p| format!("http://127.0.0.1:{p}"));
+        let (aggregator, aggregator_url) = start_server(
+            aggregator_command(&aggregator_data, "127.0.0.1:0", &url, public.as_deref()),
+            "aggregator serve",
+        );
+        let data = dir.join("broker");
+        let (process, broker_url) = start_server(
+            broker_command(&data, &format!("127.0.0.1:{port}"), &aggregator_url),
+            "broker serve",
+        );
+        assert_eq!(broker_url, url);
         let mut service = Service {
             process,
+            _aggregator: aggregator,
             url,
+            aggregator_url,
             data,
-            operator_key,
+            aggregator_data,
+            home: dir.join("consumer"),
             collective: String::new(),
             algorithm: String::new(),
         };
@@ -193,18 +240,21 @@ impl Service {
             "algorithm",
             "add",
             test_guest_artifacts::LINEAR_REGRESSION,
+            "--params",
+            "label=progression",
         ]))
         .trim()
         .to_string();
         service
     }
 
-    /// `collective ARGS...` as this collective's operator.
+    /// `collective ARGS...` as this collective's consumer.
     pub(crate) fn operator(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary("collective"));
         cmd.args(args)
-            .env("COLLECTIVE_URL", &self.url)
-            .env("COLLECTIVE_KEY", &self.operator_key)
+            .env("BROKER_URL", &self.url)
+            .env("COLLECTIVE_HOME", &self.home)
+            .env_remove("COLLECTIVE_KEY")
             .env_remove("COLLECTIVE_LOG");
         if !self.collective.is_empty() {
             cmd.env("COLLECTIVE_ID", &self.collective);
@@ -212,33 +262,46 @@ impl Service {
         cmd
     }
 
-    /// Starts a training job of linear regression with k = 5 and a round
-    /// deadline of a minute; returns its id.
+    /// Starts a training job of linear regression with a round deadline of
+    /// a minute; returns its id.
     pub(crate) fn train(&self, rounds: u32, wallets_per_round: u32, budget: &str) -> String {
-        let (rounds, wallets_per_round) = (rounds.to_string(), wallets_per_round.to_string());
-        let args = [
-            "train",
-            "--algorithm",
+        self.train_with(
             &self.algorithm,
-            "--params",
-            "label=progression",
-            "learning_rate=0.1",
-            "epochs=1",
+            &["label=progression", "learning_rate=0.1", "epochs=1"],
+            (rounds, wallets_per_round),
+            budget,
+            60_000,
+        )
+    }
+
+    /// Starts a training job of `algorithm` with `params`, `(rounds,
+    /// wallets per round)` and a round deadline; returns its id.
+    pub(crate) fn train_with(
+        &self,
+        algorithm: &str,
+        params: &[&str],
+        (rounds, wallets_per_round): (u32, u32),
+        budget: &str,
+        deadline_ms: u64,
+    ) -> String {
+        let (rounds, wallets_per_round) = (rounds.to_string(), wallets_per_round.to_string());
+        let deadline = deadline_ms.to_string();
+        let mut args = vec!["train", "--algorithm", algorithm, "--params"];
+        args.extend_from_slice(params);
+        args.extend_from_slice(&[
             "--rounds",
             &rounds,
             "--wallets-per-round",
             &wallets_per_round,
-            "--k",
-            "5",
             "--deadline-ms",
-            "60000",
+            &deadline,
             "--budget",
             budget,
-        ];
+        ]);
         run_ok(&mut self.operator(&args)).trim().to_string()
     }
 
-    /// The client of the service's API.
+    /// The client of the broker's API.
     pub(crate) fn client(&self) -> c2ssi_client::Client {
         c2ssi_client::Client::new(&self.url)
     }
@@ -361,9 +424,14 @@ impl WalletDir {
         cmd
     }
 
-    /// Subscribes to the collective at `url`.
+    /// Subscribes to the collective at the broker at `url`.
     pub(crate) fn subscribe(&self, url: &str, collective: &str) {
         run_ok(&mut self.command(&["subscribe", url, collective, "--yes"]));
+    }
+
+    /// Consents to the collective's newer manifest.
+    pub(crate) fn consent(&self, collective: &str) {
+        run_ok(&mut self.command(&["consent", collective, "--yes"]));
     }
 
     /// Starts `wallet agent`.

@@ -1,41 +1,62 @@
 //! The `collective` command line: flags defined once here, one module per
-//! group of commands.
+//! group of commands. Every command that changes something signs it with
+//! the collective's key.
 
-mod aggregator;
-mod operator;
-mod serve;
+mod algorithm;
+mod jobs;
+mod manifest;
+mod reads;
 mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use c2ssi_client::Client;
+use c2ssi_protocol::{Command, Header, OperatorCommand, Purpose, Signed, SigningKey};
 use clap::{Args, Parser, Subcommand};
 
-/// A compute collective: trains models on personal data that stays in its owners' wallets.
+/// How long a signed command is valid.
+const COMMAND_VALIDITY_MS: u64 = 5 * 60 * 1000;
+
+/// A compute collective: trains models on personal data that stays in its
+/// owners' wallets, through a broker and an aggregator it does not control.
 #[derive(Debug, Parser)]
 #[command(name = "collective", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// Log what happens (repeat for more)
+    /// Log what happens (repeat for more; COLLECTIVE_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     #[command(subcommand)]
-    command: Command,
+    command: Command_,
 }
 
-/// How the operator's commands reach the service.
+/// How commands reach the broker, and where the collective's keys are.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct Connection {
-    /// The collective service
-    #[arg(long, env = "COLLECTIVE_URL", default_value = "http://127.0.0.1:8080")]
-    pub(crate) url: String,
-    /// The operator's key file (created by `collective create` if missing)
+    /// The broker
     #[arg(
-        long,
-        env = "COLLECTIVE_KEY",
-        value_name = "FILE",
-        default_value = "collective-operator.key"
+        long = "broker",
+        env = "BROKER_URL",
+        default_value = "http://127.0.0.1:8080"
     )]
-    pub(crate) key: PathBuf,
+    pub(crate) url: String,
+    /// The consumer's data directory, where each collective's key is kept
+    /// [default: compute-to-ssi/collective under your data directory]
+    #[arg(long, env = "COLLECTIVE_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// The collective's key file [default: COLLECTIVE_ID.key in the data directory]
+    #[arg(long, env = "COLLECTIVE_KEY", value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+impl Connection {
+    pub(crate) fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    pub(crate) fn home(&self) -> anyhow::Result<PathBuf> {
+        collective::home::home(self.home.as_deref())
+    }
 }
 
 /// The collective a command is about.
@@ -48,35 +69,69 @@ pub(crate) struct Target {
     pub(crate) collective: String,
 }
 
+impl Target {
+    pub(crate) fn key(&self) -> anyhow::Result<SigningKey> {
+        collective::home::load_key(
+            &self.connection.home()?,
+            self.connection.key.as_deref(),
+            &self.collective,
+        )
+    }
+
+    /// Signs and sends a command.
+    pub(crate) fn send(&self, command: Command) -> anyhow::Result<c2ssi_protocol::CommandOutcome> {
+        let key = self.key()?;
+        let signed = Signed::sign(
+            &OperatorCommand {
+                header: Header::new(
+                    Purpose::OperatorCommand,
+                    &self.collective,
+                    COMMAND_VALIDITY_MS,
+                ),
+                command,
+            },
+            &key,
+        )?;
+        Ok(self
+            .connection
+            .client()
+            .command(&self.collective, &signed)?)
+    }
+}
+
 #[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the collective's service (HTTP API, aggregator, ledger, job runner)
-    Serve(serve::ServeArgs),
-    /// Run the aggregator as its own process (wallets send their updates to it)
-    Aggregator(aggregator::AggregatorArgs),
-    /// Create a collective from a manifest file
-    Create(operator::CreateArgs),
-    /// Add budget to a collective
-    Deposit(operator::DepositArgs),
-    /// Allowed algorithms
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once; boxing the arguments buys nothing"
+)]
+enum Command_ {
+    /// Create a collective from a manifest file, signed with a new key
+    Create(manifest::CreateArgs),
+    /// Sign and publish a new version of the manifest (terms, rate,
+    /// description); every subscriber consents to it again
+    Update(manifest::UpdateArgs),
+    /// Add budget
+    Deposit(manifest::DepositArgs),
+    /// Algorithms: add one (a new manifest version), list them, audit a component
     #[command(subcommand)]
-    Algorithm(operator::AlgorithmCommand),
-    /// List a collective's subscribed wallets (ids only)
-    Subscribers(Target),
+    Algorithm(algorithm::AlgorithmCommand),
+    /// The collective at a glance: manifest version, subscribers, budget
+    Info(Target),
     /// Start a training job
-    Train(Box<operator::TrainArgs>),
+    Train(Box<jobs::TrainArgs>),
     /// Show jobs, or one job and its rounds
-    Status(operator::StatusArgs),
+    Status(jobs::StatusArgs),
     /// Stop a job after its current round
-    Stop(operator::StopArgs),
+    Stop(jobs::StopArgs),
     /// Model versions
     #[command(subcommand)]
-    Model(operator::ModelCommand),
+    Model(reads::ModelCommand),
     /// The ledger
     #[command(subcommand)]
-    Ledger(operator::LedgerCommand),
-    /// Run the whole loop in one process on a real dataset
-    Simulate(Box<simulate::SimulateArgs>),
+    Ledger(reads::LedgerCommand),
+    /// Run the whole loop in one process on a real dataset (the `simulate` program)
+    #[command(disable_help_flag = true)]
+    Simulate(simulate::SimulateArgs),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -95,17 +150,16 @@ pub(crate) fn init_logging(verbose: u8) {
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args),
-        Command::Aggregator(args) => aggregator::aggregator(args),
-        Command::Create(args) => operator::create(args),
-        Command::Deposit(args) => operator::deposit(args),
-        Command::Algorithm(cmd) => operator::algorithm(cmd),
-        Command::Subscribers(target) => operator::subscribers(target),
-        Command::Train(args) => operator::train(*args),
-        Command::Status(args) => operator::status(args),
-        Command::Stop(args) => operator::stop(args),
-        Command::Model(cmd) => operator::model(cmd),
-        Command::Ledger(cmd) => operator::ledger(cmd),
-        Command::Simulate(args) => simulate::simulate(*args),
+        Command_::Create(args) => manifest::create(args),
+        Command_::Update(args) => manifest::update(args),
+        Command_::Deposit(args) => manifest::deposit(args),
+        Command_::Algorithm(cmd) => algorithm::algorithm(cmd),
+        Command_::Info(target) => reads::info(target),
+        Command_::Train(args) => jobs::train(*args),
+        Command_::Status(args) => jobs::status(args),
+        Command_::Stop(args) => jobs::stop(args),
+        Command_::Model(cmd) => reads::model(cmd),
+        Command_::Ledger(cmd) => reads::ledger(cmd),
+        Command_::Simulate(args) => simulate::forward(args),
     }
 }

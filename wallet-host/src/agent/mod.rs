@@ -1,40 +1,50 @@
-//! The wallet agent: what a wallet does for the collectives it subscribed to.
+//! The wallet agent: what a wallet does for the collectives it subscribed
+//! to, and the privacy it enforces for its owner whatever the algorithm does.
 //!
-//! - [`Subscriptions`]: each collective's manifest as consented to, with its
-//!   keys. Deleting an entry (revocation) denies every later task from that
-//!   collective, offline too: nothing else holds the key a task is checked with.
-//! - [`handle_task`]: checks a task (signature against the stored collective
-//!   key, expiry, the wallet it is for, nonce, allowed algorithm, the wallet's
-//!   own data against the requirements), runs it in the sandbox on the
-//!   required columns only, seals the update to the aggregator and signs the
-//!   envelope with the wallet's attestation that the data was present.
-//! - [`AccessLog`] and [`Receipts`]: every access and every payment, kept in
-//!   the wallet, encrypted like its records.
+//! - [`Subscriptions`]: each collective's manifest as consented to, and a
+//!   newer version waiting for consent. Deleting an entry (revocation)
+//!   denies every later task from that collective, offline too.
+//! - [`task`]: checks a task (the broker's signature against the consented
+//!   manifest, expiry, the wallet it is for, nonce, the manifest version the
+//!   owner consented to, the allowed algorithm, the owner's policy and
+//!   privacy budget), runs it in the sandbox on the required columns only,
+//!   clips the update to the manifest's norm, keeps only the declared
+//!   metrics, seals the result to the aggregator and signs the envelope.
+//! - [`budget`]: the owner's policy (`wallet policy`) and the privacy spent
+//!   (`wallet privacy`), from the rounds this wallet took part in.
+//! - [`consent`]: what changed between the consented manifest and a newer
+//!   one, which waits for the owner (`wallet consent`).
+//! - [`AccessLog`] and [`Receipts`]: every access and every payment, kept
+//!   in the wallet, encrypted like its records.
 //!
-//! The `wallet agent` command and the collective's simulation both go
-//! through [`handle_task`].
+//! The `wallet agent` command ([`worker`]) and the simulation both go
+//! through [`task`].
 
+pub mod budget;
+pub mod consent;
+pub mod task;
 pub mod worker;
 
 use std::collections::BTreeMap;
 
-use c2ssi_protocol::{
-    Amount, Attestation, Header, Manifest, Outcome, PublicKey, Purpose, Receipt, Signed, Signer,
-    Task, UpdateEnvelope, UpdatePayload, check_requirement, now_ms,
-};
+use c2ssi_protocol::{Amount, Manifest, PublicKey, Purpose, Receipt, Signed, Signer, now_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Records, Wallet, WalletError, WalletKeys};
-use c2ssi_sandbox::{Sandbox, TaskError};
+use crate::store::{Wallet, WalletError, WalletKeys};
+
+pub use budget::{Participation, Policy, Spent};
+pub use task::{
+    Computed, Denial, Handled, VerifiedTask, compute, denied_record, run_task, seal, verify_task,
+};
 
 /// The encrypted document of subscriptions.
 pub const SUBSCRIPTIONS_FILE: &str = "subscriptions.age";
-/// The encrypted access log.
+/// The encrypted access log (with the privacy spent).
 pub const LOG_FILE: &str = "log.age";
 /// The encrypted receipts.
 pub const RECEIPTS_FILE: &str = "receipts.age";
-/// How long an update envelope is valid.
-const ENVELOPE_VALIDITY_MS: u64 = 10 * 60 * 1000;
+/// The encrypted policy.
+pub const POLICY_FILE: &str = "policy.age";
 
 impl Signer for WalletKeys {
     fn public_key(&self) -> PublicKey {
@@ -49,20 +59,29 @@ impl Signer for WalletKeys {
 /// One subscription.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubscriptionRecord {
-    /// The collective's service.
+    /// The broker's URL.
     pub url: String,
-    /// The manifest as consented to (and later versions with the same terms).
+    /// The manifest version the owner consented to.
     pub manifest: Signed<Manifest>,
-    /// When the person consented.
+    /// When the owner consented.
     pub subscribed_ms: u64,
     /// The highest ledger position of a receipt already kept.
     pub receipts_after: u64,
+    /// A newer version of the manifest that waits for the owner's consent;
+    /// until then nothing of this collective runs.
+    #[serde(default)]
+    pub pending: Option<Signed<Manifest>>,
 }
 
 impl SubscriptionRecord {
-    /// The stored manifest's content.
+    /// The consented manifest's content.
     pub fn manifest(&self) -> Result<Manifest, c2ssi_protocol::ProtocolError> {
         self.manifest.open_any_time(None, Purpose::Manifest)
+    }
+
+    /// SHA-256 of the consented manifest, hex.
+    pub fn digest(&self) -> String {
+        hex::encode(self.manifest.digest())
     }
 }
 
@@ -71,6 +90,93 @@ impl SubscriptionRecord {
 pub struct Subscriptions {
     /// By collective id.
     pub collectives: BTreeMap<String, SubscriptionRecord>,
+}
+
+/// How an access ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AccessOutcome {
+    /// The algorithm trained; its update left the wallet, clipped.
+    Trained {
+        /// Whether clipping shortened the update.
+        #[serde(default)]
+        clipped: bool,
+    },
+    /// The algorithm failed on the wallet's data; a zero update left instead.
+    Failed {
+        /// The failure's kind (`panic`, `out-of-fuel`, ...), kept here only.
+        failure: String,
+    },
+    /// The required data was missing: only that attestation left.
+    DataMissing,
+    /// The task was not run.
+    Denied {
+        /// Why, typed (`forged`, `budget`, `consent-pending`, ...).
+        denial: String,
+        /// Why, in words.
+        detail: String,
+    },
+}
+
+impl AccessOutcome {
+    /// One word for logs and counts.
+    pub fn word(&self) -> &str {
+        match self {
+            AccessOutcome::Trained { .. } => "trained",
+            AccessOutcome::Failed { .. } => "failed",
+            AccessOutcome::DataMissing => "data-missing",
+            AccessOutcome::Denied { .. } => "denied",
+        }
+    }
+}
+
+impl std::fmt::Display for AccessOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessOutcome::Trained { clipped: true } => f.write_str("trained (update clipped)"),
+            AccessOutcome::Trained { clipped: false } => f.write_str("trained"),
+            AccessOutcome::Failed { failure } => write!(f, "failed: {failure}"),
+            AccessOutcome::DataMissing => f.write_str("data missing"),
+            AccessOutcome::Denied { denial, detail } => write!(f, "denied ({denial}): {detail}"),
+        }
+    }
+}
+
+/// The outcome as stored: the typed form, or the words an earlier version
+/// of the wallet wrote, read into the typed form.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredOutcome {
+    Typed(AccessOutcome),
+    Words(String),
+}
+
+impl From<StoredOutcome> for AccessOutcome {
+    fn from(stored: StoredOutcome) -> Self {
+        match stored {
+            StoredOutcome::Typed(t) => t,
+            StoredOutcome::Words(w) => {
+                if w == "trained" {
+                    AccessOutcome::Trained { clipped: false }
+                } else if w == "data-missing" {
+                    AccessOutcome::DataMissing
+                } else if let Some(rest) = w.strip_prefix("failed: ") {
+                    AccessOutcome::Failed {
+                        failure: rest.to_string(),
+                    }
+                } else {
+                    AccessOutcome::Denied {
+                        denial: "recorded-by-an-earlier-version".into(),
+                        detail: w.trim_start_matches("denied: ").to_string(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn outcome_from_storage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AccessOutcome, D::Error> {
+    StoredOutcome::deserialize(d).map(AccessOutcome::from)
 }
 
 /// One access to the wallet: who, what, when, what it cost, how it ended.
@@ -88,8 +194,9 @@ pub struct AccessRecord {
     pub algorithm_sha256: String,
     /// Its name, from the manifest.
     pub algorithm: String,
-    /// `trained`, `failed: KIND`, `data-missing`, or `denied: REASON`.
-    pub outcome: String,
+    /// How it ended.
+    #[serde(deserialize_with = "outcome_from_storage")]
+    pub outcome: AccessOutcome,
     /// Fuel used.
     pub fuel: u64,
     /// Milliseconds it ran.
@@ -98,13 +205,17 @@ pub struct AccessRecord {
     pub delivered: Option<bool>,
 }
 
-/// The access log, and the nonces of tasks already handled.
+/// The access log, the nonces of tasks already handled, and the rounds
+/// this wallet took part in (its privacy spent).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccessLog {
     /// Every access, oldest first.
     pub records: Vec<AccessRecord>,
     /// Task nonces seen, with their expiry.
     pub seen_tasks: BTreeMap<String, u64>,
+    /// Every release this wallet's data may enter, with its privacy cost.
+    #[serde(default)]
+    pub participations: Vec<Participation>,
 }
 
 impl AccessLog {
@@ -118,21 +229,21 @@ impl AccessLog {
     }
 }
 
-/// The receipts the ledger signed for this wallet.
+/// The receipts the broker's ledger signed for this wallet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Receipts {
     /// By collective, then in ledger order.
     pub receipts: Vec<(String, Signed<Receipt>)>,
 }
 
-/// Checks a receipt: signed by the collective's ledger, for this wallet.
+/// Checks a receipt: signed by the collective's broker, for this wallet.
 pub fn check_receipt(
     receipt: &Signed<Receipt>,
     manifest: &Manifest,
     wallet: &PublicKey,
 ) -> Result<Receipt, String> {
     let body = receipt
-        .open_any_time(Some(&manifest.ledger_key), Purpose::Receipt)
+        .open_any_time(Some(&manifest.broker_key), Purpose::Receipt)
         .map_err(|e| format!("receipt does not verify: {e}"))?;
     if body.wallet != *wallet {
         return Err("receipt is for another wallet".into());
@@ -143,353 +254,14 @@ pub fn check_receipt(
     Ok(body)
 }
 
-/// Why a task was not run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Denial {
-    /// No subscription: never subscribed, or revoked.
-    #[error("not subscribed to collective '{0}' (or the subscription was revoked)")]
-    NotSubscribed(String),
-    /// The signature does not verify with the stored collective key.
-    #[error("forged: {0}")]
-    Forged(String),
-    /// Past its expiry.
-    #[error("expired: {0}")]
-    Expired(String),
-    /// A task for another wallet or collective.
-    #[error("misdirected: {0}")]
-    Misdirected(String),
-    /// A task already handled.
-    #[error("replayed: this task was already handled")]
-    Replayed,
-    /// The algorithm is not one the manifest allows.
-    #[error("algorithm {0} is not allowed by the manifest consented to")]
-    AlgorithmNotAllowed(String),
-    /// The algorithm's bytes do not match its hash, or the sandbox refused them.
-    #[error("algorithm refused: {0}")]
-    AlgorithmRefused(String),
-    /// The task asks for more than the wallet's policy allows.
-    #[error("refused by the wallet's policy: {0}")]
-    Policy(String),
-}
-
-impl Denial {
-    /// A short name for the log.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Denial::NotSubscribed(_) => "not-subscribed",
-            Denial::Forged(_) => "forged",
-            Denial::Expired(_) => "expired",
-            Denial::Misdirected(_) => "misdirected",
-            Denial::Replayed => "replayed",
-            Denial::AlgorithmNotAllowed(_) => "algorithm-not-allowed",
-            Denial::AlgorithmRefused(_) => "algorithm-refused",
-            Denial::Policy(_) => "policy",
-        }
-    }
-}
-
-/// The wallet's own limits on what it runs.
-#[derive(Debug, Clone)]
-pub struct AgentPolicy {
-    /// The most model parameters it accepts.
-    pub max_model_params: usize,
-}
-
-impl Default for AgentPolicy {
-    fn default() -> Self {
-        AgentPolicy {
-            max_model_params: 4 << 20,
-        }
-    }
-}
-
-/// A checked task, ready to run.
-#[derive(Debug)]
-pub struct VerifiedTask {
-    /// The task.
-    pub task: Task,
-    /// SHA-256 of its signed payload, hex.
-    pub digest: String,
-    /// The manifest it is checked against.
-    pub manifest: Manifest,
-}
-
-/// Checks a task against the wallet's subscription and policy, and records
-/// its nonce in `log`. Nothing is run.
-pub fn verify_task(
-    wallet: &PublicKey,
-    subscription: Option<&SubscriptionRecord>,
-    collective_id: &str,
-    signed: &Signed<Task>,
-    log: &mut AccessLog,
-    policy: &AgentPolicy,
-) -> Result<VerifiedTask, Denial> {
-    let Some(subscription) = subscription else {
-        return Err(Denial::NotSubscribed(collective_id.to_string()));
-    };
-    let manifest = subscription
-        .manifest()
-        .map_err(|e| Denial::Forged(format!("the stored manifest does not verify: {e}")))?;
-    let task = signed
-        .open(Some(&manifest.collective_key), Purpose::Task, now_ms())
-        .map_err(|e| match e {
-            c2ssi_protocol::ProtocolError::Expired { .. } => Denial::Expired(e.to_string()),
-            other => Denial::Forged(other.to_string()),
-        })?;
-    if task.header.collective_id != manifest.header.collective_id
-        || task.header.collective_id != collective_id
-    {
-        return Err(Denial::Misdirected(format!(
-            "the task is for collective '{}'",
-            task.header.collective_id
-        )));
-    }
-    if task.wallet != *wallet {
-        return Err(Denial::Misdirected(format!(
-            "the task is for wallet {}",
-            task.wallet.short()
-        )));
-    }
-    if !log.remember(&task.header.nonce, task.header.expires_at_ms) {
-        return Err(Denial::Replayed);
-    }
-    if manifest.allows(&task.algorithm_sha256).is_none() {
-        return Err(Denial::AlgorithmNotAllowed(task.algorithm_sha256.clone()));
-    }
-    if task.model.len() > policy.max_model_params {
-        return Err(Denial::Policy(format!(
-            "a model of {} parameters is more than the {} allowed",
-            task.model.len(),
-            policy.max_model_params
-        )));
-    }
-    Ok(VerifiedTask {
-        digest: hex::encode(signed.digest()),
-        task,
-        manifest,
-    })
-}
-
-/// What handling a task produced.
-#[derive(Debug)]
-pub struct Handled {
-    /// The envelope to send.
-    pub envelope: Signed<UpdateEnvelope>,
-    /// The log entry.
-    pub record: AccessRecord,
-}
-
-/// A task's result before it is sealed: the attestation, the update (none
-/// when the data was missing) and the log entry.
-#[derive(Debug)]
-pub struct Computed {
-    /// The wallet's statement about its data.
-    pub attestation: Attestation,
-    /// The update, when the data was present.
-    pub payload: Option<UpdatePayload>,
-    /// The log entry.
-    pub record: AccessRecord,
-}
-
-/// Runs a verified task: checks the wallet's data against the requirement
-/// (only an attestation that the data is missing, when it is), and runs the
-/// algorithm in the sandbox on the required columns only. `algorithm` is the
-/// component's bytes.
-pub fn compute(
-    records: &Records,
-    verified: &VerifiedTask,
-    algorithm: &[u8],
-    sandbox: &Sandbox,
-) -> Result<Computed, Denial> {
-    let VerifiedTask { task, manifest, .. } = verified;
-    let name = manifest
-        .allows(&task.algorithm_sha256)
-        .map(|a| a.name.clone())
-        .unwrap_or_default();
-    let mut record = AccessRecord {
-        time_ms: now_ms(),
-        collective_id: task.header.collective_id.clone(),
-        job_id: task.job_id.clone(),
-        round: task.round,
-        algorithm_sha256: task.algorithm_sha256.clone(),
-        algorithm: name,
-        outcome: String::new(),
-        fuel: 0,
-        elapsed_ms: 0.0,
-        delivered: None,
-    };
-    let requirement = manifest.requirements.table(&task.table).ok_or_else(|| {
-        Denial::Policy(format!(
-            "the task's table '{}' is not in the requirements",
-            task.table
-        ))
-    })?;
-    let own = records.tables.get(&task.table);
-    let attestation = |present: bool, rows: usize, problems: Vec<String>| Attestation {
-        requirements_digest: manifest.requirements.digest(),
-        table: task.table.clone(),
-        rows: rows as u64,
-        present,
-        problems,
-    };
-    let table = match check_requirement(requirement, own) {
-        Err(problems) => {
-            record.outcome = "data-missing".into();
-            return Ok(Computed {
-                attestation: attestation(false, own.map_or(0, |t| t.row_count), problems),
-                payload: None,
-                record,
-            });
-        }
-        Ok(table) => table,
-    };
-    if c2ssi_protocol::sha256(algorithm) != hex_digest(&task.algorithm_sha256) {
-        return Err(Denial::AlgorithmRefused(
-            "its bytes do not match the SHA-256 in the task".into(),
-        ));
-    }
-    let component = sandbox
-        .load(algorithm)
-        .map_err(|e| Denial::AlgorithmRefused(e.to_string()))?;
-    let report = sandbox.train(
-        &component,
-        &task.model,
-        &task.params,
-        &table,
-        task.seed,
-        task.clip_norm,
-    );
-    record.fuel = report.stats.fuel_used;
-    record.elapsed_ms = report.stats.elapsed.as_secs_f64() * 1e3;
-    let payload = match report.result {
-        Ok(checked) => {
-            record.outcome = "trained".into();
-            UpdatePayload {
-                outcome: Outcome::Trained,
-                delta: checked.update.delta,
-                examples: checked.update.examples,
-                metrics: checked.update.metrics,
-            }
-        }
-        Err(e) => {
-            record.outcome = format!("failed: {}", failure(&e));
-            UpdatePayload {
-                outcome: Outcome::Failed {
-                    kind: e.kind().to_string(),
-                },
-                delta: Vec::new(),
-                examples: 0,
-                metrics: Vec::new(),
-            }
-        }
-    };
-    Ok(Computed {
-        attestation: attestation(true, table.row_count, Vec::new()),
-        payload: Some(payload),
-        record,
-    })
-}
-
-/// Seals a computed update to the aggregator and signs the envelope.
-pub fn seal(
-    keys: &WalletKeys,
-    verified: &VerifiedTask,
-    computed: Computed,
-) -> Result<Handled, Denial> {
-    let VerifiedTask {
-        task,
-        digest,
-        manifest,
-    } = verified;
-    let sealed = match &computed.payload {
-        None => String::new(),
-        Some(payload) => {
-            let recipient: age::x25519::Recipient =
-                manifest.aggregator_recipient.parse().map_err(|e| {
-                    Denial::Forged(format!(
-                        "the manifest's aggregator recipient is invalid: {e}"
-                    ))
-                })?;
-            payload
-                .seal(&recipient)
-                .map_err(|e| Denial::Policy(format!("sealing failed: {e}")))?
-        }
-    };
-    let envelope = UpdateEnvelope {
-        header: Header::new(
-            Purpose::Update,
-            &task.header.collective_id,
-            ENVELOPE_VALIDITY_MS,
-        ),
-        job_id: task.job_id.clone(),
-        round: task.round,
-        wallet: Signer::public_key(keys),
-        task_digest: digest.clone(),
-        attestation: computed.attestation,
-        sealed,
-    };
-    let envelope = Signed::sign(&envelope, keys)
-        .map_err(|e| Denial::Policy(format!("signing failed: {e}")))?;
-    Ok(Handled {
-        envelope,
-        record: computed.record,
-    })
-}
-
-/// [`compute`] then [`seal`]: what an honest agent does with a verified task.
-pub fn run_task(
-    keys: &WalletKeys,
-    records: &Records,
-    verified: &VerifiedTask,
-    algorithm: &[u8],
-    sandbox: &Sandbox,
-) -> Result<Handled, Denial> {
-    let computed = compute(records, verified, algorithm, sandbox)?;
-    seal(keys, verified, computed)
-}
-
-fn failure(e: &TaskError) -> String {
-    format!("{} ({e})", e.kind())
-}
-
-fn hex_digest(text: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if let Ok(bytes) = hex::decode(text)
-        && bytes.len() == 32
-    {
-        out.copy_from_slice(&bytes);
-    }
-    out
-}
-
-/// A log entry for a task that was denied.
-pub fn denied_record(collective_id: &str, signed: &Signed<Task>, denial: &Denial) -> AccessRecord {
-    // The task did not verify, so only what it claims is shown.
-    let claimed: Option<Task> = serde_json::from_str(&signed.payload).ok();
-    AccessRecord {
-        time_ms: now_ms(),
-        collective_id: collective_id.to_string(),
-        job_id: claimed
-            .as_ref()
-            .map(|t| t.job_id.clone())
-            .unwrap_or_default(),
-        round: claimed.as_ref().map(|t| t.round).unwrap_or(0),
-        algorithm_sha256: claimed
-            .as_ref()
-            .map(|t| t.algorithm_sha256.clone())
-            .unwrap_or_default(),
-        algorithm: String::new(),
-        outcome: format!("denied: {denial}"),
-        fuel: 0,
-        elapsed_ms: 0.0,
-        delivered: None,
-    }
-}
-
 /// The wallet's subscriptions.
 pub fn subscriptions(wallet: &Wallet) -> Result<Subscriptions, WalletError> {
     wallet.read_document(SUBSCRIPTIONS_FILE)
+}
+
+/// The owner's policy (the defaults if it never set one).
+pub fn policy(wallet: &Wallet) -> Result<Policy, WalletError> {
+    wallet.read_document(POLICY_FILE)
 }
 
 /// Appends to the access log.
@@ -544,4 +316,28 @@ pub fn keep_receipts(
         Ok(())
     })?;
     Ok((added, amount))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_by_an_earlier_version_still_read() {
+        let old = r#"{"time_ms":1,"collective_id":"c","job_id":"j","round":1,
+            "algorithm_sha256":"a","algorithm":"x","outcome":"failed: panic (boom)",
+            "fuel":5,"elapsed_ms":1.0,"delivered":true}"#;
+        let r: AccessRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            r.outcome,
+            AccessOutcome::Failed {
+                failure: "panic (boom)".into()
+            }
+        );
+        let new = serde_json::to_string(&r).unwrap();
+        let back: AccessRecord = serde_json::from_str(&new).unwrap();
+        assert_eq!(back, r);
+        let log: AccessLog = serde_json::from_str(r#"{"records":[],"seen_tasks":{}}"#).unwrap();
+        assert!(log.participations.is_empty());
+    }
 }

@@ -1,18 +1,21 @@
 //! One pass of the wallet agent over its subscriptions: check in, keep the
-//! receipts, refresh a grown manifest, and handle a task if there is one.
-//! `wallet agent` repeats passes; tests run single passes.
+//! receipts, keep a newer manifest as pending the owner's consent, and
+//! handle a task if there is one. `wallet agent` repeats passes; tests run
+//! single passes.
 
 use std::path::PathBuf;
 
-use c2ssi_protocol::{CheckIn, Header, Manifest, PublicKey, Purpose, Signed, Signer, Task, now_ms};
+use c2ssi_client::{Client, ClientError};
+use c2ssi_protocol::{CheckIn, Header, PublicKey, Purpose, Signed, Signer, Task, now_ms};
+use c2ssi_sandbox::Sandbox;
 
+use super::budget::Policy;
+use super::consent;
 use super::{
-    AccessLog, AgentPolicy, Denial, LOG_FILE, SUBSCRIPTIONS_FILE, Subscriptions, denied_record,
+    AccessLog, Denial, LOG_FILE, POLICY_FILE, SUBSCRIPTIONS_FILE, Subscriptions, denied_record,
     keep_receipts, log_access, run_task, verify_task,
 };
 use crate::store::{Wallet, WalletError};
-use c2ssi_client::{Client, ClientError};
-use c2ssi_sandbox::Sandbox;
 
 /// How long a check-in signature is valid.
 const CHECKIN_VALIDITY_MS: u64 = 60_000;
@@ -45,6 +48,8 @@ pub struct PassReport {
     pub errors: Vec<String>,
     /// The shortest wait any collective asked for.
     pub retry_after_ms: Option<u64>,
+    /// Collectives whose newer manifest waits for the owner's consent.
+    pub pending: Vec<String>,
 }
 
 /// The agent's view of a wallet.
@@ -52,18 +57,17 @@ pub struct PassReport {
 pub struct Worker<'a> {
     wallet: &'a Wallet,
     sandbox: &'a Sandbox,
-    policy: AgentPolicy,
     cache_dir: PathBuf,
 }
 
 impl<'a> Worker<'a> {
-    /// A worker for `wallet`, running tasks in `sandbox`.
-    pub fn new(wallet: &'a Wallet, sandbox: &'a Sandbox, policy: AgentPolicy) -> Worker<'a> {
+    /// A worker for `wallet`, running tasks in `sandbox` under the owner's
+    /// policy (read again at every task, so a change takes effect at once).
+    pub fn new(wallet: &'a Wallet, sandbox: &'a Sandbox) -> Worker<'a> {
         Worker {
             cache_dir: wallet.dir().join("algorithms"),
             wallet,
             sandbox,
-            policy,
         }
     }
 
@@ -111,42 +115,35 @@ impl<'a> Worker<'a> {
         );
         let (kept, _) = keep_receipts(self.wallet, id, &manifest, &response.receipts)?;
         report.receipts += kept;
-        let manifest = if response.manifest_version > manifest.version {
-            self.refresh_manifest(&client, id, &manifest)?
-        } else {
-            manifest
+        let waiting = match &record.pending {
+            Some(p) => p
+                .open_any_time(None, Purpose::Manifest)
+                .map_or(manifest.version, |p| p.version),
+            None => manifest.version,
         };
+        if response.manifest_version > waiting {
+            let newer = client.manifest(id)?;
+            match consent::keep_pending(self.wallet, id, &newer)? {
+                Ok(changes) => tracing::info!(
+                    collective = id,
+                    changes = changes.len(),
+                    "a new manifest waits for consent"
+                ),
+                Err(refused) => report.errors.push(format!("{id}: {refused}")),
+            }
+        }
+        let subs: Subscriptions = self.wallet.read_document(SUBSCRIPTIONS_FILE)?;
+        if subs
+            .collectives
+            .get(id)
+            .is_some_and(|r| r.pending.is_some())
+        {
+            report.pending.push(id.to_string());
+        }
         if let Some(task) = response.task {
-            self.handle(&client, id, &manifest, &task, report)?;
+            self.handle(&client, id, &task, report)?;
         }
         Ok(())
-    }
-
-    /// Fetches a newer manifest; keeps it only if it is signed by the stored
-    /// collective key and changes nothing but the list of algorithms.
-    fn refresh_manifest(
-        &self,
-        client: &Client,
-        id: &str,
-        current: &Manifest,
-    ) -> Result<Manifest, AgentError> {
-        let signed = client.manifest(id)?;
-        let newer = signed
-            .open_any_time(Some(&current.collective_key), Purpose::Manifest)
-            .map_err(|e| AgentError::Protocol(format!("the new manifest does not verify: {e}")))?;
-        if !current.same_terms(&newer) {
-            return Err(AgentError::Protocol(
-                "the collective changed its terms; subscribe again to consent to them".into(),
-            ));
-        }
-        self.wallet
-            .update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
-                if let Some(s) = subs.collectives.get_mut(id) {
-                    s.manifest = signed.clone();
-                }
-                Ok(())
-            })?;
-        Ok(newer)
     }
 
     fn algorithm(&self, client: &Client, id: &str, sha256: &str) -> Result<Vec<u8>, AgentError> {
@@ -175,12 +172,11 @@ impl<'a> Worker<'a> {
         &self,
         client: &Client,
         id: &str,
-        _manifest: &Manifest,
         task: &Signed<Task>,
         report: &mut PassReport,
     ) -> Result<(), AgentError> {
         let me = self.me();
-        let policy = self.policy.clone();
+        let policy: Policy = self.wallet.read_document(POLICY_FILE)?;
         let verified = self
             .wallet
             .update_document(LOG_FILE, |log: &mut AccessLog| {
@@ -227,18 +223,19 @@ impl<'a> Worker<'a> {
             }
         };
         let mut record = handled.record;
-        let sent = client.send_update(verified.task.update_url.as_deref(), id, &handled.envelope);
+        let sent = Client::send_update(&verified.task.update_url, id, &handled.envelope);
         match sent {
             Ok(response) => {
-                record.delivered = Some(response.accepted);
+                record.delivered = Some(response.outcome.taken());
                 if let Some(receipt) = response.receipt {
                     let (kept, _) = keep_receipts(self.wallet, id, &verified.manifest, &[receipt])?;
                     report.receipts += kept;
                 }
-                if !response.accepted {
+                if let c2ssi_protocol::UpdateOutcome::Refused(r) = response.outcome {
                     report.errors.push(format!(
-                        "{id}: the update was not taken: {}",
-                        response.reason.unwrap_or_default()
+                        "{id}: the update was refused ({}): {}",
+                        r.name(),
+                        response.message.unwrap_or_default()
                     ));
                 }
             }

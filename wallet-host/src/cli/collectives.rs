@@ -1,5 +1,5 @@
-//! The commands for collectives: `subscribe`, `subscriptions`, `revoke`,
-//! `agent`, `log`, `earnings`.
+//! The commands for collectives: `subscribe`, `subscriptions`, `consent`,
+//! `revoke`, `agent`, `log`, `earnings`.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -9,15 +9,17 @@ use anyhow::{Context, bail};
 use c2ssi_client::Client;
 use c2ssi_protocol::{
     Amount, EntryKind, Header, Manifest, PublicKey, Purpose, Signed, Signer, Subscription,
-    Unsubscription, check_requirement, collective_id, now_ms, payee_commitment, verify_chain,
+    Unsubscription, check_requirement, now_ms, open_manifest, payee_commitment, verify_chain,
 };
 use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use clap::Args;
+use wallet_host::agent::consent::{self, describe};
 use wallet_host::agent::worker::Worker;
 use wallet_host::agent::{
-    AccessLog, AgentPolicy, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE,
-    SubscriptionRecord, Subscriptions, check_receipt,
+    AccessLog, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE, SubscriptionRecord,
+    Subscriptions, check_receipt,
 };
+use wallet_host::store::Wallet;
 
 use super::GlobalArgs;
 use super::unlock;
@@ -75,65 +77,18 @@ pub(crate) struct EarningsArgs {
     json: bool,
 }
 
-fn describe_manifest(m: &Manifest) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "collective   {} ({})\n",
-        m.name, m.header.collective_id
-    ));
-    s.push_str(&format!("task         {}\n", m.description));
-    s.push_str(&format!(
-        "pays         {} per access to your wallet (even if the algorithm fails on your data)\n",
-        m.rate
-    ));
-    s.push_str(&format!(
-        "privacy      the aggregator releases only averages of at least {} wallets\n",
-        m.min_batch
-    ));
-    s.push_str("needs\n");
-    for t in &m.requirements.tables {
-        s.push_str(&format!(
-            "  table {} (at least {} row(s)):\n",
-            t.table, t.min_rows
-        ));
-        for c in &t.columns {
-            s.push_str(&format!("    {:<24} {}\n", c.name, c.ty));
-        }
-    }
-    if m.allowed_algorithms.is_empty() {
-        s.push_str("algorithms   none yet (new ones are added to this manifest, signed)\n");
-    } else {
-        s.push_str("algorithms\n");
-        for a in &m.allowed_algorithms {
-            s.push_str(&format!(
-                "  {} {} (sha256 {})\n",
-                a.name, a.version, a.sha256
-            ));
-        }
-    }
-    s
+#[derive(Debug, Args)]
+pub(crate) struct ConsentArgs {
+    /// The collective's id
+    collective: String,
+    /// Consent without asking (for scripts)
+    #[arg(long)]
+    yes: bool,
 }
 
-pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.url);
-    let signed = client
-        .manifest(&args.collective)
-        .with_context(|| format!("fetching the manifest of {}", args.collective))?;
-    let manifest = signed
-        .open_any_time(Some(&signed.signer), Purpose::Manifest)
-        .context("the manifest's signature does not verify")?;
-    if manifest.collective_key != signed.signer
-        || collective_id(&manifest.collective_key) != args.collective
-        || manifest.header.collective_id != args.collective
-    {
-        bail!(
-            "the manifest is not signed by the key that collective id {} belongs to",
-            args.collective
-        );
-    }
-    print!("{}", describe_manifest(&manifest));
-
-    let wallet = unlock::open(g)?;
+/// Checks the wallet's data against a manifest's requirements and prints
+/// what does not fit; `true` when everything does.
+fn check_data(wallet: &Wallet, manifest: &Manifest) -> anyhow::Result<bool> {
     let records = wallet.records()?;
     let mut all_met = true;
     for t in &manifest.requirements.tables {
@@ -156,49 +111,156 @@ pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<E
             "(you may subscribe anyway; accesses are paid only when the required data is there)"
         );
     }
-    let consent = format!(
-        "I let collective '{}' ({}) run the algorithms its signed manifest allows on the columns \
-         it requires, for {} per access, with batches of at least {}.",
-        manifest.name, manifest.header.collective_id, manifest.rate, manifest.min_batch
-    );
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("subscribing needs your consent: run in a terminal, or pass --yes");
-        }
-        print!("{consent}\nDo you consent? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not subscribed");
-            return Ok(ExitCode::SUCCESS);
-        }
+    Ok(all_met)
+}
+
+/// Refuses terms the owner's policy refuses, naming each reason.
+fn check_policy(wallet: &Wallet, manifest: &Manifest) -> anyhow::Result<()> {
+    let policy = wallet_host::agent::policy(wallet)?;
+    let refused = policy.refuses(manifest);
+    if !refused.is_empty() {
+        bail!(
+            "your policy refuses these terms:\n  - {}\n(see `wallet policy`; nothing was consented to)",
+            refused.join("\n  - ")
+        );
     }
+    Ok(())
+}
+
+/// The consent text, and the person's answer (`true`: consented).
+fn ask(manifest: &Manifest, yes: bool) -> anyhow::Result<(String, bool)> {
+    let consent = format!(
+        "I let collective '{}' ({}) run the algorithms its signed manifest version {} allows on \
+         the columns it requires, for {} per access, under its privacy terms: {}.",
+        manifest.name,
+        manifest.header.collective_id,
+        manifest.version,
+        manifest.rate,
+        manifest.privacy.describe().join("; ")
+    );
+    if yes {
+        return Ok((consent, true));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("consenting needs your answer: run in a terminal, or pass --yes");
+    }
+    print!("{consent}\nDo you consent? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok((consent, matches!(answer.trim(), "y" | "Y" | "yes")))
+}
+
+/// Sends the signed consent to `signed` and stores it as the consented
+/// version.
+fn consent_to(
+    wallet: &Wallet,
+    url: &str,
+    id: &str,
+    signed: &Signed<Manifest>,
+    consent: String,
+) -> anyhow::Result<()> {
     let subscription = Subscription {
-        header: Header::new(Purpose::Subscription, &args.collective, 10 * 60 * 1000),
+        header: Header::new(Purpose::Subscription, id, 10 * 60 * 1000),
         wallet: Signer::public_key(wallet.keys()),
         manifest_digest: hex::encode(signed.digest()),
         consent,
     };
     let request = Signed::sign(&subscription, wallet.keys())?;
-    client
-        .subscribe(&args.collective, &request)
-        .context("the collective did not take the subscription")?;
+    Client::new(url)
+        .subscribe(id, &request)
+        .context("the broker did not take the consent")?;
     wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        let receipts_after = subs.collectives.get(id).map_or(0, |r| r.receipts_after);
         subs.collectives.insert(
-            args.collective.clone(),
+            id.to_string(),
             SubscriptionRecord {
-                url: args.url.clone(),
+                url: url.to_string(),
                 manifest: signed.clone(),
                 subscribed_ms: now_ms(),
-                receipts_after: 0,
+                receipts_after,
+                pending: None,
             },
         );
         Ok(())
     })?;
+    Ok(())
+}
+
+pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.url);
+    let signed = client
+        .manifest(&args.collective)
+        .with_context(|| format!("fetching the manifest of {}", args.collective))?;
+    let manifest = open_manifest(&signed, &args.collective).with_context(|| {
+        format!(
+            "the manifest is not signed by the key that collective id {} belongs to",
+            args.collective
+        )
+    })?;
+    print!("{}", describe(&manifest));
+    let wallet = unlock::open(g)?;
+    check_data(&wallet, &manifest)?;
+    check_policy(&wallet, &manifest)?;
+    let (consent, yes) = ask(&manifest, args.yes)?;
+    if !yes {
+        println!("not subscribed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    consent_to(&wallet, &args.url, &args.collective, &signed, consent)?;
     println!(
-        "subscribed to {}; the collective's key is stored in the wallet (revoke with `wallet revoke {}`)",
-        args.collective, args.collective
+        "subscribed to {} (manifest version {}); revoke with `wallet revoke {}`",
+        args.collective, manifest.version, args.collective
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn consent(g: &GlobalArgs, args: ConsentArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let subs: Subscriptions = wallet.read_document(SUBSCRIPTIONS_FILE)?;
+    let Some(record) = subs.collectives.get(&args.collective) else {
+        bail!("not subscribed to {}", args.collective);
+    };
+    let consented = record.manifest()?;
+    // The broker's current version, checked against the consented one.
+    let newer = match Client::new(&record.url).manifest(&args.collective) {
+        Ok(current) if hex::encode(current.digest()) != record.digest() => current,
+        Ok(_) => match &record.pending {
+            Some(p) => p.clone(),
+            None => {
+                println!(
+                    "nothing waits for your consent: you consented to version {}, the current one",
+                    consented.version
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+        Err(e) => bail!("fetching the current manifest from {}: {e}", record.url),
+    };
+    let manifest = consent::check_newer(&consented, &newer)?;
+    println!(
+        "collective {} changed its manifest from version {} to version {}:",
+        args.collective, consented.version, manifest.version
+    );
+    for change in consented.changes(&manifest) {
+        println!("  - {change}");
+    }
+    println!();
+    print!("{}", describe(&manifest));
+    check_data(&wallet, &manifest)?;
+    check_policy(&wallet, &manifest)?;
+    let (text, yes) = ask(&manifest, args.yes)?;
+    if !yes {
+        println!(
+            "not consented: nothing of {} runs in this wallet until you do (or `wallet revoke {}`)",
+            args.collective, args.collective
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    consent_to(&wallet, &record.url, &args.collective, &newer, text)?;
+    println!(
+        "consented to version {} of {}",
+        manifest.version, args.collective
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -210,14 +272,34 @@ pub(crate) fn subscriptions(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         println!("no subscriptions (subscribe with `wallet subscribe URL COLLECTIVE_ID`)");
     }
     for (id, record) in &subs.collectives {
-        let m = record.manifest()?;
+        let m = match record.manifest() {
+            Ok(m) => m,
+            Err(e) => {
+                println!("{id}\t{}\tUNREADABLE manifest: {e}", record.url);
+                continue;
+            }
+        };
+        let pending = record
+            .pending
+            .as_ref()
+            .and_then(|p| p.open_any_time(None, Purpose::Manifest).ok())
+            .map(|p| {
+                format!(
+                    "\tPENDING: version {} waits for your consent (`wallet consent {id}`); nothing runs until then",
+                    p.version
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "{id}\t{}\t{}\t{} per access\tmanifest v{}\t{} algorithms",
+            "{id}\t{}\t{}\t{} per access\tmanifest v{}\t{} algorithms\tepsilon per job {}{pending}",
             m.name,
             record.url,
             m.rate,
             m.version,
-            m.allowed_algorithms.len()
+            m.allowed_algorithms.len(),
+            m.privacy
+                .epsilon
+                .map_or_else(|| "none (NO NOISE)".to_string(), |e| format!("{e:.3}")),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -263,7 +345,7 @@ pub(crate) fn agent(g: &GlobalArgs, args: AgentArgs) -> anyhow::Result<ExitCode>
         ..SandboxLimits::default()
     };
     let sandbox = Sandbox::new(limits)?;
-    let worker = Worker::new(&wallet, &sandbox, AgentPolicy::default());
+    let worker = Worker::new(&wallet, &sandbox);
     eprintln!("wallet agent {} running", wallet.id());
     loop {
         let report = worker.pass()?;
@@ -272,6 +354,11 @@ pub(crate) fn agent(g: &GlobalArgs, args: AgentArgs) -> anyhow::Result<ExitCode>
         }
         for e in &report.errors {
             eprintln!("{e}");
+        }
+        for id in &report.pending {
+            eprintln!(
+                "{id} changed its manifest: nothing of it runs until you consent (`wallet consent {id}`)"
+            );
         }
         if report.tasks_run > 0 || report.receipts > 0 {
             eprintln!(
@@ -362,7 +449,7 @@ pub(crate) fn earnings(g: &GlobalArgs, args: EarningsArgs) -> anyhow::Result<Exi
         {
             if !ledgers.contains_key(id) {
                 let entries = Client::new(&record.url).ledger(id)?;
-                verify_chain(&entries, &m.ledger_key, id)
+                verify_chain(&entries, &m.broker_key, id)
                     .map_err(|e| anyhow::anyhow!("the ledger of {id} does not verify: {e}"))?;
                 ledgers.insert(id.clone(), entries);
             }

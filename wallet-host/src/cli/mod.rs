@@ -3,6 +3,7 @@
 
 mod collectives;
 mod data;
+mod privacy;
 mod run;
 mod unlock;
 
@@ -62,8 +63,10 @@ enum Command {
     Run(run::RunArgs),
     /// Subscribe to a compute collective: see its terms, check your data, consent
     Subscribe(collectives::SubscribeArgs),
-    /// List the collectives this wallet is subscribed to
+    /// List the collectives this wallet is subscribed to, and changes waiting for consent
     Subscriptions,
+    /// See what a collective changed in its manifest, and consent (or not)
+    Consent(collectives::ConsentArgs),
     /// Revoke a subscription: delete the collective's key at once, then unsubscribe
     Revoke(collectives::RevokeArgs),
     /// Check in with the subscribed collectives and run their tasks
@@ -72,6 +75,10 @@ enum Command {
     Log(collectives::LogArgs),
     /// Receipts of payments, checked
     Earnings(collectives::EarningsArgs),
+    /// Privacy spent: epsilon per collective, in total and over the last year
+    Privacy(privacy::PrivacyArgs),
+    /// Your limits: epsilon per job and per year, least k, noise required, biggest model
+    Policy(privacy::PolicyArgs),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -102,9 +109,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(g, args),
         Command::Subscribe(args) => collectives::subscribe(g, args),
         Command::Subscriptions => collectives::subscriptions(g),
+        Command::Consent(args) => collectives::consent(g, args),
         Command::Revoke(args) => collectives::revoke(g, args),
         Command::Agent(args) => collectives::agent(g, args),
         Command::Log(args) => collectives::log(g, args),
         Command::Earnings(args) => collectives::earnings(g, args),
+        Command::Privacy(args) => privacy::privacy(g, args),
+        Command::Policy(args) => privacy::policy(g, args),
     }
 }

@@ -123,53 +123,7 @@ pub fn read_schema(path: &Path) -> Result<Vec<ColumnSpec>, ImportError> {
     Ok(columns)
 }
 
-/// Checks a schema: some columns, unique non-empty names, ranges in order,
-/// categories with unique levels.
-pub fn check_schema(columns: &[ColumnSpec]) -> Result<(), String> {
-    use c2ssi_guest_sdk::ColumnType;
-    if columns.is_empty() {
-        return Err("the schema declares no columns".into());
-    }
-    for (i, c) in columns.iter().enumerate() {
-        if c.name.trim().is_empty() {
-            return Err(format!("column {} has an empty name", i + 1));
-        }
-        if columns[..i].iter().any(|d| d.name == c.name) {
-            return Err(format!("column '{}' is declared twice", c.name));
-        }
-        let bad_range = match &c.ty {
-            ColumnType::Integer {
-                min: Some(lo),
-                max: Some(hi),
-            } => lo > hi,
-            ColumnType::Real { min, max } => {
-                min.is_some_and(|v| !v.is_finite())
-                    || max.is_some_and(|v| !v.is_finite())
-                    || matches!((min, max), (Some(lo), Some(hi)) if lo > hi)
-            }
-            ColumnType::Category { levels } => {
-                if levels.is_empty() {
-                    return Err(format!("category column '{}' declares no levels", c.name));
-                }
-                let mut sorted = levels.clone();
-                sorted.sort();
-                sorted.dedup();
-                if sorted.len() != levels.len() {
-                    return Err(format!("category column '{}' repeats a level", c.name));
-                }
-                false
-            }
-            _ => false,
-        };
-        if bad_range {
-            return Err(format!(
-                "column '{}' declares an empty or invalid range",
-                c.name
-            ));
-        }
-    }
-    Ok(())
-}
+pub use c2ssi_guest_sdk::check_schema;
 
 /// Reads `path` into a table called `table_name`, typed by `schema` or by
 /// inference.

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::WalletError;
 
-/// The longest table name.
-pub const MAX_TABLE_NAME: usize = 64;
+pub use c2ssi_guest_sdk::MAX_TABLE_NAME;
 
 /// Every table in the wallet, by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,16 +30,7 @@ pub enum IfExists {
 /// Checks a table name: 1 to 64 letters, digits, `_`, `.` or `-`, starting
 /// with a letter or digit.
 pub fn check_table_name(name: &str) -> Result<(), WalletError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_TABLE_NAME
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if c2ssi_guest_sdk::valid_table_name(name) {
         Ok(())
     } else {
         Err(WalletError::InvalidTableName {

@@ -1,0 +1,93 @@
+//! `aggregator`: the aggregator's process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use c2ssi_aggregator::process::{AggregatorState, app};
+use c2ssi_aggregator::{Aggregator, AggregatorKeys, NoiseSource};
+use clap::{Args, Parser, Subcommand};
+
+/// The aggregator of compute-to-ssi: opens wallets' sealed updates in memory
+/// and releases only noised aggregates of at least k.
+#[derive(Debug, Parser)]
+#[command(name = "aggregator", version, about, long_about = None)]
+struct Cli {
+    /// Log what happens (repeat for more; AGGREGATOR_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the aggregator's API until ctrl-c or SIGTERM
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the aggregator keeps its keys (never any update)
+    #[arg(long, env = "AGGREGATOR_DATA", value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: String,
+    /// The broker whose rounds this aggregator takes and whose ledger pays the accesses
+    #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:8080")]
+    broker: String,
+    /// The URL wallets reach this aggregator at [default: http://LISTEN-ADDRESS]
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGGREGATOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Command::Serve(args) = cli.command;
+    let keys = AggregatorKeys::load_or_create(&args.data)?;
+    let public_key = keys.public_key();
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        let url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let state =
+            AggregatorState::new(Aggregator::new(keys, NoiseSource::os()), &url, &args.broker);
+        println!(
+            "aggregator on http://{address} (key {}, for the broker at {})",
+            public_key.short(),
+            args.broker
+        );
+        c2ssi_server::serve(listener, app(state))
+            .await
+            .context("serving")?;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,49 @@
+//! The coordinate-wise median (the mean of the two middle values for an
+//! even count).
+
+use super::{Aggregate, AggregationError, check, coordinate_wise};
+
+/// The coordinate-wise median.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Median;
+
+/// The coordinate-wise median of a batch.
+pub(crate) fn median(updates: &[Vec<f32>]) -> Result<Vec<f32>, AggregationError> {
+    let d = check(updates)?;
+    Ok(coordinate_wise(updates, d, |sorted| {
+        let n = sorted.len();
+        if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            ((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0) as f32
+        }
+    }))
+}
+
+impl Median {
+    /// The median of the batch.
+    pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
+        Ok(Aggregate {
+            update: median(updates)?,
+            report: format!("coordinate-wise median of {}", updates.len()),
+            contributors: updates.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_and_even_batches() {
+        let odd = Median
+            .aggregate(&[vec![1.0], vec![9.0], vec![2.0]])
+            .unwrap();
+        assert_eq!(odd.update, vec![2.0]);
+        let even = Median
+            .aggregate(&[vec![1.0], vec![9.0], vec![2.0], vec![4.0]])
+            .unwrap();
+        assert_eq!(even.update, vec![3.0]);
+    }
+}

@@ -1,0 +1,60 @@
+//! The coordinate-wise trimmed mean: each coordinate's mean after dropping
+//! `floor(trim * n)` values at each end.
+
+use super::{Aggregate, AggregationError, check, coordinate_wise};
+
+/// The coordinate-wise trimmed mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrimmedMean {
+    trim: f64,
+}
+
+/// How many values the trimmed mean drops at each end of `n`.
+pub(super) fn trimmed_count(n: usize, trim: f64) -> usize {
+    let k = (trim * n as f64).floor() as usize;
+    k.min(n.saturating_sub(1) / 2)
+}
+
+impl TrimmedMean {
+    /// A trimmed mean; the fraction must be within `[0, 0.5)`.
+    pub fn new(trim: f64) -> Result<TrimmedMean, AggregationError> {
+        if !(0.0..0.5).contains(&trim) {
+            return Err(AggregationError::Invalid(format!(
+                "trim fraction {trim} is not within [0, 0.5)"
+            )));
+        }
+        Ok(TrimmedMean { trim })
+    }
+
+    /// The trimmed mean of the batch.
+    pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
+        let d = check(updates)?;
+        let n = updates.len();
+        let k = trimmed_count(n, self.trim);
+        Ok(Aggregate {
+            update: coordinate_wise(updates, d, |sorted| {
+                let kept = &sorted[k..sorted.len() - k];
+                (kept.iter().map(|&x| f64::from(x)).sum::<f64>() / kept.len() as f64) as f32
+            }),
+            report: format!("coordinate-wise mean of {n} after dropping {k} at each end"),
+            contributors: n - 2 * k,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extremes_are_dropped() {
+        let r = TrimmedMean::new(0.25).unwrap();
+        let m = r
+            .aggregate(&[vec![-100.0], vec![1.0], vec![3.0], vec![100.0]])
+            .unwrap();
+        assert_eq!(m.update, vec![2.0]);
+        assert_eq!(m.contributors, 2);
+        assert_eq!(trimmed_count(3, 0.49), 1);
+        assert_eq!(trimmed_count(1, 0.4), 0);
+    }
+}

@@ -1,0 +1,258 @@
+//! The aggregator's HTTP API, driven with `oneshot` requests: rounds open
+//! only under a manifest signed by its collective, naming this aggregator,
+//! and on the word of the broker that manifest names; the terms come from
+//! the manifest, not the broker; refusals are typed and have their status.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use c2ssi_aggregator::process::{AggregatorState, BrokerLink, LinkError, app};
+use c2ssi_aggregator::{Aggregator, AggregatorKeys, NoiseSource};
+use c2ssi_protocol::{
+    AccessReport, AggregationRule, Amount, Assignment, Attestation, CloseOutcome, CloseRound,
+    DataRequirements, Header, Manifest, OpenRound, Outcome, PrivacyTerms, Purpose, Receipt, Signed,
+    Signer, SigningKey, UpdateEnvelope, UpdatePayload, collective_id,
+};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A broker that serves one manifest and pays nothing.
+#[derive(Default)]
+struct FakeBroker {
+    manifest: Mutex<Option<Signed<Manifest>>>,
+}
+
+impl BrokerLink for FakeBroker {
+    fn manifest_version(&self, _: &str, digest: &str) -> Result<Signed<Manifest>, LinkError> {
+        self.manifest
+            .lock()
+            .expect("test setup")
+            .clone()
+            .filter(|m| hex::encode(m.digest()) == digest)
+            .ok_or_else(|| LinkError::NotFound("no such manifest".into()))
+    }
+
+    fn report_access(
+        &self,
+        _: &str,
+        _: &Signed<AccessReport>,
+    ) -> Result<Signed<Receipt>, LinkError> {
+        Err(LinkError::Refused("this broker pays nothing".into()))
+    }
+}
+
+struct Setup {
+    router: axum::Router,
+    aggregator: AggregatorState,
+    id: String,
+    digest: String,
+    broker: SigningKey,
+    wallets: Vec<SigningKey>,
+}
+
+fn setup(name_this_aggregator: bool, terms: PrivacyTerms) -> Setup {
+    let keys = AggregatorKeys::generate().expect("test setup");
+    let other = AggregatorKeys::generate().expect("test setup");
+    let named = if name_this_aggregator { &keys } else { &other };
+    let collective = SigningKey::generate().expect("test setup");
+    let broker = SigningKey::generate().expect("test setup");
+    let id = collective_id(&collective.public_key());
+    let manifest = Manifest {
+        header: Header::new(Purpose::Manifest, &id, 3_600_000),
+        version: 1,
+        name: "n".into(),
+        description: "d".into(),
+        requirements: serde_json::from_value::<DataRequirements>(serde_json::json!({
+            "tables": [{"table": "t", "columns": [{"name": "x", "type": "boolean"}]}]
+        }))
+        .expect("test setup"),
+        allowed_algorithms: Vec::new(),
+        rate: Amount(1),
+        privacy: terms,
+        collective_key: collective.public_key(),
+        broker_key: broker.public_key(),
+        aggregator_key: named.public_key(),
+        aggregator_recipient: named.recipient(),
+    };
+    let signed = Signed::sign(&manifest, &collective).expect("test setup");
+    let digest = hex::encode(signed.digest());
+    let link = Arc::new(FakeBroker::default());
+    *link.manifest.lock().expect("test setup") = Some(signed);
+    let aggregator = AggregatorState::with_link(
+        Aggregator::new(keys, NoiseSource::os()),
+        "http://127.0.0.1:9",
+        link,
+    );
+    Setup {
+        router: app(aggregator.clone()),
+        aggregator,
+        id,
+        digest,
+        broker,
+        wallets: (0..3)
+            .map(|_| SigningKey::generate().expect("test setup"))
+            .collect(),
+    }
+}
+
+fn open_message(s: &Setup, signer: &SigningKey) -> Signed<OpenRound> {
+    Signed::sign(
+        &OpenRound {
+            header: Header::new(Purpose::OpenRound, &s.id, 60_000),
+            job_id: "j".into(),
+            round: 1,
+            manifest_digest: s.digest.clone(),
+            model_len: 2,
+            assigned: s
+                .wallets
+                .iter()
+                .enumerate()
+                .map(|(i, w)| Assignment {
+                    wallet: w.public_key(),
+                    task_digest: format!("task-{i}"),
+                })
+                .collect(),
+        },
+        signer,
+    )
+    .expect("test setup")
+}
+
+fn envelope(s: &Setup, i: usize, delta: Vec<f32>) -> Signed<UpdateEnvelope> {
+    let recipient: age::x25519::Recipient = s
+        .aggregator
+        .identity()
+        .recipient
+        .parse()
+        .expect("test setup");
+    let payload = UpdatePayload {
+        outcome: Outcome::Trained,
+        delta,
+        metrics: Vec::new(),
+    };
+    Signed::sign(
+        &UpdateEnvelope {
+            header: Header::new(Purpose::Update, &s.id, 60_000),
+            job_id: "j".into(),
+            round: 1,
+            wallet: s.wallets[i].public_key(),
+            task_digest: format!("task-{i}"),
+            manifest_digest: s.digest.clone(),
+            attestation: Attestation {
+                requirements_digest: String::new(),
+                table: "t".into(),
+                rows: 1,
+                present: false,
+                problems: vec!["none".into()],
+            },
+            sealed: payload.seal(&recipient).expect("test setup"),
+        },
+        &s.wallets[i],
+    )
+    .expect("test setup")
+}
+
+async fn post<T: Serialize>(router: &axum::Router, path: &str, body: &T) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(body).expect("test setup")))
+                .expect("test setup"),
+        )
+        .await
+        .expect("test setup");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("test setup")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
+    let s = setup(true, c2ssi_protocol::privacy::default_terms());
+    let path = format!("/collectives/{}/rounds/open", s.id);
+    let stranger = SigningKey::generate().expect("test setup");
+    let (status, body) = post(&s.router, &path, &open_message(&s, &stranger)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = post(&s.router, &path, &open_message(&s, &s.broker)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // An envelope for a round that is not open: refused, typed, 410.
+    let mut late = envelope(&s, 0, vec![0.1, 0.1]);
+    let mut body: UpdateEnvelope = serde_json::from_str(&late.payload).expect("test setup");
+    body.round = 2;
+    late = Signed::sign(&body, &s.wallets[0]).expect("test setup");
+    let (status, answer) = post(&s.router, &format!("/collectives/{}/updates", s.id), &late).await;
+    assert_eq!(status, StatusCode::GONE, "{answer}");
+    assert_eq!(answer["outcome"]["reason"], "round-not-open");
+
+    // Closing is asked by the broker, under the manifest's k (10): too few.
+    let close = Signed::sign(
+        &CloseRound {
+            header: Header::new(Purpose::CloseRound, &s.id, 60_000),
+            job_id: "j".into(),
+            round: 1,
+            rule: AggregationRule::Median,
+        },
+        &stranger,
+    )
+    .expect("test setup");
+    let (status, _) = post(
+        &s.router,
+        &format!("/collectives/{}/rounds/close", s.id),
+        &close,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "only the round's broker closes it"
+    );
+    let close = Signed::sign(
+        &CloseRound {
+            header: Header::new(Purpose::CloseRound, &s.id, 60_000),
+            job_id: "j".into(),
+            round: 1,
+            rule: AggregationRule::Mean,
+        },
+        &s.broker,
+    )
+    .expect("test setup");
+    let (status, body) = post(
+        &s.router,
+        &format!("/collectives/{}/rounds/close", s.id),
+        &close,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcome: CloseOutcome = serde_json::from_value(body).expect("test setup");
+    assert!(
+        matches!(outcome, CloseOutcome::TooFew { min_batch: 10 }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_naming_another_aggregator_opens_nothing() {
+    let s = setup(false, c2ssi_protocol::privacy::default_terms());
+    let (status, body) = post(
+        &s.router,
+        &format!("/collectives/{}/rounds/open", s.id),
+        &open_message(&s, &s.broker),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+}

@@ -1,0 +1,65 @@
+//! How the broker reaches its aggregator: [`AggregatorLink`], over HTTP to
+//! the aggregator's own process ([`RemoteAggregator`]), or in memory in the
+//! simulation. The broker signs every round message with its key; the
+//! aggregator checks it against the manifest.
+
+use c2ssi_client::Client;
+use c2ssi_protocol::{
+    AggregatorIdentity, CloseOutcome, CloseRound, OpenRound, RoundProgress, Signed,
+};
+
+use crate::error::{BrokerError, Result};
+
+/// What the broker needs from an aggregator, wherever it runs.
+pub trait AggregatorLink: Send + Sync + std::fmt::Debug {
+    /// Its keys and the URL wallets send updates to.
+    fn identity(&self) -> &AggregatorIdentity;
+    /// Opens a round.
+    fn open_round(&self, id: &str, message: &Signed<OpenRound>) -> Result<()>;
+    /// A round's progress.
+    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress>;
+    /// Closes a round.
+    fn close_round(&self, id: &str, message: &Signed<CloseRound>) -> Result<CloseOutcome>;
+}
+
+/// The aggregator in its own process.
+#[derive(Debug)]
+pub struct RemoteAggregator {
+    client: Client,
+    identity: AggregatorIdentity,
+}
+
+impl RemoteAggregator {
+    /// Connects to the aggregator at `url` and learns its keys.
+    pub fn connect(url: &str) -> Result<RemoteAggregator> {
+        let client = Client::new(url);
+        let identity = client.aggregator_identity().map_err(|e| {
+            BrokerError::Aggregator(format!("the aggregator at {url} cannot be reached: {e}"))
+        })?;
+        Ok(RemoteAggregator { client, identity })
+    }
+}
+
+impl AggregatorLink for RemoteAggregator {
+    fn identity(&self) -> &AggregatorIdentity {
+        &self.identity
+    }
+
+    fn open_round(&self, id: &str, message: &Signed<OpenRound>) -> Result<()> {
+        self.client
+            .open_round(id, message)
+            .map_err(|e| BrokerError::Aggregator(format!("opening the round: {e}")))
+    }
+
+    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress> {
+        self.client
+            .round_progress(id, job, round)
+            .map_err(|e| BrokerError::Aggregator(format!("round progress: {e}")))
+    }
+
+    fn close_round(&self, id: &str, message: &Signed<CloseRound>) -> Result<CloseOutcome> {
+        self.client
+            .close_round(id, message)
+            .map_err(|e| BrokerError::Aggregator(format!("closing the round: {e}")))
+    }
+}

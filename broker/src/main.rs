@@ -1,0 +1,156 @@
+//! `broker`: the broker's process, and an offline check of its ledger.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use c2ssi_broker::aggregator_link::RemoteAggregator;
+use c2ssi_broker::database::Database;
+use c2ssi_broker::registry::Registry;
+use c2ssi_broker::{BrokerConfig, service};
+use c2ssi_protocol::verify_chain;
+use c2ssi_sandbox::SandboxLimits;
+use clap::{Args, Parser, Subcommand};
+
+/// The broker of compute-to-ssi: keeps collectives' manifests and wallets'
+/// subscriptions, hands out tasks, drives the aggregator, pays every access.
+#[derive(Debug, Parser)]
+#[command(name = "broker", version, about, long_about = None)]
+struct Cli {
+    /// Log what happens (repeat for more; BROKER_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the broker's API until ctrl-c or SIGTERM
+    Serve(ServeArgs),
+    /// Check a collective's ledger in the broker's database file, offline
+    VerifyLedger(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the broker keeps its state (SQLite) and its key
+    #[arg(long, env = "BROKER_DATA", value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The aggregator (`aggregator serve`) this broker sends rounds to
+    #[arg(long, env = "AGGREGATOR_URL", value_name = "URL")]
+    aggregator: String,
+    /// A wallet counts as live this long after its last check-in, in milliseconds
+    #[arg(long, default_value_t = 30_000)]
+    liveness_ms: u64,
+    /// How long wallet agents wait between check-ins, in milliseconds
+    #[arg(long, default_value_t = 500)]
+    checkin_retry_ms: u64,
+    /// UNSAFE: take manifests whose terms add no noise (their releases carry
+    /// no privacy guarantee), for research
+    #[arg(long)]
+    allow_without_noise: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The broker's database file (`broker.db` in its data directory)
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// The collective
+    #[arg(long = "collective", env = "COLLECTIVE_ID")]
+    collective: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BROKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::VerifyLedger(args) => verify(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.allow_without_noise {
+        eprintln!(
+            "warning: --allow-without-noise: collectives whose terms add no noise are taken; \
+             their releases carry no privacy guarantee"
+        );
+    }
+    let config = BrokerConfig {
+        liveness_ms: args.liveness_ms,
+        checkin_retry_ms: args.checkin_retry_ms,
+        allow_without_noise: args.allow_without_noise,
+        ..BrokerConfig::default()
+    };
+    let aggregator = RemoteAggregator::connect(&args.aggregator)?;
+    let broker = service::open(
+        &args.data,
+        config,
+        SandboxLimits::default(),
+        Arc::new(aggregator),
+    )
+    .with_context(|| format!("opening the broker in {}", args.data.display()))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!(
+            "broker on http://{address} (state in {}, aggregator {})",
+            args.data.display(),
+            args.aggregator
+        );
+        service::serve(listener, broker).await?;
+        anyhow::Ok(())
+    })
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    if !args.db.exists() {
+        bail!("no database at {}", args.db.display());
+    }
+    let db = Database::open(&args.db)?;
+    let id = &args.collective;
+    let manifest = Registry::new(db.clone()).current(id)?.manifest;
+    let entries = c2ssi_broker::ledger::read_entries(&db, id)?;
+    let summary = verify_chain(&entries, &manifest.broker_key, id)
+        .map_err(|e| anyhow::anyhow!("the ledger of {id} does NOT verify: {e}"))?;
+    println!(
+        "ledger of {id} verifies: {} entries, {} deposited, {} paid in {} payments, {} model \
+         versions, balance {}",
+        summary.entries,
+        summary.deposited,
+        summary.paid,
+        summary.payments,
+        summary.model_versions,
+        summary.balance
+    );
+    Ok(())
+}

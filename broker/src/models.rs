@@ -1,0 +1,157 @@
+//! Model versions (table `models`): the server optimizer that applies each
+//! released aggregate (FedAvg with a server learning rate and momentum), and
+//! the versions it produces, content-addressed, stored with their provenance.
+
+use c2ssi_protocol::{ModelSummary, ModelVersion, Provenance, model_hash};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::database::Database;
+use crate::error::{BrokerError, Result};
+
+/// Parameters as little-endian bytes.
+pub fn to_bytes(params: &[f32]) -> Vec<u8> {
+    params.iter().flat_map(|p| p.to_le_bytes()).collect()
+}
+
+/// Parameters from little-endian bytes.
+pub fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// FedAvg with a server learning rate and momentum (FedAvgM):
+/// `v = momentum * v + aggregate; w = w + lr * v`.
+pub fn server_step(
+    model: &[f32],
+    velocity: &[f32],
+    aggregate: &[f32],
+    lr: f64,
+    momentum: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let velocity: Vec<f32> = aggregate
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let v = velocity.get(i).copied().unwrap_or(0.0);
+            (momentum * f64::from(v) + f64::from(a)) as f32
+        })
+        .collect();
+    let model = model
+        .iter()
+        .zip(&velocity)
+        .map(|(&w, &v)| (f64::from(w) + lr * f64::from(v)) as f32)
+        .collect();
+    (model, velocity)
+}
+
+/// The model store.
+#[derive(Clone, Debug)]
+pub struct Models {
+    db: Database,
+}
+
+impl Models {
+    /// The store in `db`.
+    pub fn new(db: Database) -> Models {
+        Models { db }
+    }
+
+    /// Stores a version inside the caller's transaction; storing the same
+    /// parameters again is a no-op.
+    pub fn insert_in(
+        tx: &Transaction<'_>,
+        collective_id: &str,
+        params_: &[f32],
+        provenance: &Provenance,
+    ) -> Result<String> {
+        let hash = model_hash(params_);
+        tx.execute(
+            "INSERT OR IGNORE INTO models
+             (hash, collective_id, job_id, round, parent_hash, params, provenance, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                hash,
+                collective_id,
+                provenance.job_id,
+                provenance.round,
+                provenance.parent,
+                to_bytes(params_),
+                serde_json::to_string(provenance)?,
+                c2ssi_protocol::now_ms() as i64
+            ],
+        )?;
+        Ok(hash)
+    }
+
+    /// Every version of a collective, oldest first.
+    pub fn list(&self, collective_id: &str, job_id: Option<&str>) -> Result<Vec<ModelSummary>> {
+        self.db.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT hash, length(params), provenance, created_ms FROM models
+                 WHERE collective_id = ?1 AND (?2 IS NULL OR job_id = ?2)
+                 ORDER BY created_ms, round",
+            )?;
+            let rows = stmt.query_map(params![collective_id, job_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (hash, len, provenance, created) = row?;
+                out.push(ModelSummary {
+                    hash,
+                    parameters: len as usize / 4,
+                    provenance: serde_json::from_str(&provenance)?,
+                    created_ms: created as u64,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// One version, with its parameters.
+    pub fn get(&self, collective_id: &str, hash: &str) -> Result<ModelVersion> {
+        self.db.read(|c| {
+            let row: Option<(Vec<u8>, String, i64)> = c
+                .query_row(
+                    "SELECT params, provenance, created_ms FROM models WHERE collective_id = ?1 AND hash = ?2",
+                    params![collective_id, hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (params_, provenance, created) = row.ok_or_else(|| {
+                BrokerError::NotFound(format!("collective '{collective_id}' has no model {hash}"))
+            })?;
+            Ok(ModelVersion {
+                hash: hash.to_string(),
+                params: from_bytes(&params_),
+                provenance: serde_json::from_str(&provenance)?,
+                created_ms: created as u64,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn momentum_accumulates_and_the_learning_rate_scales() {
+        let (w, v) = server_step(&[1.0, 1.0], &[0.0, 0.0], &[0.5, -1.0], 1.0, 0.9);
+        assert_eq!((w, v.clone()), (vec![1.5, 0.0], vec![0.5, -1.0]));
+        let (w, v) = server_step(&[1.5, 0.0], &v, &[0.5, -1.0], 0.5, 0.9);
+        assert!((v[0] - 0.95).abs() < 1e-6 && (w[0] - 1.975).abs() < 1e-6);
+    }
+
+    #[test]
+    fn parameters_round_trip_through_bytes() {
+        assert_eq!(from_bytes(&to_bytes(&[0.5, -3.0])), vec![0.5, -3.0]);
+    }
+}

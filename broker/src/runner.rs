@@ -1,0 +1,141 @@
+//! Drives running jobs: opens a round, waits until every sampled wallet
+//! answered or the deadline passed, closes it, and goes on until the job
+//! ends. One tokio task per job; the broker's blocking work runs on the
+//! blocking pool. An aggregator that cannot be reached is retried with a
+//! growing pause (the job goes on when it is back); a round it cannot close
+//! for a minute past its deadline is recorded as releasing nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use c2ssi_protocol::{JobState, now_ms};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, RoundEnd, RoundStart};
+use crate::error::{BrokerError, Result};
+
+/// How often a round's progress is looked at.
+const POLL: Duration = Duration::from_millis(50);
+/// How long to wait for live wallets before trying again.
+const WAIT_FOR_WALLETS: Duration = Duration::from_millis(250);
+/// How long past its deadline a round that cannot be closed is retried.
+const CLOSE_GRACE_MS: u64 = 60_000;
+
+async fn blocking<R: Send + 'static>(
+    broker: &Arc<Broker>,
+    f: impl FnOnce(&Broker) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || f(&b))
+        .await
+        .map_err(|e| BrokerError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+fn backoff(errors: u32) -> Duration {
+    Duration::from_millis((250u64 << errors.min(6)).min(10_000))
+}
+
+/// Waits for an open round to be answered or to pass its deadline, then
+/// closes it. `Err` when it could not be closed (tried again later).
+async fn finish_round(
+    broker: &Arc<Broker>,
+    job_id: &str,
+    round: u32,
+    deadline_ms: u64,
+) -> Result<()> {
+    while now_ms() < deadline_ms {
+        tokio::time::sleep(POLL).await;
+        let id = job_id.to_string();
+        match blocking(broker, move |b| b.round_progress(&id, round)).await {
+            Ok(Some((answered, assigned))) if answered < assigned => {}
+            Ok(_) => break,
+            // The aggregator may be back before the deadline.
+            Err(e) => tracing::debug!(job = %job_id, round, error = %e, "round progress"),
+        }
+    }
+    let id = job_id.to_string();
+    match blocking(broker, move |b| b.close_round(&id, round)).await {
+        Ok(RoundEnd::Released(s)) => {
+            tracing::info!(job = %job_id, round, updates = ?s.updates, "round released");
+            Ok(())
+        }
+        Ok(RoundEnd::NothingReleased(s)) => {
+            tracing::warn!(job = %job_id, round, report = %s.report, "round released nothing");
+            Ok(())
+        }
+        Err(e) if now_ms() > deadline_ms + CLOSE_GRACE_MS => {
+            tracing::error!(job = %job_id, round, error = %e, "giving up on closing the round");
+            let id = job_id.to_string();
+            let reason = format!("the round could not be closed: {e}");
+            blocking(broker, move |b| b.give_up_round(&id, round, &reason)).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs one job to its end.
+pub async fn drive_job(broker: Arc<Broker>, job_id: String) -> Result<JobState> {
+    let mut errors = 0u32;
+    loop {
+        let id = job_id.clone();
+        let open = blocking(&broker, move |b| b.open_round_of(&id)).await;
+        let step = match open {
+            Ok(Some((round, deadline_ms))) => finish_round(&broker, &job_id, round, deadline_ms)
+                .await
+                .map(|()| None),
+            Ok(None) => {
+                let id = job_id.clone();
+                match blocking(&broker, move |b| b.open_round(&id)).await {
+                    Ok(RoundStart::Finished(state)) => {
+                        tracing::info!(job = %job_id, ?state, "job ended");
+                        return Ok(state);
+                    }
+                    Ok(RoundStart::Waiting(why)) => {
+                        tracing::debug!(job = %job_id, %why, "waiting for wallets");
+                        tokio::time::sleep(WAIT_FOR_WALLETS).await;
+                        Ok(None)
+                    }
+                    Ok(RoundStart::Opened { round, sampled, .. }) => {
+                        tracing::info!(job = %job_id, round, sampled, "round opened");
+                        Ok(Some(round))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok(_) => errors = 0,
+            Err(e) => {
+                errors += 1;
+                tracing::error!(job = %job_id, error = %e, errors, "the job's round failed; retrying");
+                tokio::time::sleep(backoff(errors)).await;
+            }
+        }
+    }
+}
+
+/// The running jobs' tasks.
+#[derive(Clone, Debug, Default)]
+pub struct Runner {
+    jobs: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
+}
+
+impl Runner {
+    /// Starts driving `job_id` unless it is already driven.
+    pub fn spawn(&self, broker: Arc<Broker>, job_id: String) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|_, h| !h.is_finished());
+        if jobs.contains_key(&job_id) {
+            return;
+        }
+        let id = job_id.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = drive_job(broker, id.clone()).await {
+                tracing::error!(job = %id, error = %e, "job driver stopped");
+            }
+        });
+        jobs.insert(job_id, handle);
+    }
+}

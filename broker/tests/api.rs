@@ -1,0 +1,371 @@
+//! The broker's HTTP API, driven with `oneshot` requests on the router over
+//! a real broker (SQLite in a temporary directory): errors come back as JSON
+//! with the right status, bodies are bounded, a manifest is taken only when
+//! it names this broker and its aggregator, follows the current version and
+//! adds noise, every command is checked against the collective's key and
+//! never replayed, and no route says who subscribed.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use c2ssi_aggregator::AggregatorKeys;
+use c2ssi_broker::aggregator_link::AggregatorLink;
+use c2ssi_broker::distributor::Randomness;
+use c2ssi_broker::http::{AppState, app};
+use c2ssi_broker::runner::Runner;
+use c2ssi_broker::{Broker, BrokerConfig, BrokerError};
+use c2ssi_protocol::{
+    AggregatorIdentity, Amount, CloseOutcome, CloseRound, Command, DataRequirements, Header,
+    Manifest, ManifestSubmission, OpenRound, OperatorCommand, PrivacyTerms, Purpose, RoundProgress,
+    Signed, Signer, SigningKey, Subscription, collective_id, privacy,
+};
+use c2ssi_sandbox::{Sandbox, SandboxLimits};
+use c2ssi_server::MAX_BODY_BYTES;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// An aggregator that is only a set of keys: these tests open no round.
+#[derive(Debug)]
+struct KeysOnly(AggregatorIdentity);
+
+impl AggregatorLink for KeysOnly {
+    fn identity(&self) -> &AggregatorIdentity {
+        &self.0
+    }
+    fn open_round(&self, _: &str, _: &Signed<OpenRound>) -> Result<(), BrokerError> {
+        Err(BrokerError::Aggregator("not in this test".into()))
+    }
+    fn progress(&self, _: &str, _: &str, _: u32) -> Result<RoundProgress, BrokerError> {
+        Err(BrokerError::Aggregator("not in this test".into()))
+    }
+    fn close_round(&self, _: &str, _: &Signed<CloseRound>) -> Result<CloseOutcome, BrokerError> {
+        Err(BrokerError::Aggregator("not in this test".into()))
+    }
+}
+
+fn broker(dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
+    let keys = AggregatorKeys::generate().expect("keys");
+    let aggregator = KeysOnly(AggregatorIdentity {
+        public_key: keys.public_key(),
+        recipient: keys.recipient(),
+        url: "http://127.0.0.1:9".into(),
+    });
+    let db = c2ssi_broker::database::Database::open(&dir.join("broker.db")).expect("a database");
+    let key = Arc::new(c2ssi_broker::keys::broker_key(&db).expect("a key"));
+    let broker = Arc::new(Broker::new(
+        db,
+        key,
+        Arc::new(Sandbox::new(SandboxLimits::default()).expect("a sandbox")),
+        Arc::new(aggregator),
+        Randomness::os(),
+        BrokerConfig::default(),
+    ));
+    let router = app(AppState {
+        broker: broker.clone(),
+        runner: Runner::default(),
+    });
+    (router, broker)
+}
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a request");
+    let response = router.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("JSON")
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("no error code")
+}
+
+/// Version `version` of a diabetes collective's manifest for `broker`.
+fn manifest(key: &SigningKey, broker: &Broker, version: u64, terms: PrivacyTerms) -> Manifest {
+    let file: Value = serde_json::from_str(include_str!("../../examples/diabetes-collective.json"))
+        .expect("the example manifest");
+    let requirements: DataRequirements =
+        serde_json::from_value(file["requirements"].clone()).expect("requirements");
+    let keys = broker.keys();
+    Manifest {
+        header: Header::new(
+            Purpose::Manifest,
+            &collective_id(&key.public_key()),
+            3_600_000,
+        ),
+        version,
+        name: "diabetes".into(),
+        description: "a test collective".into(),
+        requirements,
+        allowed_algorithms: Vec::new(),
+        rate: Amount(5_000),
+        privacy: terms,
+        collective_key: key.public_key(),
+        broker_key: keys.broker_key,
+        aggregator_key: keys.aggregator.public_key,
+        aggregator_recipient: keys.aggregator.recipient,
+    }
+}
+
+fn submission(key: &SigningKey, m: &Manifest) -> ManifestSubmission {
+    ManifestSubmission {
+        manifest: Signed::sign(m, key).expect("signed"),
+        components_base64: Vec::new(),
+        audit_params: Vec::new(),
+    }
+}
+
+fn deposit(key: &SigningKey, id: &str, amount: &str) -> Signed<OperatorCommand> {
+    Signed::sign(
+        &OperatorCommand {
+            header: Header::new(Purpose::OperatorCommand, id, 60_000),
+            command: Command::Deposit {
+                amount: amount.parse().expect("an amount"),
+            },
+        },
+        key,
+    )
+    .expect("signed")
+}
+
+#[tokio::test]
+async fn errors_are_json_with_the_right_status() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, _) = broker(dir.path());
+
+    let (status, body) = call(&router, "GET", "/health", Vec::new()).await;
+    assert_eq!((status, &body["ok"]), (StatusCode::OK, &Value::Bool(true)));
+
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/collectives/c-x/manifest",
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid");
+
+    let huge = vec![b' '; MAX_BODY_BYTES + 1];
+    let (status, body) = call(&router, "POST", "/collectives/c-x/commands", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "too-large");
+
+    let (status, body) = call(&router, "GET", "/collectives/c-nope/manifest", Vec::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "not-found");
+}
+
+#[tokio::test]
+async fn a_manifest_is_taken_only_under_this_brokers_rules() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let path = format!("/collectives/{id}/manifest");
+
+    // Terms without noise: refused by default.
+    let none = PrivacyTerms::with_noise(5, 1.0, 1e-5, 3, 0.0, Vec::new()).expect("terms");
+    let (status, body) = call(
+        &router,
+        "POST",
+        &path,
+        json(&submission(&key, &manifest(&key, &broker, 1, none))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Another broker's key named: refused.
+    let mut foreign = manifest(&key, &broker, 1, privacy::default_terms());
+    foreign.broker_key = SigningKey::generate().expect("a key").public_key();
+    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &foreign))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Epsilon understated: refused.
+    let mut lying = manifest(&key, &broker, 1, privacy::default_terms());
+    lying.privacy.epsilon = Some(0.1);
+    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &lying))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("understated"),
+        "{body}"
+    );
+
+    // Signed by a key that is not the one the id derives from: refused.
+    let thief = SigningKey::generate().expect("a key");
+    let good = manifest(&key, &broker, 1, privacy::default_terms());
+    let (status, _) = call(&router, "POST", &path, json(&submission(&thief, &good))).await;
+    assert!(status.is_client_error());
+
+    // The right one is created; the same version again, or a skipped one, conflicts.
+    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &good))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = call(&router, "POST", &path, json(&submission(&key, &good))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let skipped = manifest(&key, &broker, 3, privacy::default_terms());
+    let (status, _) = call(&router, "POST", &path, json(&submission(&key, &skipped))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let next = manifest(&key, &broker, 2, privacy::default_terms());
+    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &next))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
+
+    // Every version can be fetched by digest (the aggregator does).
+    let current = broker.registry().current(&id).expect("current").digest;
+    let (status, _) = call(
+        &router,
+        "GET",
+        &format!("/collectives/{id}/manifests/{current}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = manifest(&key, &broker, 1, privacy::default_terms());
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let commands = format!("/collectives/{id}/commands");
+
+    let first = deposit(&key, &id, "5");
+    let (status, body) = call(&router, "POST", &commands, json(&first)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "deposited");
+
+    let (status, body) = call(&router, "POST", &commands, json(&first)).await;
+    assert!(
+        status.is_client_error(),
+        "a replay was taken: {status} {body}"
+    );
+    let stranger = SigningKey::generate().expect("a key");
+    let (status, body) = call(
+        &router,
+        "POST",
+        &commands,
+        json(&deposit(&stranger, &id, "1")),
+    )
+    .await;
+    assert!(
+        status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
+        "{status} {body}"
+    );
+    let mut tampered = serde_json::to_value(deposit(&key, &id, "1")).expect("JSON");
+    let payload = tampered["payload"]
+        .as_str()
+        .expect("payload")
+        .replace("1000000", "9000000");
+    tampered["payload"] = Value::String(payload);
+    let (status, body) = call(&router, "POST", &commands, json(&tampered)).await;
+    assert!(status.is_client_error(), "{status} {body}");
+
+    let (status, balance) = call(
+        &router,
+        "GET",
+        &format!("/collectives/{id}/ledger/balance"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(balance["deposited"], 5_000_000);
+    let (status, verified) = call(
+        &router,
+        "GET",
+        &format!("/collectives/{id}/ledger/verify"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+}
+
+#[tokio::test]
+async fn no_route_says_who_subscribed() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = manifest(&key, &broker, 1, privacy::default_terms());
+    let (status, outcome) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let digest = outcome["digest"].as_str().expect("a digest").to_string();
+    let wallet = SigningKey::generate().expect("a key");
+    let subscription = Signed::sign(
+        &Subscription {
+            header: Header::new(Purpose::Subscription, &id, 60_000),
+            wallet: wallet.public_key(),
+            manifest_digest: digest,
+            consent: "yes".into(),
+        },
+        &wallet,
+    )
+    .expect("signed");
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/subscriptions"),
+        json(&subscription),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, summary) = call(&router, "GET", &format!("/collectives/{id}"), Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(summary["subscribers"], 1);
+    let key_hex = wallet.public_key().to_hex();
+    for path in [
+        format!("/collectives/{id}"),
+        format!("/collectives/{id}/subscribers"),
+        format!("/collectives/{id}/jobs"),
+        format!("/collectives/{id}/ledger"),
+        "/collectives".to_string(),
+    ] {
+        let (_, body) = call(&router, "GET", &path, Vec::new()).await;
+        assert!(
+            !body.to_string().contains(&key_hex),
+            "{path} names the wallet: {body}"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The flags of a training job, defined once: `collective train` and the
+//! simulation flatten [`TrainingArgs`] into their own (each with its own
+//! rounds and sample size).
+
+use anyhow::bail;
+use c2ssi_guest_sdk::{Param, ParamValue};
+use c2ssi_protocol::AggregationRule;
+use clap::Args;
+
+/// How a job trains.
+#[derive(Debug, Clone, Args)]
+pub struct TrainingArgs {
+    /// Hyper-parameters, as name=value (lists comma-separated)
+    #[arg(long = "params", num_args = 1.., value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Aggregation rule: mean, or without noise also clipped-mean[:NORM],
+    /// median, trimmed-mean[:FRACTION], multi-krum[:F],
+    /// centered-clipping[:RADIUS[:ITERATIONS]]
+    #[arg(long, default_value = "mean")]
+    pub filter: String,
+    /// Server learning rate
+    #[arg(long, default_value_t = 1.0)]
+    pub server_lr: f64,
+    /// Server momentum
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+}
+
+impl TrainingArgs {
+    /// The rule, parsed.
+    pub fn rule(&self) -> anyhow::Result<AggregationRule> {
+        self.filter
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--filter: {e}"))
+    }
+
+    /// The hyper-parameters, parsed.
+    pub fn params(&self) -> anyhow::Result<Vec<Param>> {
+        self.params.iter().map(|p| parse_param(p)).collect()
+    }
+}
+
+/// A hyper-parameter typed by its look; the algorithm's declaration decides
+/// (an integer where a real is declared, a text where a list is, are accepted).
+pub fn parse_param(text: &str) -> anyhow::Result<Param> {
+    let Some((name, value)) = text.split_once('=') else {
+        bail!("hyper-parameter '{text}' is not name=value");
+    };
+    let value = value.trim();
+    let typed = if let Ok(i) = value.parse::<i64>() {
+        ParamValue::Integer(i)
+    } else if let Ok(x) = value
+        .parse::<f64>()
+        .map_err(|_| ())
+        .and_then(|x| if x.is_finite() { Ok(x) } else { Err(()) })
+    {
+        ParamValue::Real(x)
+    } else if value == "true" || value == "false" {
+        ParamValue::Boolean(value == "true")
+    } else if value.contains(',') {
+        ParamValue::TextList(value.split(',').map(|s| s.trim().to_string()).collect())
+    } else {
+        ParamValue::Text(value.to_string())
+    };
+    Ok(Param::new(name.trim(), typed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_typed_by_their_look() {
+        assert_eq!(
+            parse_param("epochs=3").unwrap().value,
+            ParamValue::Integer(3)
+        );
+        assert_eq!(
+            parse_param("features=a,b").unwrap().value,
+            ParamValue::TextList(vec!["a".into(), "b".into()])
+        );
+        assert!(parse_param("epochs").is_err());
+    }
+}

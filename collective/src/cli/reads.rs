@@ -1,0 +1,150 @@
+//! What the consumer reads: `collective info`, `model`, `ledger`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use c2ssi_protocol::{model_hash, verify_chain};
+use clap::Subcommand;
+
+use super::Target;
+use super::manifest::current;
+
+pub(crate) fn info(target: Target) -> anyhow::Result<ExitCode> {
+    let summary = target.connection.client().summary(&target.collective)?;
+    let (_, manifest) = current(&target)?;
+    println!(
+        "collective {} ({}), manifest version {}",
+        summary.collective_id, manifest.name, summary.manifest_version
+    );
+    println!(
+        "subscribers {} ({} consented to the current version)",
+        summary.subscribers, summary.consented_to_current
+    );
+    println!(
+        "budget      {} deposited, {} paid, {} left; {} job(s)",
+        summary.balance.deposited, summary.balance.paid, summary.balance.balance, summary.jobs
+    );
+    for line in manifest.privacy.describe() {
+        println!("privacy     {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCommand {
+    /// List model versions with their provenance
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only this job's
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Fetch one version (JSON: parameters and provenance)
+    Get {
+        #[command(flatten)]
+        target: Target,
+        /// Its hash
+        hash: String,
+        /// Write it to this file instead of stdout
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ModelCommand::List { target, job } => {
+            let list = target
+                .connection
+                .client()
+                .models(&target.collective, job.as_deref())?;
+            for m in list {
+                let p = &m.provenance;
+                println!(
+                    "{}  job {} round {:>3}  {} params  parent {}  updates {:.1}  {}",
+                    m.hash,
+                    p.job_id,
+                    p.round,
+                    m.parameters,
+                    p.parent
+                        .as_deref()
+                        .map(|h| &h[..12.min(h.len())])
+                        .unwrap_or("-"),
+                    p.updates,
+                    p.report
+                );
+            }
+        }
+        ModelCommand::Get { target, hash, out } => {
+            let version = target
+                .connection
+                .client()
+                .model(&target.collective, &hash)?;
+            if model_hash(&version.params) != version.hash {
+                bail!("the model's parameters do not match its hash");
+            }
+            let text = serde_json::to_string_pretty(&version)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote model {hash} to {}", path.display());
+                }
+                None => println!("{text}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Print the entries
+    Show {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Check every entry's hash, link and signature (with the broker key of
+    /// the signed manifest), positions without gaps, and a balance never
+    /// below zero
+    Verify {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub(crate) fn ledger(command: LedgerCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LedgerCommand::Show { target } => {
+            for e in target.connection.client().ledger(&target.collective)? {
+                println!(
+                    "{:>6}  {}  {}  {}",
+                    e.seq,
+                    e.time_ms,
+                    &e.hash[..16],
+                    serde_json::to_string(&e.kind)?
+                );
+            }
+        }
+        LedgerCommand::Verify { target } => {
+            let id = &target.collective;
+            let (_, manifest) = current(&target)?;
+            let entries = target.connection.client().ledger(id)?;
+            let summary = verify_chain(&entries, &manifest.broker_key, id)
+                .map_err(|e| anyhow::anyhow!("the ledger of {id} does NOT verify: {e}"))?;
+            println!(
+                "ledger of {id} verifies: {} entries, {} deposited, {} paid in {} payments, {} \
+                 model versions, balance {}",
+                summary.entries,
+                summary.deposited,
+                summary.paid,
+                summary.payments,
+                summary.model_versions,
+                summary.balance
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,187 @@
+//! The aggregation rule a job asks for (its anomaly filter), as it travels
+//! and as an operator types it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How the aggregator combines a batch of updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum AggregationRule {
+    /// The plain mean, every wallet weighing one: the only rule that
+    /// noise can wrap.
+    Mean,
+    /// Each update's L2 norm clipped to `clip_norm`, then the mean.
+    ClippedMean {
+        /// The clipping norm.
+        clip_norm: f64,
+    },
+    /// Coordinate-wise median.
+    Median,
+    /// Coordinate-wise mean after dropping the `trim` fraction at each end.
+    TrimmedMean {
+        /// Fraction dropped at each end, in `[0, 0.5)`.
+        trim: f64,
+    },
+    /// Multi-Krum: the `selected` updates with the smallest Krum scores
+    /// (sum of squared distances to their `n - byzantine - 2` nearest), averaged.
+    MultiKrum {
+        /// Assumed number of Byzantine updates; `None`: 30% of the batch.
+        byzantine: Option<u32>,
+        /// How many to average; `None`: `n - byzantine`.
+        selected: Option<u32>,
+    },
+    /// Centered clipping from the batch's median, `iterations` times with
+    /// radius `radius`.
+    CenteredClipping {
+        /// The clipping radius.
+        radius: f64,
+        /// Iterations.
+        iterations: u32,
+    },
+}
+
+impl AggregationRule {
+    /// Checks the rule's parameters, as the aggregator does when it builds it.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = |x: f64, what: &str| {
+            if x.is_finite() && x > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} {x} must be positive"))
+            }
+        };
+        match self {
+            AggregationRule::Mean | AggregationRule::Median => Ok(()),
+            AggregationRule::ClippedMean { clip_norm } => positive(*clip_norm, "clipping norm"),
+            AggregationRule::TrimmedMean { trim } => {
+                if (0.0..0.5).contains(trim) {
+                    Ok(())
+                } else {
+                    Err(format!("trim fraction {trim} is not within [0, 0.5)"))
+                }
+            }
+            AggregationRule::MultiKrum { .. } => Ok(()),
+            AggregationRule::CenteredClipping { radius, .. } => positive(*radius, "radius"),
+        }
+    }
+}
+
+impl fmt::Display for AggregationRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AggregationRule::Mean => f.write_str("mean"),
+            AggregationRule::ClippedMean { clip_norm } => write!(f, "clipped-mean:{clip_norm}"),
+            AggregationRule::Median => f.write_str("median"),
+            AggregationRule::TrimmedMean { trim } => write!(f, "trimmed-mean:{trim}"),
+            AggregationRule::MultiKrum { byzantine, .. } => match byzantine {
+                Some(b) => write!(f, "multi-krum:{b}"),
+                None => f.write_str("multi-krum"),
+            },
+            AggregationRule::CenteredClipping { radius, iterations } => {
+                write!(f, "centered-clipping:{radius}:{iterations}")
+            }
+        }
+    }
+}
+
+impl FromStr for AggregationRule {
+    type Err = String;
+
+    /// `mean`, `clipped-mean[:NORM]`, `median`, `trimmed-mean[:FRACTION]`,
+    /// `multi-krum[:BYZANTINE]`, `centered-clipping[:RADIUS[:ITERATIONS]]`.
+    fn from_str(text: &str) -> Result<AggregationRule, String> {
+        let parts: Vec<&str> = text.trim().split(':').collect();
+        let number = |i: usize, default: f64, what: &str| -> Result<f64, String> {
+            match parts.get(i) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| format!("'{v}' is not a valid {what}")),
+            }
+        };
+        let count = |i: usize| -> Result<Option<u32>, String> {
+            parts
+                .get(i)
+                .map(|v| v.parse().map_err(|_| format!("'{v}' is not a count")))
+                .transpose()
+        };
+        let rule = match parts[0] {
+            "mean" => AggregationRule::Mean,
+            "clipped-mean" | "clip" => AggregationRule::ClippedMean {
+                clip_norm: number(1, 1.0, "clipping norm")?,
+            },
+            "median" => AggregationRule::Median,
+            "trimmed-mean" => {
+                let trim = number(1, 0.2, "trim fraction")?;
+                if trim >= 0.5 {
+                    return Err("the trim fraction must be below 0.5".into());
+                }
+                AggregationRule::TrimmedMean { trim }
+            }
+            "multi-krum" | "krum" => AggregationRule::MultiKrum {
+                byzantine: count(1)?,
+                selected: None,
+            },
+            "centered-clipping" => AggregationRule::CenteredClipping {
+                radius: number(1, 1.0, "radius")?,
+                iterations: count(2)?.unwrap_or(10),
+            },
+            other => {
+                return Err(format!(
+                    "unknown rule '{other}' (known: mean, clipped-mean, median, trimmed-mean, \
+                     multi-krum, centered-clipping)"
+                ));
+            }
+        };
+        Ok(rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_from_the_command_line() {
+        for (text, rule) in [
+            ("mean", AggregationRule::Mean),
+            ("median", AggregationRule::Median),
+            (
+                "trimmed-mean:0.1",
+                AggregationRule::TrimmedMean { trim: 0.1 },
+            ),
+            (
+                "multi-krum:3",
+                AggregationRule::MultiKrum {
+                    byzantine: Some(3),
+                    selected: None,
+                },
+            ),
+            (
+                "centered-clipping:0.5:5",
+                AggregationRule::CenteredClipping {
+                    radius: 0.5,
+                    iterations: 5,
+                },
+            ),
+            (
+                "clipped-mean:2",
+                AggregationRule::ClippedMean { clip_norm: 2.0 },
+            ),
+        ] {
+            assert_eq!(text.parse::<AggregationRule>().unwrap(), rule, "{text}");
+        }
+        assert!("trimmed-mean:0.5".parse::<AggregationRule>().is_err());
+        assert!(
+            "average"
+                .parse::<AggregationRule>()
+                .unwrap_err()
+                .contains("unknown rule")
+        );
+    }
+}

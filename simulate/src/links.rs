@@ -1,0 +1,103 @@
+//! The in-process links between the simulation's broker and aggregator:
+//! the same checks as between their processes (signed round messages
+//! checked against the manifest fetched by digest, access reports signed by
+//! the aggregator), with the HTTP hop replaced by calls.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use c2ssi_aggregator::process::{AggregatorState, BrokerLink, LinkError};
+use c2ssi_broker::aggregator_link::AggregatorLink;
+use c2ssi_broker::{Broker, BrokerError};
+use c2ssi_protocol::{
+    AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, Manifest, OpenRound, Receipt,
+    RoundProgress, Signed,
+};
+
+/// The aggregator, as the simulation's broker reaches it.
+#[derive(Debug)]
+pub struct InProcessAggregator {
+    state: AggregatorState,
+    identity: AggregatorIdentity,
+}
+
+impl InProcessAggregator {
+    /// The link to `state`.
+    pub fn new(state: AggregatorState) -> InProcessAggregator {
+        InProcessAggregator {
+            identity: state.identity(),
+            state,
+        }
+    }
+}
+
+fn aggregator_error(e: c2ssi_server::ApiError) -> BrokerError {
+    BrokerError::Aggregator(e.message().to_string())
+}
+
+impl AggregatorLink for InProcessAggregator {
+    fn identity(&self) -> &AggregatorIdentity {
+        &self.identity
+    }
+
+    fn open_round(&self, id: &str, message: &Signed<OpenRound>) -> Result<(), BrokerError> {
+        self.state.open_round(id, message).map_err(aggregator_error)
+    }
+
+    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress, BrokerError> {
+        Ok(self.state.progress(id, job, round))
+    }
+
+    fn close_round(
+        &self,
+        id: &str,
+        message: &Signed<CloseRound>,
+    ) -> Result<CloseOutcome, BrokerError> {
+        self.state
+            .close_round(id, message)
+            .map_err(aggregator_error)
+    }
+}
+
+/// The broker, as the simulation's aggregator reaches it (set once the
+/// broker exists: each holds the other).
+#[derive(Debug, Default)]
+pub struct InProcessBroker {
+    broker: OnceLock<Weak<Broker>>,
+}
+
+impl InProcessBroker {
+    /// Points the link at `broker`.
+    pub fn connect(&self, broker: &Arc<Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+    }
+
+    fn broker(&self) -> Result<Arc<Broker>, LinkError> {
+        self.broker
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| LinkError::Unreachable("the broker is gone".into()))
+    }
+}
+
+fn link_error(e: BrokerError) -> LinkError {
+    match e {
+        BrokerError::NotFound(m) => LinkError::NotFound(m),
+        other => LinkError::Refused(other.to_string()),
+    }
+}
+
+impl BrokerLink for InProcessBroker {
+    fn manifest_version(&self, id: &str, digest: &str) -> Result<Signed<Manifest>, LinkError> {
+        self.broker()?
+            .manifest_version(id, digest)
+            .map_err(link_error)
+    }
+
+    fn report_access(
+        &self,
+        id: &str,
+        report: &Signed<AccessReport>,
+    ) -> Result<Signed<Receipt>, LinkError> {
+        self.broker()?.record_access(id, report).map_err(link_error)
+    }
+}

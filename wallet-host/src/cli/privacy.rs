@@ -1,0 +1,155 @@
+//! The owner's privacy: `wallet privacy` (epsilon spent, per collective and
+//! in total) and `wallet policy` (the limits the agent enforces).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use c2ssi_protocol::now_ms;
+use clap::Args;
+use wallet_host::agent::budget::{Spent, YEAR_MS};
+use wallet_host::agent::{AccessLog, LOG_FILE, POLICY_FILE, Policy};
+
+use super::GlobalArgs;
+use super::unlock;
+
+#[derive(Debug, Args)]
+pub(crate) struct PrivacyArgs {
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// Limits to change, as NAME=VALUE: max-epsilon-per-job,
+    /// max-epsilon-per-year, min-k, require-noise (true|false),
+    /// max-model-params, delta; without any, the policy is shown
+    #[arg(value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Go back to the defaults
+    #[arg(long, conflicts_with = "set")]
+    reset: bool,
+}
+
+fn epsilon_text(e: f64) -> String {
+    if e.is_finite() {
+        format!("{e:.3}")
+    } else {
+        "unbounded (a round without noise)".into()
+    }
+}
+
+pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let log: AccessLog = wallet.read_document(LOG_FILE)?;
+    let policy: Policy = wallet.read_document(POLICY_FILE)?;
+    let now = now_ms();
+    let recent = |p: &wallet_host::agent::Participation| p.time_ms + YEAR_MS >= now;
+    let mut collectives: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in &log.participations {
+        let jobs = collectives.entry(p.collective_id.as_str()).or_default();
+        if !jobs.contains(&p.job_id.as_str()) {
+            jobs.push(p.job_id.as_str());
+        }
+    }
+    let total = Spent::of(&log.participations, |_| true);
+    let year = Spent::of(&log.participations, recent);
+    let rows: Vec<serde_json::Value> = collectives
+        .iter()
+        .map(|(id, jobs)| {
+            let all = Spent::of(&log.participations, |p| p.collective_id == *id);
+            let last_year = Spent::of(&log.participations, |p| p.collective_id == *id && recent(p));
+            serde_json::json!({
+                "collective": id,
+                "jobs": jobs.len(),
+                "rounds": all.rounds,
+                "epsilon": all.epsilon(policy.delta),
+                "epsilon_last_365_days": last_year.epsilon(policy.delta),
+            })
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "delta": policy.delta,
+                "collectives": rows,
+                "total": {"rounds": total.rounds, "epsilon": total.epsilon(policy.delta)},
+                "last_365_days": {"rounds": year.rounds, "epsilon": year.epsilon(policy.delta)},
+                "limits": {
+                    "max_epsilon_per_job": policy.max_epsilon_per_job,
+                    "max_epsilon_per_year": policy.max_epsilon_per_year,
+                },
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("privacy spent, as epsilon at delta {:e}:", policy.delta);
+    if rows.is_empty() {
+        println!("  nothing yet: no update has left this wallet");
+    }
+    for (row, (id, _)) in rows.iter().zip(&collectives) {
+        println!(
+            "  {id}  {} job(s), {} round(s): epsilon {} (last 365 days {})",
+            row["jobs"],
+            row["rounds"],
+            epsilon_text(row["epsilon"].as_f64().unwrap_or(f64::INFINITY)),
+            epsilon_text(
+                row["epsilon_last_365_days"]
+                    .as_f64()
+                    .unwrap_or(f64::INFINITY)
+            ),
+        );
+    }
+    println!(
+        "  total: {} round(s), epsilon {}",
+        total.rounds,
+        epsilon_text(total.epsilon(policy.delta))
+    );
+    println!(
+        "  last 365 days: epsilon {} of your limit {}; at most {} per job",
+        epsilon_text(year.epsilon(policy.delta)),
+        policy.max_epsilon_per_year,
+        policy.max_epsilon_per_job
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn policy(g: &GlobalArgs, args: PolicyArgs) -> anyhow::Result<ExitCode> {
+    let wallet = unlock::open(g)?;
+    let policy = if args.reset {
+        wallet.update_document(POLICY_FILE, |p: &mut Policy| {
+            *p = Policy::default();
+            Ok(p.clone())
+        })?
+    } else if args.set.is_empty() {
+        wallet.read_document(POLICY_FILE)?
+    } else {
+        let mut changes = Vec::new();
+        for item in &args.set {
+            let Some((name, value)) = item.split_once('=') else {
+                anyhow::bail!("'{item}' is not NAME=VALUE");
+            };
+            changes.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        // Every change is checked before anything is written.
+        let mut checked: Policy = wallet.read_document(POLICY_FILE)?;
+        for (name, value) in &changes {
+            checked.set(name, value).map_err(anyhow::Error::msg)?;
+        }
+        wallet.update_document(POLICY_FILE, |p: &mut Policy| {
+            *p = checked.clone();
+            Ok(p.clone())
+        })?
+    };
+    println!("max-epsilon-per-job   {}", policy.max_epsilon_per_job);
+    println!("max-epsilon-per-year  {}", policy.max_epsilon_per_year);
+    println!("min-k                 {}", policy.min_k);
+    println!("require-noise         {}", policy.require_noise);
+    println!("max-model-params      {}", policy.max_model_params);
+    println!("delta                 {:e}", policy.delta);
+    if policy == Policy::default() {
+        println!("(the defaults)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
