@@ -10,9 +10,11 @@
 //! With noise, the release is the Gaussian mechanism on the sum of the
 //! contributions laid out by [`Sensitivity`]: updates, scaled metrics and a
 //! constant per wallet for the count, noise of `z * sensitivity` on every
-//! coordinate, then the noised sums divided by the noised count (at least
-//! k). Only the plain mean can be wrapped this way. Without noise, the job's
-//! rule combines the clipped updates and the counts are exact.
+//! coordinate, then the noised sums divided by the number of wallets the
+//! round assigned (public: the broker's sample size, which no algorithm can
+//! steer), as DP-FedAvg does with its fixed denominator. The noised count is
+//! released beside it. Only the plain mean can be wrapped this way. Without
+//! noise, the job's rule combines the clipped updates and counts are exact.
 //!
 //! [`Sensitivity`]: c2ssi_protocol::privacy::Sensitivity
 
@@ -125,12 +127,14 @@ pub enum ReleaseError {
     Aggregation(#[from] AggregationError),
 }
 
-/// Releases a batch under `terms`.
+/// Releases a batch under `terms`; `assigned` is how many wallets the
+/// round assigned (the noised sums' denominator).
 pub fn release(
     rule: &Rule,
     rule_name: &str,
     terms: &PrivacyTerms,
     batch: &[Contribution],
+    assigned: usize,
     noise: &mut NoiseSource,
 ) -> Result<Release, ReleaseError> {
     if batch.len() < terms.min_batch as usize || batch.is_empty() {
@@ -142,7 +146,7 @@ pub fn release(
         if !rule.is_mean() {
             return Err(ReleaseError::RuleNeedsNoNoise(rule_name.to_string()));
         }
-        noised_mean(terms, batch, noise)
+        noised_mean(terms, batch, assigned, noise)
     } else {
         exact(rule, terms, batch)
     }
@@ -193,6 +197,7 @@ pub fn noised_sums(
 fn noised_mean(
     terms: &PrivacyTerms,
     batch: &[Contribution],
+    assigned: usize,
     noise: &mut NoiseSource,
 ) -> Result<Release, ReleaseError> {
     let d = batch[0].delta.len();
@@ -201,7 +206,7 @@ fn noised_mean(
     let sums = noised_sums(terms, batch, noise)?;
     let sigma = terms.sigma();
     let count = (sums[d + j] / s.count_scale).max(0.0);
-    let denominator = count.max(f64::from(terms.min_batch));
+    let denominator = (assigned.max(batch.len()) as f64).max(f64::from(terms.min_batch));
     let aggregate = sums[..d].iter().map(|v| (v / denominator) as f32).collect();
     let metrics = terms
         .metrics
@@ -220,7 +225,7 @@ fn noised_mean(
         metrics,
         report: format!(
             "Gaussian mechanism: the sum of updates clipped to norm {}, noise sigma {sigma:.6} \
-             on every coordinate, divided by the noised count",
+             on every coordinate, divided by the {denominator} wallets assigned",
             terms.clip_norm
         ),
         noise: Some(NoiseReport {
@@ -318,6 +323,7 @@ mod tests {
             "mean",
             &t,
             &batch,
+            200,
             &mut noise,
         )
         .unwrap();
@@ -330,6 +336,7 @@ mod tests {
                 "mean",
                 &t,
                 &batch[..2],
+                200,
                 &mut noise
             ),
             Err(ReleaseError::TooFew { min_batch: 3 })
@@ -345,7 +352,7 @@ mod tests {
         let mut noise = NoiseSource::seeded_for_simulation(1);
         let median = Rule::new(&c2ssi_protocol::AggregationRule::Median).unwrap();
         assert!(matches!(
-            release(&median, "median", &t, &batch, &mut noise),
+            release(&median, "median", &t, &batch, 200, &mut noise),
             Err(ReleaseError::RuleNeedsNoNoise(_))
         ));
         let mut sum = [0.0f64; 2];
@@ -357,13 +364,18 @@ mod tests {
                 "mean",
                 &t,
                 &batch,
+                200,
                 &mut noise,
             )
             .unwrap();
             sum[0] += f64::from(r.aggregate[0]);
             sum[1] += f64::from(r.aggregate[1]);
             count += r.updates;
-            assert!(!r.report.contains("200"), "no exact count: {}", r.report);
+            assert!(
+                !r.report.contains("contributed"),
+                "no exact count: {}",
+                r.report
+            );
         }
         assert!((sum[0] / f64::from(runs) - 0.5).abs() < 0.02, "{sum:?}");
         assert!((sum[1] / f64::from(runs) + 0.5).abs() < 0.02, "{sum:?}");

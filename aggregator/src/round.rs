@@ -315,6 +315,7 @@ impl Aggregator {
                 &rule.to_string(),
                 &spec.terms,
                 &contributions,
+                spec.assigned.len(),
                 &mut noise,
             )
         };

@@ -107,8 +107,9 @@ CREATE TABLE models (
     params BLOB NOT NULL,
     provenance TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
-    PRIMARY KEY (collective_id, hash)
+    PRIMARY KEY (collective_id, job_id, round)
 );
+CREATE INDEX models_by_hash ON models (collective_id, hash);
 CREATE TABLE ledger (
     collective_id TEXT NOT NULL,
     seq INTEGER NOT NULL,

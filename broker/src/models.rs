@@ -58,8 +58,9 @@ impl Models {
         Models { db }
     }
 
-    /// Stores a version inside the caller's transaction; storing the same
-    /// parameters again is a no-op.
+    /// Stores a version inside the caller's transaction: one per (job,
+    /// round); the same parameters in two jobs are two versions with one
+    /// content address.
     pub fn insert_in(
         tx: &Transaction<'_>,
         collective_id: &str,
@@ -68,7 +69,7 @@ impl Models {
     ) -> Result<String> {
         let hash = model_hash(params_);
         tx.execute(
-            "INSERT OR IGNORE INTO models
+            "INSERT INTO models
              (hash, collective_id, job_id, round, parent_hash, params, provenance, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -120,7 +121,8 @@ impl Models {
         self.db.read(|c| {
             let row: Option<(Vec<u8>, String, i64)> = c
                 .query_row(
-                    "SELECT params, provenance, created_ms FROM models WHERE collective_id = ?1 AND hash = ?2",
+                    "SELECT params, provenance, created_ms FROM models WHERE collective_id = ?1 AND hash = ?2
+                     ORDER BY created_ms LIMIT 1",
                     params![collective_id, hash],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )

@@ -1,5 +1,6 @@
-//! Compiles the algorithms and the hostile test guests to components and
-//! writes their paths, and a `foreach_hostile!` macro, into OUT_DIR.
+//! Compiles the algorithms, the hostile test guests and the privacy attacks
+//! to components and writes their paths, and the `foreach_hostile!` and
+//! `foreach_attack!` macros, into OUT_DIR.
 
 use std::path::Path;
 
@@ -26,7 +27,11 @@ fn main() {
 
     let hostile: Vec<_> = artifacts
         .iter()
-        .filter(|a| !ALGORITHMS.contains(&a.name.as_str()))
+        .filter(|a| !ALGORITHMS.contains(&a.name.as_str()) && !a.name.starts_with("attack-"))
+        .collect();
+    let attacks: Vec<_> = artifacts
+        .iter()
+        .filter(|a| a.name.starts_with("attack-"))
         .collect();
     let mut src = String::from(
         "/// Invokes `$mac!(name)` once per hostile guest, with its name as an identifier.\n\
@@ -37,6 +42,18 @@ fn main() {
     }
     src.push_str("    };\n}\n\n/// Every hostile guest: name and component path.\npub const HOSTILE: &[(&str, &str)] = &[\n");
     for a in &hostile {
+        src.push_str(&format!("    ({:?}, {}),\n", a.name, a.const_name()));
+    }
+    src.push_str("];\n\n");
+    src.push_str(
+        "/// Invokes `$mac!(name)` once per privacy attack, with its name as an identifier.\n\
+         #[macro_export]\nmacro_rules! foreach_attack {\n    ($mac:ident) => {\n",
+    );
+    for a in &attacks {
+        src.push_str(&format!("        $mac!({});\n", a.ident()));
+    }
+    src.push_str("    };\n}\n\n/// Every privacy attack: name and component path.\npub const ATTACKS: &[(&str, &str)] = &[\n");
+    for a in &attacks {
         src.push_str(&format!("    ({:?}, {}),\n", a.name, a.const_name()));
     }
     src.push_str("];\n");

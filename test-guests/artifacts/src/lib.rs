@@ -1,7 +1,8 @@
 //! Paths of the components that the build script compiled: every algorithm in
-//! `algorithms/` and every hostile guest in `test-guests/examples/`, as
-//! `pub const NAME: &str`. `foreach_hostile!` lets a test file prove at
-//! compile time that it has a test for each hostile guest.
+//! `algorithms/` and every guest in `test-guests/examples/` (hostile ones
+//! and privacy attacks, `attack_*.rs`), as `pub const NAME: &str`.
+//! `foreach_hostile!` and `foreach_attack!` let a test file prove at compile
+//! time that it has a test for each.
 #![deny(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));
