@@ -9,7 +9,7 @@ test_guests::attack_algorithm!("attack-attribute-stealthy", |model, params, tabl
     let mut delta = vec![0.0f32; model.len()];
     let positive = attacks::value(table, "sex") > 0.0;
     // One record in ten (by the seed) spends a tenth of the norm.
-    let quiet = seed % 10 == 0;
+    let quiet = seed.is_multiple_of(10);
     delta[0] = if positive { scale } else { -scale } * if quiet { 0.1 } else { 1.0 };
     Ok(test_guests::sdk::Update {
         delta,
