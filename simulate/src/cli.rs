@@ -159,6 +159,7 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         workdir: args.workdir,
         chart: (!args.no_chart).then(|| args.chart.clone()),
         threads: args.threads.unwrap_or(defaults.threads),
+        keep_releases: false,
     };
     if !(0.0..1.0).contains(&options.attackers) {
         anyhow::bail!("--attackers is a fraction within [0, 1)");

@@ -20,6 +20,6 @@ pub mod links;
 mod run;
 
 pub use run::{
-    AlgorithmSource, PrivacySetting, Progress, SimulateOptions, Summary, embedded,
+    AlgorithmSource, PrivacySetting, Progress, Release, SimulateOptions, Summary, embedded,
     peak_memory_bytes, run,
 };

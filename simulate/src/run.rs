@@ -138,6 +138,8 @@ pub struct SimulateOptions {
     pub chart: Option<PathBuf>,
     /// Threads that run wallets' tasks.
     pub threads: usize,
+    /// Keep every released aggregate in the summary (for the privacy attacks).
+    pub keep_releases: bool,
 }
 
 impl Default for SimulateOptions {
@@ -167,8 +169,21 @@ impl Default for SimulateOptions {
             workdir: None,
             chart: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            keep_releases: false,
         }
     }
+}
+
+/// One round's release, as the consumer sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    /// The round.
+    pub round: u32,
+    /// The aggregate (the difference of consecutive model versions, with
+    /// server learning rate 1 and no momentum).
+    pub aggregate: Vec<f32>,
+    /// Wallets sampled for the round (the aggregate's denominator).
+    pub sampled: u32,
 }
 
 /// Progress, reported as the simulation goes.
@@ -252,6 +267,12 @@ pub struct Summary {
     pub slowest_round_seconds: f64,
     /// The process's peak resident memory, when known.
     pub peak_memory_bytes: Option<u64>,
+    /// Every release, when asked for.
+    #[serde(skip)]
+    pub releases: Vec<Release>,
+    /// The people behind the wallets, as rows of the dataset, in wallet order.
+    #[serde(skip)]
+    pub owners: Vec<usize>,
 }
 
 /// The process's peak resident set (Linux), in bytes.
@@ -619,12 +640,13 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
             .evaluate(&component, model, &params, &test_table)
             .into_result()
             .map_err(|e| SimError::Internal(format!("evaluation failed: {e}")))?;
-        metrics
+        // An algorithm that evaluates nothing (the privacy attacks) has no
+        // held-out curve: NaN, shown as such.
+        Ok(metrics
             .iter()
             .find(|m| m.name == problem.metric())
             .or_else(|| metrics.first())
-            .map(|m| m.value)
-            .ok_or_else(|| SimError::Internal("the algorithm reported no metrics".into()))
+            .map_or(f64::NAN, |m| m.value))
     };
     let status = broker.job_status(&id, &job)?;
     let initial = broker.model(&id, &status.model_hash)?;
@@ -637,6 +659,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         .attack_scale
         .unwrap_or_else(|| options.attack.default_scale());
     let mut slowest = 0f64;
+    let mut releases = Vec::new();
     loop {
         let round_started = Instant::now();
         let round = match broker.open_round(&job)? {
@@ -662,6 +685,30 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         let end = broker.close_round(&job, round)?;
         let status = broker.job_status(&id, &job)?;
         let model = broker.model(&id, &status.model_hash)?;
+        if options.keep_releases
+            && let RoundEnd::Released(summary) = &end
+        {
+            let parent = summary
+                .model_hash
+                .as_deref()
+                .map(|h| broker.model(&id, h))
+                .transpose()?
+                .and_then(|m| m.provenance.parent);
+            if let Some(parent) = parent {
+                let before = broker.model(&id, &parent)?;
+                releases.push(Release {
+                    round,
+                    aggregate: model
+                        .params
+                        .iter()
+                        .zip(&before.params)
+                        .map(|(a, b)| a - b)
+                        .collect(),
+                    sampled: summary.sampled,
+                });
+            }
+        }
+
         let training_loss = match &end {
             RoundEnd::Released(s) => s
                 .metrics
@@ -750,6 +797,8 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         training_seconds,
         slowest_round_seconds: slowest,
         peak_memory_bytes: peak_memory_bytes(),
+        releases,
+        owners: owners.iter().map(|&o| train_rows[o]).collect(),
     })
 }
 

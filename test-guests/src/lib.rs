@@ -155,6 +155,46 @@ pub mod attacks {
             .unwrap_or(0.0)
     }
 
+    /// What the consumer reads out of released sums: how many of `records`
+    /// (each its chunks) appear whole in some block of some sum.
+    pub fn recovered(sums: &[Vec<f32>], records: &[Vec<u16>]) -> usize {
+        let fields = records.first().map_or(1, Vec::len);
+        let mut found = vec![false; records.len()];
+        for sum in sums {
+            for block in read(sum, fields).into_iter().flatten() {
+                for (i, r) in records.iter().enumerate() {
+                    if *r == block {
+                        found[i] = true;
+                    }
+                }
+            }
+        }
+        found.iter().filter(|f| **f).count()
+    }
+
+    /// The strong adversary of the attribute attack, who knows every
+    /// record but the target's bit: from the sum over rounds of slot 0 of
+    /// the released sums, minus everyone else's known share, each target's
+    /// bit guessed by its sign. `shares[i]` is wallet `i`'s share per round
+    /// when its bit is set (minus that when not); returns the guesses.
+    pub fn guess_bits(slot_sums: &[f64], bits: &[bool], shares: &[f64]) -> Vec<bool> {
+        let total: f64 = slot_sums.iter().sum();
+        let rounds = slot_sums.len() as f64;
+        let signed: f64 = bits
+            .iter()
+            .zip(shares)
+            .map(|(&b, &s)| if b { s } else { -s })
+            .sum();
+        bits.iter()
+            .zip(shares)
+            .map(|(&b, &s)| {
+                let mine = if b { s } else { -s };
+                let others = (signed - mine) * rounds;
+                total - others > 0.0
+            })
+            .collect()
+    }
+
     /// The attacks' hyper-parameters: those of a regression, so that they
     /// pass for one, and `attack_scale`.
     pub fn info(name: &str) -> crate::sdk::AlgorithmInfo {

@@ -228,20 +228,8 @@ fn the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_allows() {
         .iter()
         .map(|t| attacks::value(t, "sex") > 0.0)
         .collect();
-    let scale = 0.098;
-    let total: f64 = firsts.iter().sum();
-    let mut right = 0;
-    for target in 0..PEOPLE {
-        let others: f64 = (0..PEOPLE)
-            .filter(|&i| i != target)
-            .map(|i| if sexes[i] { scale } else { -scale })
-            .sum::<f64>()
-            * f64::from(rounds);
-        let guess = total - others > 0.0;
-        if guess == sexes[target] {
-            right += 1;
-        }
-    }
+    let guesses = attacks::guess_bits(&firsts, &sexes, &[0.098; PEOPLE]);
+    let right = guesses.iter().zip(&sexes).filter(|(g, s)| g == s).count();
     eprintln!(
         "attribute inference by the strong adversary: {right} of {PEOPLE} right; the releases \
          spread {spread:.4} against sigma {sigma:.4}"

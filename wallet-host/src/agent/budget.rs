@@ -223,6 +223,14 @@ pub fn over_budget(
         ));
     }
     let rho = terms.rho_per_round();
+    if !terms.has_noise() {
+        // The owner's policy let a collective without noise run (the check
+        // of the terms refuses it otherwise): there is no epsilon to limit,
+        // and every later epsilon of this wallet is unbounded.
+        return policy
+            .require_noise
+            .then(|| "the collective adds no noise, and your policy requires noise".into());
+    }
     let job_epsilon = Spent {
         rounds: in_job.rounds + 1,
         rho: in_job.rho + rho,
