@@ -30,13 +30,29 @@ pub struct RemoteAggregator {
 }
 
 impl RemoteAggregator {
-    /// Connects to the aggregator at `url` and learns its keys.
-    pub fn connect(url: &str) -> Result<RemoteAggregator> {
+    /// Connects to the aggregator at `url` and learns its keys, trying for
+    /// up to `patience` (the two may be started together, in any order).
+    pub fn connect(url: &str, patience: std::time::Duration) -> Result<RemoteAggregator> {
         let client = Client::new(url);
-        let identity = client.aggregator_identity().map_err(|e| {
-            BrokerError::Aggregator(format!("the aggregator at {url} cannot be reached: {e}"))
-        })?;
-        Ok(RemoteAggregator { client, identity })
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match client.aggregator_identity() {
+                Ok(identity) => return Ok(RemoteAggregator { client, identity }),
+                Err(e @ c2ssi_client::ClientError::Unreachable { .. })
+                    if started.elapsed() < patience =>
+                {
+                    tracing::info!(error = %e, "waiting for the aggregator");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(BrokerError::Aggregator(format!(
+                        "the aggregator at {url} cannot be reached: {e}"
+                    )));
+                }
+            }
+        }
     }
 }
 

@@ -108,7 +108,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_without_noise: args.allow_without_noise,
         ..BrokerConfig::default()
     };
-    let aggregator = RemoteAggregator::connect(&args.aggregator)?;
+    let aggregator =
+        RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
     let broker = service::open(
         &args.data,
         config,
