@@ -422,3 +422,145 @@ pub fn denied_record(collective_id: &str, signed: &Signed<Task>, denial: &Denial
         delivered: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use c2ssi_protocol::{
+        Amount, DataRequirements, Manifest, PrivacyTerms, SigningKey, collective_id, privacy,
+    };
+
+    use super::*;
+    use crate::agent::SubscriptionRecord;
+
+    struct World {
+        collective: SigningKey,
+        broker: SigningKey,
+        wallet: PublicKey,
+        signed: Signed<Manifest>,
+    }
+
+    fn world(terms: PrivacyTerms) -> World {
+        let collective = SigningKey::generate().unwrap();
+        let broker = SigningKey::generate().unwrap();
+        let wallet = SigningKey::generate().unwrap().public_key();
+        let id = collective_id(&collective.public_key());
+        let manifest = Manifest {
+            header: Header::new(Purpose::Manifest, &id, 3_600_000),
+            version: 1,
+            name: "n".into(),
+            description: "d".into(),
+            requirements: DataRequirements { tables: Vec::new() },
+            allowed_algorithms: vec![c2ssi_protocol::AllowedAlgorithm {
+                sha256: "a".repeat(64),
+                name: "algo".into(),
+                version: "1".into(),
+            }],
+            rate: Amount(1),
+            privacy: terms,
+            collective_key: collective.public_key(),
+            broker_key: broker.public_key(),
+            aggregator_key: broker.public_key(),
+            aggregator_recipient: age::x25519::Identity::generate().to_public().to_string(),
+        };
+        let signed = Signed::sign(&manifest, &collective).unwrap();
+        World {
+            collective,
+            broker,
+            wallet,
+            signed,
+        }
+    }
+
+    fn record(w: &World) -> SubscriptionRecord {
+        SubscriptionRecord {
+            url: "http://127.0.0.1:9".into(),
+            manifest: w.signed.clone(),
+            subscribed_ms: 0,
+            receipts_after: 0,
+            pending: None,
+        }
+    }
+
+    fn task(w: &World, job: &str, round: u32, signer: &SigningKey) -> Signed<Task> {
+        let id = collective_id(&w.collective.public_key());
+        Signed::sign(
+            &Task {
+                header: Header::new(Purpose::Task, &id, 60_000),
+                job_id: job.into(),
+                round,
+                wallet: w.wallet,
+                manifest_digest: hex::encode(w.signed.digest()),
+                algorithm_sha256: "a".repeat(64),
+                table: "t".into(),
+                params: Vec::new(),
+                model: vec![0.0; 3],
+                seed: 1,
+                update_url: "http://127.0.0.1:9".into(),
+            },
+            signer,
+        )
+        .unwrap()
+    }
+
+    fn verify(
+        w: &World,
+        r: &SubscriptionRecord,
+        t: &Signed<Task>,
+        log: &mut AccessLog,
+    ) -> Result<VerifiedTask, Denial> {
+        let id = collective_id(&w.collective.public_key());
+        verify_task(&w.wallet, Some(r), &id, t, log, &Policy::default())
+    }
+
+    #[test]
+    fn a_task_runs_only_under_the_consented_manifest_and_the_brokers_key() {
+        let w = world(privacy::default_terms());
+        let mut log = AccessLog::default();
+        let r = record(&w);
+        verify(&w, &r, &task(&w, "j", 1, &w.broker), &mut log).unwrap();
+        assert_eq!(log.participations.len(), 1, "the round is reserved");
+
+        let stranger = SigningKey::generate().unwrap();
+        let forged = verify(&w, &r, &task(&w, "j", 2, &stranger), &mut log);
+        assert_eq!(forged.unwrap_err().kind(), "forged");
+        // Signed by the collective itself: not the broker the manifest names.
+        let by_consumer = verify(&w, &r, &task(&w, "j", 2, &w.collective), &mut log);
+        assert_eq!(by_consumer.unwrap_err().kind(), "forged");
+
+        let mut pending = record(&w);
+        pending.pending = Some(w.signed.clone());
+        let waiting = verify(&w, &pending, &task(&w, "j", 2, &w.broker), &mut log);
+        assert_eq!(waiting.unwrap_err().kind(), "consent-pending");
+
+        let other = world(privacy::default_terms());
+        let mut elsewhere = task(&w, "j", 3, &w.broker);
+        let mut body: Task = serde_json::from_str(&elsewhere.payload).unwrap();
+        body.manifest_digest = hex::encode(other.signed.digest());
+        elsewhere = Signed::sign(&body, &w.broker).unwrap();
+        let unconsented = verify(&w, &r, &elsewhere, &mut log);
+        assert_eq!(unconsented.unwrap_err().kind(), "terms-not-consented");
+    }
+
+    #[test]
+    fn rounds_per_job_and_the_owners_policy_decline_tasks() {
+        let terms = PrivacyTerms::with_epsilon(10, 1.0, 1e-5, 2, 2.0, Vec::new()).unwrap();
+        let w = world(terms);
+        let r = record(&w);
+        let mut log = AccessLog::default();
+        verify(&w, &r, &task(&w, "j", 1, &w.broker), &mut log).unwrap();
+        verify(&w, &r, &task(&w, "j", 2, &w.broker), &mut log).unwrap();
+        let third = verify(&w, &r, &task(&w, "j", 3, &w.broker), &mut log);
+        assert_eq!(third.unwrap_err().kind(), "budget");
+        assert_eq!(
+            log.participations.len(),
+            2,
+            "a declined task reserves nothing"
+        );
+
+        let loose = PrivacyTerms::with_epsilon(10, 1.0, 1e-5, 2, 8.0, Vec::new()).unwrap();
+        let w = world(loose);
+        let mut log = AccessLog::default();
+        let refused = verify(&w, &record(&w), &task(&w, "j", 1, &w.broker), &mut log);
+        assert_eq!(refused.unwrap_err().kind(), "policy");
+    }
+}
