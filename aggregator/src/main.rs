@@ -28,7 +28,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Where the aggregator keeps its keys (never any update)
+    /// Where the aggregator keeps its keys and the rounds it closed (never any update)
     #[arg(long, env = "AGGREGATOR_DATA", value_name = "DIR")]
     data: PathBuf,
     /// Address to listen on
@@ -78,8 +78,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
-        let state =
-            AggregatorState::new(Aggregator::new(keys, NoiseSource::os()), &url, &args.broker);
+        let journal = args.data.join("closed-rounds.log");
+        let aggregator = Aggregator::new(keys, NoiseSource::os())
+            .with_journal(&journal)
+            .with_context(|| format!("reading {}", journal.display()))?;
+        let state = AggregatorState::new(aggregator, &url, &args.broker);
         println!(
             "aggregator on http://{address} (key {}, for the broker at {})",
             public_key.short(),

@@ -166,7 +166,8 @@ impl Contribution {
 }
 
 /// The Gaussian mechanism's raw release: the sum of the batch's laid-out
-/// contributions with noise of the terms' sigma on every coordinate.
+/// contributions with noise of the terms' sigma on every coordinate (none
+/// when the terms add none).
 pub fn noised_sums(
     terms: &PrivacyTerms,
     batch: &[Contribution],
@@ -190,7 +191,17 @@ pub fn noised_sums(
             *acc += v;
         }
     }
-    noise.add_gaussian(&mut sums, terms.sigma())?;
+    // Terms without noise give the exact sums (the audit plays its game on
+    // them too). Terms that call for noise never release with none: a
+    // standard deviation that is zero, subnormal or not finite stops it.
+    if !terms.has_noise() {
+        return Ok(sums);
+    }
+    let sigma = terms.sigma();
+    if !(sigma.is_normal() && sigma > 0.0) {
+        return Err(NoiseError::BadSigma(sigma.to_string()).into());
+    }
+    noise.add_gaussian(&mut sums, sigma)?;
     Ok(sums)
 }
 

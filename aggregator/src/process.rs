@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use c2ssi_client::{Client, ClientError};
 use c2ssi_protocol::{
     AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, ErrorCode, Manifest, OpenRound,
-    Purpose, Receipt, RoundProgress, Signed, UpdateEnvelope, UpdateOutcome, UpdateResponse, now_ms,
-    open_manifest,
+    ProgressQuery, Purpose, Receipt, RoundProgress, Signed, UpdateEnvelope, UpdateOutcome,
+    UpdateResponse, now_ms, open_manifest,
 };
 use c2ssi_server::{ApiError, Body, MAX_BODY_BYTES, blocking};
 
@@ -205,25 +205,26 @@ impl AggregatorState {
                 "the message is for another collective",
             ));
         }
-        self.aggregator.open_round(
-            RoundKey {
-                collective_id: id.to_string(),
-                job_id: body.job_id,
-                round: body.round,
-            },
-            RoundSpec {
-                manifest_digest: body.manifest_digest,
-                terms: manifest.privacy,
-                broker_key: manifest.broker_key,
-                model_len: body.model_len as usize,
-                assigned: body
-                    .assigned
-                    .into_iter()
-                    .map(|a| (a.wallet, a.task_digest))
-                    .collect(),
-            },
-        );
-        Ok(())
+        self.aggregator
+            .open_round(
+                RoundKey {
+                    collective_id: id.to_string(),
+                    job_id: body.job_id,
+                    round: body.round,
+                },
+                RoundSpec {
+                    manifest_digest: body.manifest_digest,
+                    terms: manifest.privacy,
+                    broker_key: manifest.broker_key,
+                    model_len: body.model_len as usize,
+                    assigned: body
+                        .assigned
+                        .into_iter()
+                        .map(|a| (a.wallet, a.task_digest))
+                        .collect(),
+                },
+            )
+            .map_err(|e| ApiError::new(ErrorCode::Conflict, e.to_string()))
     }
 
     /// Closes a round the broker asks to close, once its signature checks
@@ -296,19 +297,46 @@ impl AggregatorState {
         }
     }
 
-    /// A round's progress.
-    pub fn progress(&self, id: &str, job: &str, round: u32) -> RoundProgress {
+    /// A round's progress, for the broker that opened it only (its
+    /// signature checked): how many have answered, and when, is not for
+    /// anyone else to watch. A round that is not open answers `open: false`.
+    pub fn progress(
+        &self,
+        id: &str,
+        query: &Signed<ProgressQuery>,
+    ) -> Result<RoundProgress, ApiError> {
+        let claimed: ProgressQuery = serde_json::from_str(&query.payload)
+            .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("round-progress: {e}")))?;
         let key = RoundKey {
             collective_id: id.to_string(),
-            job_id: job.to_string(),
-            round,
+            job_id: claimed.job_id,
+            round: claimed.round,
         };
-        let progress = self.aggregator.progress(&key);
-        RoundProgress {
-            open: progress.is_some(),
-            answered: progress.map_or(0, |p| p.0),
-            assigned: progress.map_or(0, |p| p.1),
+        let closed = RoundProgress {
+            open: false,
+            answered: 0,
+            assigned: 0,
+        };
+        let Some(broker) = self.aggregator.broker_of(&key) else {
+            return Ok(closed);
+        };
+        let body = query
+            .open(Some(&broker), Purpose::RoundProgress, now_ms())
+            .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+        if body.header.collective_id != id || body.job_id != key.job_id || body.round != key.round {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the message is for another round",
+            ));
         }
+        Ok(self
+            .aggregator
+            .progress(&key)
+            .map_or(closed, |(answered, assigned)| RoundProgress {
+                open: true,
+                answered,
+                assigned,
+            }))
     }
 
     /// Reports an access, trying three times.
@@ -346,10 +374,7 @@ pub fn app(state: AggregatorState) -> Router {
         .route("/key", get(key))
         .route("/collectives/{id}/rounds/open", post(open_round))
         .route("/collectives/{id}/rounds/close", post(close_round))
-        .route(
-            "/collectives/{id}/rounds/{job}/{round}/progress",
-            get(progress),
-        )
+        .route("/collectives/{id}/rounds/progress", post(progress))
         .route("/collectives/{id}/updates", post(submit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -380,9 +405,12 @@ async fn close_round(
 
 async fn progress(
     State(state): State<AggregatorState>,
-    Path((id, job, round)): Path<(String, String, u32)>,
-) -> axum::Json<RoundProgress> {
-    axum::Json(state.progress(&id, &job, round))
+    Path(id): Path<String>,
+    Body(query): Body<Signed<ProgressQuery>>,
+) -> ApiResult<RoundProgress> {
+    Ok(axum::Json(
+        blocking(move || state.progress(&id, &query)).await?,
+    ))
 }
 
 async fn submit(

@@ -4,10 +4,15 @@
 //! each update into a [`Contribution`] (clipped again, metrics clamped), and
 //! when the broker closes the round releases the batch under the manifest's
 //! terms (never fewer than k updates) and forgets every individual update.
-//! Nothing here is written to disk, and no method returns a single wallet's
-//! update, metric or failure.
+//! A round releases once: closed rounds are remembered (in a journal when
+//! the process has one, which holds round numbers only), never reopened,
+//! and an envelope that comes for one is answered late without being
+//! opened. No update is written to disk, and no method returns a single
+//! wallet's update, metric or failure.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use c2ssi_protocol::{
@@ -107,29 +112,107 @@ fn refused(refusal: Refusal, message: impl Into<String>) -> Refused {
     }
 }
 
+/// The rounds, open and closed, behind one lock.
+#[derive(Default)]
+struct Rounds {
+    open: HashMap<RoundKey, RoundBuffer>,
+    /// Rounds closed or abandoned: never opened again, and an envelope
+    /// that comes for one is late.
+    closed: HashSet<RoundKey>,
+}
+
+/// Why a round cannot be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The round was closed or abandoned before; a round releases once.
+    #[error("round {round} of job {job_id} was closed already; a round is never opened twice")]
+    Closed {
+        /// The job.
+        job_id: String,
+        /// The round.
+        round: u32,
+    },
+}
+
 /// The aggregator.
 pub struct Aggregator {
     keys: AggregatorKeys,
-    rounds: Mutex<HashMap<RoundKey, RoundBuffer>>,
+    rounds: Mutex<Rounds>,
     noise: Mutex<NoiseSource>,
+    /// Where closed rounds are recorded (one JSON line each), so that a
+    /// restart cannot reopen them.
+    journal: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aggregator")
             .field("keys", &self.keys)
+            .field("journal", &self.journal)
             .finish_non_exhaustive()
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClosedLine {
+    collective: String,
+    job: String,
+    round: u32,
+}
+
 impl Aggregator {
-    /// An aggregator with these keys, drawing noise from `noise`.
+    /// An aggregator with these keys, drawing noise from `noise`, that
+    /// remembers closed rounds in memory only.
     pub fn new(keys: AggregatorKeys, noise: NoiseSource) -> Aggregator {
         Aggregator {
             keys,
-            rounds: Mutex::new(HashMap::new()),
+            rounds: Mutex::new(Rounds::default()),
             noise: Mutex::new(noise),
+            journal: None,
         }
+    }
+
+    /// The same aggregator, recording closed rounds in the file at `path`
+    /// (created if missing) and reading those recorded before.
+    pub fn with_journal(mut self, path: &Path) -> std::io::Result<Aggregator> {
+        let closed = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        // A line cut short by a crash can only be the last, unterminated
+        // one: it is cut off, so that the next line starts clean. The
+        // round it named released nothing (it is recorded before release).
+        let whole = closed.rfind('\n').map_or(0, |i| i + 1);
+        if whole < closed.len() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(whole as u64)?;
+        }
+        let mut rounds = self.lock();
+        for (n, line) in closed[..whole].lines().enumerate() {
+            // Any bad whole line means the file is not ours.
+            match serde_json::from_str::<ClosedLine>(line) {
+                Ok(l) => {
+                    rounds.closed.insert(RoundKey {
+                        collective_id: l.collective,
+                        job_id: l.job,
+                        round: l.round,
+                    });
+                }
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} line {}: {e}", path.display(), n + 1),
+                    ));
+                }
+            }
+        }
+        drop(rounds);
+        self.journal = Some(path.to_path_buf());
+        Ok(self)
     }
 
     /// Its keys.
@@ -137,42 +220,83 @@ impl Aggregator {
         &self.keys
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoundKey, RoundBuffer>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
         self.rounds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Marks `key` closed, in the journal first when there is one.
+    fn mark_closed(&self, rounds: &mut Rounds, key: &RoundKey) -> std::io::Result<()> {
+        if !rounds.closed.insert(key.clone()) {
+            return Ok(());
+        }
+        let Some(path) = &self.journal else {
+            return Ok(());
+        };
+        let mut line = serde_json::to_string(&ClosedLine {
+            collective: key.collective_id.clone(),
+            job: key.job_id.clone(),
+            round: key.round,
+        })
+        .map_err(std::io::Error::other)?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()
+    }
+
     /// Opens a round. A round that is already open stays as it is: a
-    /// replayed open message cannot wipe the updates collected so far.
-    pub fn open_round(&self, key: RoundKey, spec: RoundSpec) {
-        self.lock().entry(key).or_insert_with(|| RoundBuffer {
+    /// replayed open message cannot wipe the updates collected so far; a
+    /// round that was closed is never opened again.
+    pub fn open_round(&self, key: RoundKey, spec: RoundSpec) -> Result<(), OpenError> {
+        let mut rounds = self.lock();
+        if rounds.closed.contains(&key) {
+            return Err(OpenError::Closed {
+                job_id: key.job_id,
+                round: key.round,
+            });
+        }
+        rounds.open.entry(key).or_insert_with(|| RoundBuffer {
             assigned: spec.assigned.iter().cloned().collect(),
             spec,
             responded: HashSet::new(),
             contributions: Vec::new(),
             counts: BatchCounts::default(),
         });
+        Ok(())
     }
 
     /// The key that signs `key`'s control messages, while it is open.
     pub fn broker_of(&self, key: &RoundKey) -> Option<PublicKey> {
-        self.lock().get(key).map(|b| b.spec.broker_key)
+        self.lock().open.get(key).map(|b| b.spec.broker_key)
     }
 
     /// Whether the round is open.
     pub fn is_open(&self, key: &RoundKey) -> bool {
-        self.lock().contains_key(key)
+        self.lock().open.contains_key(key)
+    }
+
+    /// Whether the round was closed or abandoned.
+    pub fn is_closed(&self, key: &RoundKey) -> bool {
+        self.lock().closed.contains(key)
     }
 
     /// How many assigned wallets have answered, and how many were assigned.
     pub fn progress(&self, key: &RoundKey) -> Option<(usize, usize)> {
         self.lock()
+            .open
             .get(key)
             .map(|b| (b.responded.len(), b.assigned.len()))
     }
 
-    /// Drops a round and its updates without a release.
-    pub fn abandon_round(&self, key: &RoundKey) {
-        self.lock().remove(key);
+    /// Drops a round and its updates without a release; it is never opened
+    /// again.
+    pub fn abandon_round(&self, key: &RoundKey) -> std::io::Result<()> {
+        let mut rounds = self.lock();
+        rounds.open.remove(key);
+        self.mark_closed(&mut rounds, key)
     }
 
     /// Signs a report of an envelope this aggregator took, for the broker's
@@ -218,81 +342,115 @@ impl Aggregator {
             job_id: body.job_id.clone(),
             round: body.round,
         };
-        // Open the sealed update outside the lock: it is the expensive part.
-        let payload = body
-            .attestation
-            .present
-            .then(|| UpdatePayload::unseal(&body.sealed, &self.keys.identity, MAX_UPDATE_BYTES));
-        let mut rounds = self.lock();
-        let Some(buffer) = rounds.get_mut(&key) else {
-            return Err(refused(
-                Refusal::RoundNotOpen,
-                format!("round {} of job {} is not open", body.round, body.job_id),
-            ));
-        };
-        buffer.counts.received += 1;
-        let refusal = match buffer.assigned.get(&body.wallet) {
-            None => Some(refused(
-                Refusal::NotAssigned,
-                "this wallet has no task in this round",
-            )),
-            Some(digest) if *digest != body.task_digest => Some(refused(
-                Refusal::WrongTask,
-                "the envelope answers another task",
-            )),
-            Some(_) if body.manifest_digest != buffer.spec.manifest_digest => Some(refused(
-                Refusal::WrongTerms,
-                "the wallet applied the terms of another manifest than the round's",
-            )),
-            Some(_) if !buffer.responded.insert(body.wallet) => Some(refused(
-                Refusal::Duplicate,
-                "this wallet already sent an update for this round",
-            )),
-            Some(_) => None,
-        };
-        if let Some(r) = refusal {
-            buffer.count(UpdateOutcome::Refused(r.refusal));
-            return Err(r);
-        }
-        let outcome = match payload {
-            None => UpdateOutcome::Unused(Unused::DataMissing),
-            // The wallet attested its data and signed the envelope: the
-            // access happened, but its update is unusable.
-            Some(Err(_)) => UpdateOutcome::Unused(Unused::Undecryptable),
-            Some(Ok(payload)) => {
-                let terms = &buffer.spec.terms;
-                if payload.outcome == Outcome::Failed && !terms.has_noise() {
-                    UpdateOutcome::Unused(Unused::AlgorithmFailed)
-                } else {
-                    match Contribution::from_payload(&payload, terms, buffer.spec.model_len) {
-                        Ok(c) => {
-                            buffer.contributions.push(c);
-                            UpdateOutcome::Taken
-                        }
-                        Err(problem) => {
-                            tracing::debug!(wallet = %body.wallet.short(), %problem, "invalid update");
-                            UpdateOutcome::Unused(Unused::Invalid)
-                        }
-                    }
-                }
-            }
-        };
-        buffer.count(outcome);
-        Ok(Accepted {
+        let accepted = |outcome| Accepted {
             wallet: body.wallet,
-            job_id: body.job_id,
+            job_id: body.job_id.clone(),
             round: body.round,
             data_present: body.attestation.present,
             outcome,
-        })
+        };
+        // The cheap checks under the lock, and the wallet's place in the
+        // round reserved, before anything is unsealed: a flood of envelopes
+        // for a round that is not open, or copies of one envelope, cost a
+        // signature check each and no decryption.
+        let (terms, model_len) = {
+            let mut rounds = self.lock();
+            if rounds.closed.contains(&key) {
+                // Too late for the batch, and never opened; the access
+                // happened all the same, and the broker pays it once it
+                // finds the task was assigned.
+                return Ok(accepted(UpdateOutcome::Unused(Unused::Late)));
+            }
+            let Some(buffer) = rounds.open.get_mut(&key) else {
+                return Err(refused(
+                    Refusal::RoundNotOpen,
+                    format!("round {} of job {} is not open", body.round, body.job_id),
+                ));
+            };
+            buffer.counts.received += 1;
+            let refusal = match buffer.assigned.get(&body.wallet) {
+                None => Some(refused(
+                    Refusal::NotAssigned,
+                    "this wallet has no task in this round",
+                )),
+                Some(digest) if *digest != body.task_digest => Some(refused(
+                    Refusal::WrongTask,
+                    "the envelope answers another task",
+                )),
+                Some(_) if body.manifest_digest != buffer.spec.manifest_digest => Some(refused(
+                    Refusal::WrongTerms,
+                    "the wallet applied the terms of another manifest than the round's",
+                )),
+                Some(_) if !buffer.responded.insert(body.wallet) => Some(refused(
+                    Refusal::Duplicate,
+                    "this wallet already sent an update for this round",
+                )),
+                Some(_) => None,
+            };
+            if let Some(r) = refusal {
+                buffer.count(UpdateOutcome::Refused(r.refusal));
+                return Err(r);
+            }
+            (buffer.spec.terms.clone(), buffer.spec.model_len)
+        };
+        // Open the sealed update outside the lock: it is the expensive part.
+        let usable = if body.attestation.present {
+            match UpdatePayload::unseal(&body.sealed, &self.keys.identity, MAX_UPDATE_BYTES) {
+                // The wallet attested its data and signed the envelope: the
+                // access happened, but its update is unusable.
+                Err(_) => Err(Unused::Undecryptable),
+                Ok(payload) if payload.outcome == Outcome::Failed && !terms.has_noise() => {
+                    Err(Unused::AlgorithmFailed)
+                }
+                Ok(payload) => {
+                    Contribution::from_payload(&payload, &terms, model_len).map_err(|problem| {
+                        tracing::debug!(wallet = %body.wallet.short(), %problem, "invalid update");
+                        Unused::Invalid
+                    })
+                }
+            }
+        } else {
+            Err(Unused::DataMissing)
+        };
+        let (contribution, outcome) = match usable {
+            Ok(c) => (Some(c), UpdateOutcome::Taken),
+            // Under noise every answer the round takes is a contribution,
+            // an unusable one as a zero update: then neither the algorithm
+            // nor the wallet moves the count that k is checked against,
+            // and the noised count says nothing of who failed.
+            Err(unused) if terms.has_noise() => (
+                Some(Contribution::failed(&terms, model_len)),
+                UpdateOutcome::Unused(unused),
+            ),
+            Err(unused) => (None, UpdateOutcome::Unused(unused)),
+        };
+        let mut rounds = self.lock();
+        let Some(buffer) = rounds.open.get_mut(&key) else {
+            // The round closed while the update was being opened.
+            return Ok(accepted(UpdateOutcome::Unused(Unused::Late)));
+        };
+        buffer.contributions.extend(contribution);
+        buffer.count(outcome);
+        Ok(accepted(outcome))
     }
 
     /// Closes a round: with at least k contributions, the signed release
     /// under the round's terms; otherwise nothing. The individual updates
     /// are forgotten either way.
     pub fn close_round(&self, key: &RoundKey, rule: &AggregationRule) -> CloseOutcome {
-        let Some(buffer) = self.lock().remove(key) else {
-            return CloseOutcome::NotOpen;
+        let buffer = {
+            let mut rounds = self.lock();
+            let Some(buffer) = rounds.open.remove(key) else {
+                return CloseOutcome::NotOpen;
+            };
+            // Recorded before anything is released: a round releases once,
+            // across restarts too.
+            if let Err(e) = self.mark_closed(&mut rounds, key) {
+                return CloseOutcome::Failed {
+                    reason: format!("recording the round as closed: {e}"),
+                };
+            }
+            buffer
         };
         let RoundBuffer {
             spec,
@@ -390,10 +548,30 @@ mod tests {
         manifest: &str,
         outcome: Outcome,
     ) -> Signed<UpdateEnvelope> {
+        envelope_of(
+            aggregator,
+            wallet,
+            task,
+            manifest,
+            outcome,
+            vec![0.3, 0.4],
+            true,
+        )
+    }
+
+    fn envelope_of(
+        aggregator: &Aggregator,
+        wallet: &SigningKey,
+        task: &str,
+        manifest: &str,
+        outcome: Outcome,
+        delta: Vec<f32>,
+        present: bool,
+    ) -> Signed<UpdateEnvelope> {
         let recipient: age::x25519::Recipient = aggregator.keys().recipient().parse().unwrap();
         let payload = UpdatePayload {
             outcome,
-            delta: vec![0.3, 0.4],
+            delta,
             metrics: Vec::new(),
         };
         Signed::sign(
@@ -407,9 +585,7 @@ mod tests {
                 attestation: Attestation {
                     requirements_digest: String::new(),
                     table: "t".into(),
-                    rows: 1,
-                    present: true,
-                    problems: Vec::new(),
+                    present,
                 },
                 sealed: payload.seal(&recipient).unwrap(),
             },
@@ -418,16 +594,150 @@ mod tests {
         .unwrap()
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "c2ssi-round-{name}-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_closed_round_is_never_reopened_even_after_a_restart_and_late_envelopes_stay_sealed() {
+        let dir = scratch("journal");
+        let journal = dir.join("closed-rounds.log");
+        let keys_dir = dir.join("keys");
+        let start = || {
+            Aggregator::new(
+                AggregatorKeys::load_or_create(&keys_dir).unwrap(),
+                NoiseSource::os(),
+            )
+            .with_journal(&journal)
+            .unwrap()
+        };
+        let aggregator = start();
+        let wallets: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate().unwrap()).collect();
+        let keys: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
+        aggregator.open_round(key(), spec(&keys, 1.0)).unwrap();
+        for (i, w) in wallets[..2].iter().enumerate() {
+            let e = envelope(&aggregator, w, &format!("task-{i}"), "m", Outcome::Trained);
+            assert_eq!(
+                aggregator.submit("c", &e).unwrap().outcome,
+                UpdateOutcome::Taken
+            );
+        }
+        assert!(matches!(
+            aggregator.close_round(&key(), &AggregationRule::Mean),
+            CloseOutcome::Released { .. }
+        ));
+        // A replayed open message cannot give the round a second release.
+        assert_eq!(
+            aggregator.open_round(key(), spec(&keys, 1.0)),
+            Err(OpenError::Closed {
+                job_id: "j".into(),
+                round: 1
+            })
+        );
+        // The third wallet answers late: its envelope is not opened (an
+        // undecryptable one is late all the same), and the access stands.
+        let mut late = envelope(&aggregator, &wallets[2], "task-2", "m", Outcome::Trained);
+        let mut body: UpdateEnvelope = serde_json::from_str(&late.payload).unwrap();
+        body.sealed = "not age at all".into();
+        late = Signed::sign(&body, &wallets[2]).unwrap();
+        let accepted = aggregator.submit("c", &late).unwrap();
+        assert_eq!(accepted.outcome, UpdateOutcome::Unused(Unused::Late));
+        assert!(accepted.data_present);
+        // After a restart, and with a line cut short by a crash at the end.
+        drop(aggregator);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        file.write_all(b"{\"collective\":\"c\",\"jo").unwrap();
+        drop(file);
+        let restarted = start();
+        assert!(restarted.is_closed(&key()));
+        assert!(restarted.open_round(key(), spec(&keys, 1.0)).is_err());
+        let other = RoundKey { round: 2, ..key() };
+        restarted
+            .open_round(other.clone(), spec(&keys, 1.0))
+            .unwrap();
+        restarted.abandon_round(&other).unwrap();
+        assert!(start().is_closed(&other), "an abandoned round stays closed");
+        // A journal that is not ours stops the start.
+        std::fs::write(&journal, "garbage\n{}\n").unwrap();
+        assert!(
+            Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os())
+                .with_journal(&journal)
+                .is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn under_noise_every_answer_counts_toward_k_so_no_one_can_steer_the_release() {
+        // k = 3 with three wallets: one trained, one whose update is
+        // invalid (the algorithm's choice), one without the data (the
+        // owner's). Under noise all three count: the round releases.
+        let run = |noise: f64| {
+            let aggregator =
+                Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
+            let wallets: Vec<SigningKey> =
+                (0..3).map(|_| SigningKey::generate().unwrap()).collect();
+            let keys: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
+            let mut spec = spec(&keys, noise);
+            spec.terms = PrivacyTerms::with_noise(3, 1.0, 1e-5, 1, noise, Vec::new()).unwrap();
+            aggregator.open_round(key(), spec).unwrap();
+            let trained = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
+            let invalid = envelope_of(
+                &aggregator,
+                &wallets[1],
+                "task-1",
+                "m",
+                Outcome::Trained,
+                vec![1.0; 7],
+                true,
+            );
+            let missing = envelope_of(
+                &aggregator,
+                &wallets[2],
+                "task-2",
+                "m",
+                Outcome::Trained,
+                vec![0.0, 0.0],
+                false,
+            );
+            let outcomes: Vec<UpdateOutcome> = [trained, invalid, missing]
+                .iter()
+                .map(|e| aggregator.submit("c", e).unwrap().outcome)
+                .collect();
+            assert_eq!(
+                outcomes,
+                vec![
+                    UpdateOutcome::Taken,
+                    UpdateOutcome::Unused(Unused::Invalid),
+                    UpdateOutcome::Unused(Unused::DataMissing)
+                ]
+            );
+            aggregator.close_round(&key(), &AggregationRule::Mean)
+        };
+        assert!(matches!(run(1.0), CloseOutcome::Released { .. }));
+        // Without noise only usable updates count, and the counts say why.
+        assert!(matches!(run(0.0), CloseOutcome::TooFew { min_batch: 3 }));
+    }
+
     #[test]
     fn opening_an_open_round_again_changes_nothing() {
         let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
         let w: Vec<PublicKey> = (0..4)
             .map(|_| SigningKey::generate().unwrap().public_key())
             .collect();
-        aggregator.open_round(key(), spec(&w[..3], 1.0));
-        aggregator.open_round(key(), spec(&w[3..], 1.0));
+        aggregator.open_round(key(), spec(&w[..3], 1.0)).unwrap();
+        aggregator.open_round(key(), spec(&w[3..], 1.0)).unwrap();
         assert_eq!(aggregator.progress(&key()), Some((0, 3)));
-        aggregator.abandon_round(&key());
+        aggregator.abandon_round(&key()).unwrap();
         assert_eq!(aggregator.progress(&key()), None);
     }
 
@@ -436,7 +746,7 @@ mod tests {
         let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
         let wallets: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate().unwrap()).collect();
         let keys: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
-        aggregator.open_round(key(), spec(&keys[..3], 1.0));
+        aggregator.open_round(key(), spec(&keys[..3], 1.0)).unwrap();
         let refusal = |e: Result<Accepted, Refused>| e.unwrap_err().refusal;
 
         let first = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
@@ -498,7 +808,7 @@ mod tests {
         let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
         let wallets: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate().unwrap()).collect();
         let keys: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
-        aggregator.open_round(key(), spec(&keys, 0.0));
+        aggregator.open_round(key(), spec(&keys, 0.0)).unwrap();
         let ok = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
         aggregator.submit("c", &ok).unwrap();
         let failed = envelope(&aggregator, &wallets[1], "task-1", "m", Outcome::Failed);

@@ -11,8 +11,9 @@ use c2ssi_aggregator::process::{AggregatorState, BrokerLink, LinkError, app};
 use c2ssi_aggregator::{Aggregator, AggregatorKeys, NoiseSource};
 use c2ssi_protocol::{
     AccessReport, AggregationRule, Amount, Assignment, Attestation, CloseOutcome, CloseRound,
-    DataRequirements, Header, Manifest, OpenRound, Outcome, PrivacyTerms, Purpose, Receipt, Signed,
-    Signer, SigningKey, UpdateEnvelope, UpdatePayload, collective_id,
+    DataRequirements, Header, Manifest, OpenRound, Outcome, PrivacyTerms, ProgressQuery, Purpose,
+    Receipt, RoundProgress, Signed, Signer, SigningKey, UpdateEnvelope, UpdatePayload,
+    collective_id,
 };
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -144,9 +145,7 @@ fn envelope(s: &Setup, i: usize, delta: Vec<f32>) -> Signed<UpdateEnvelope> {
             attestation: Attestation {
                 requirements_digest: String::new(),
                 table: "t".into(),
-                rows: 1,
                 present: false,
-                problems: vec!["none".into()],
             },
             sealed: payload.seal(&recipient).expect("test setup"),
         },
@@ -198,6 +197,33 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
     assert_eq!(status, StatusCode::GONE, "{answer}");
     assert_eq!(answer["outcome"]["reason"], "round-not-open");
 
+    // How far the round is: for the broker that opened it only.
+    let progress_path = format!("/collectives/{}/rounds/progress", s.id);
+    let query = |signer: &SigningKey| {
+        Signed::sign(
+            &ProgressQuery {
+                header: Header::new(Purpose::RoundProgress, &s.id, 60_000),
+                job_id: "j".into(),
+                round: 1,
+            },
+            signer,
+        )
+        .expect("test setup")
+    };
+    let (status, body) = post(&s.router, &progress_path, &query(&stranger)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = post(&s.router, &progress_path, &query(&s.broker)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let progress: RoundProgress = serde_json::from_value(body).expect("test setup");
+    assert_eq!(
+        progress,
+        RoundProgress {
+            open: true,
+            answered: 0,
+            assigned: 3
+        }
+    );
+
     // Closing is asked by the broker, under the manifest's k (10): too few.
     let close = Signed::sign(
         &CloseRound {
@@ -242,6 +268,14 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
         matches!(outcome, CloseOutcome::TooFew { min_batch: 10 }),
         "{outcome:?}"
     );
+
+    // Closed is closed: the broker's own open message, replayed, is refused.
+    let (status, body) = post(&s.router, &path, &open_message(&s, &s.broker)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    let (status, body) = post(&s.router, &progress_path, &query(&s.broker)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["open"], false);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use c2ssi_client::Client;
 use c2ssi_protocol::{
-    AggregatorIdentity, CloseOutcome, CloseRound, OpenRound, RoundProgress, Signed,
+    AggregatorIdentity, CloseOutcome, CloseRound, OpenRound, ProgressQuery, RoundProgress, Signed,
 };
 
 use crate::error::{BrokerError, Result};
@@ -17,7 +17,7 @@ pub trait AggregatorLink: Send + Sync + std::fmt::Debug {
     /// Opens a round.
     fn open_round(&self, id: &str, message: &Signed<OpenRound>) -> Result<()>;
     /// A round's progress.
-    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress>;
+    fn progress(&self, id: &str, query: &Signed<ProgressQuery>) -> Result<RoundProgress>;
     /// Closes a round.
     fn close_round(&self, id: &str, message: &Signed<CloseRound>) -> Result<CloseOutcome>;
 }
@@ -67,9 +67,9 @@ impl AggregatorLink for RemoteAggregator {
             .map_err(|e| BrokerError::Aggregator(format!("opening the round: {e}")))
     }
 
-    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress> {
+    fn progress(&self, id: &str, query: &Signed<ProgressQuery>) -> Result<RoundProgress> {
         self.client
-            .round_progress(id, job, round)
+            .round_progress(id, query)
             .map_err(|e| BrokerError::Aggregator(format!("round progress: {e}")))
     }
 

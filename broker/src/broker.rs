@@ -20,8 +20,8 @@ use c2ssi_protocol::{
     AccessReport, Amount, Assignment, AuditSummary, Balance, BatchResult, BrokerKeys, CheckIn,
     CheckInResponse, CloseOutcome, CloseRound, CollectiveSummary, Command, CommandOutcome,
     EntryKind, Header, JobSpec, JobState, JobStatus, LedgerEntry, LedgerSummary, Manifest,
-    ManifestSubmission, ModelSummary, ModelVersion, OpenRound, OperatorCommand, Provenance,
-    PublicKey, Purpose, Receipt, RoundStatus, RoundSummary, Signed, Signer, SigningKey,
+    ManifestSubmission, ModelSummary, ModelVersion, OpenRound, OperatorCommand, ProgressQuery,
+    Provenance, PublicKey, Purpose, Receipt, RoundStatus, RoundSummary, Signed, Signer, SigningKey,
     SubmissionOutcome, Subscription, Task, Unsubscription, now_ms, privacy,
 };
 use c2ssi_sandbox::Sandbox;
@@ -799,9 +799,19 @@ impl Broker {
     /// Assigned wallets of an open round that answered, and assigned wallets.
     pub fn round_progress(&self, job_id: &str, round: u32) -> Result<Option<(usize, usize)>> {
         let job = self.db.read(|c| jobs::load(c, job_id))?;
-        let p = self
-            .aggregator
-            .progress(&job.collective_id, job_id, round)?;
+        let query = Signed::sign(
+            &ProgressQuery {
+                header: Header::new(
+                    Purpose::RoundProgress,
+                    &job.collective_id,
+                    CONTROL_VALIDITY_MS,
+                ),
+                job_id: job_id.to_string(),
+                round,
+            },
+            self.key.as_ref(),
+        )?;
+        let p = self.aggregator.progress(&job.collective_id, &query)?;
         Ok(p.open.then_some((p.answered, p.assigned)))
     }
 

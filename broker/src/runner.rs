@@ -67,8 +67,13 @@ async fn finish_round(
         Err(e) if now_ms() > deadline_ms + CLOSE_GRACE_MS => {
             tracing::error!(job = %job_id, round, error = %e, "giving up on closing the round");
             let id = job_id.to_string();
-            let reason = format!("the round could not be closed: {e}");
-            blocking(broker, move |b| b.give_up_round(&id, round, &reason)).await
+            // The consumer reads this reason: it says whose side failed,
+            // never the error's own text (the log above has that).
+            let reason = match e {
+                BrokerError::Aggregator(_) => "the aggregator could not close the round in time",
+                _ => "the broker could not close the round in time",
+            };
+            blocking(broker, move |b| b.give_up_round(&id, round, reason)).await
         }
         Err(e) => Err(e),
     }

@@ -17,8 +17,8 @@ use c2ssi_broker::runner::Runner;
 use c2ssi_broker::{Broker, BrokerConfig, BrokerError};
 use c2ssi_protocol::{
     AggregatorIdentity, Amount, CloseOutcome, CloseRound, Command, DataRequirements, Header,
-    Manifest, ManifestSubmission, OpenRound, OperatorCommand, PrivacyTerms, Purpose, RoundProgress,
-    Signed, Signer, SigningKey, Subscription, collective_id, privacy,
+    Manifest, ManifestSubmission, OpenRound, OperatorCommand, PrivacyTerms, ProgressQuery, Purpose,
+    RoundProgress, Signed, Signer, SigningKey, Subscription, collective_id, privacy,
 };
 use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use c2ssi_server::MAX_BODY_BYTES;
@@ -37,7 +37,7 @@ impl AggregatorLink for KeysOnly {
     fn open_round(&self, _: &str, _: &Signed<OpenRound>) -> Result<(), BrokerError> {
         Err(BrokerError::Aggregator("not in this test".into()))
     }
-    fn progress(&self, _: &str, _: &str, _: u32) -> Result<RoundProgress, BrokerError> {
+    fn progress(&self, _: &str, _: &Signed<ProgressQuery>) -> Result<RoundProgress, BrokerError> {
         Err(BrokerError::Aggregator("not in this test".into()))
     }
     fn close_round(&self, _: &str, _: &Signed<CloseRound>) -> Result<CloseOutcome, BrokerError> {

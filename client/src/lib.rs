@@ -12,8 +12,8 @@ use c2ssi_protocol::{
     AccessReport, AggregatorIdentity, Balance, BrokerKeys, CheckIn, CheckInResponse, CloseOutcome,
     CloseRound, CollectiveSummary, CommandOutcome, ErrorBody, ErrorCode, JobStatus, LedgerEntry,
     LedgerSummary, Manifest, ManifestSubmission, ModelSummary, ModelVersion, OpenRound,
-    OperatorCommand, Receipt, RoundProgress, Signed, SubmissionOutcome, Subscription,
-    Unsubscription, UpdateEnvelope, UpdateResponse,
+    OperatorCommand, ProgressQuery, Receipt, RoundProgress, Signed, SubmissionOutcome,
+    Subscription, Unsubscription, UpdateEnvelope, UpdateResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -366,17 +366,14 @@ impl Client {
         self.post(&Client::collective(id, "/rounds/close"), message)
     }
 
-    /// A round's progress at the aggregator.
+    /// A round's progress at the aggregator (asked by the broker that
+    /// opened it, signed).
     pub fn round_progress(
         &self,
         id: &str,
-        job: &str,
-        round: u32,
+        query: &Signed<ProgressQuery>,
     ) -> Result<RoundProgress, ClientError> {
-        self.get(&Client::collective(
-            id,
-            &format!("/rounds/{}/{round}/progress", segment(job)),
-        ))
+        self.post(&Client::collective(id, "/rounds/progress"), query)
     }
 
     /// Sends an update envelope to the aggregator at `update_url`. A refused

@@ -41,7 +41,7 @@ pub use manifest::{
 pub use privacy::{MetricBound, PrivacyTerms};
 pub use rounds::{
     AccessReport, AggregatorIdentity, Assignment, BatchCounts, BatchResult, BrokerKeys,
-    CloseOutcome, CloseRound, NoiseReport, OpenRound, RoundProgress,
+    CloseOutcome, CloseRound, NoiseReport, OpenRound, ProgressQuery, RoundProgress,
 };
 pub use rule::AggregationRule;
 pub use seal::{Outcome, UpdatePayload};
@@ -80,5 +80,6 @@ message!(
     BatchResult,
     CloseRound,
     OpenRound,
+    ProgressQuery,
     AccessReport,
 );

@@ -189,23 +189,22 @@ impl std::fmt::Display for Change {
                 write!(f, "algorithm {} {} is no longer allowed", a.name, a.version)
             }
             Change::Rate { from, to } => write!(f, "rate per access: {from} becomes {to}"),
-            Change::Privacy { from, to } => write!(
-                f,
-                "privacy terms: k {} -> {}, clipping {} -> {}, noise {} -> {}, rounds per \
-                 wallet {} -> {}, epsilon per job {} -> {}, metrics [{}] -> [{}]",
-                from.min_batch,
-                to.min_batch,
-                from.clip_norm,
-                to.clip_norm,
-                from.noise_multiplier,
-                to.noise_multiplier,
-                from.rounds_per_wallet,
-                to.rounds_per_wallet,
-                epsilon_text(from.epsilon),
-                epsilon_text(to.epsilon),
-                metric_names(from),
-                metric_names(to)
-            ),
+            Change::Privacy { from, to } => {
+                let terms = |t: &PrivacyTerms| {
+                    format!(
+                        "k {}, clipping {}, noise multiplier {}, at most {} rounds per job, \
+                         epsilon per job {} at delta {:e}, metrics [{}]",
+                        t.min_batch,
+                        t.clip_norm,
+                        t.noise_multiplier,
+                        t.rounds_per_wallet,
+                        epsilon_text(t.epsilon),
+                        t.delta,
+                        metric_ranges(t)
+                    )
+                };
+                write!(f, "privacy terms: from {} to {}", terms(from), terms(to))
+            }
             Change::Broker => f.write_str("another broker distributes tasks and keeps the ledger"),
             Change::Aggregator => f.write_str("another aggregator receives the updates"),
         }
@@ -213,13 +212,13 @@ impl std::fmt::Display for Change {
 }
 
 fn epsilon_text(e: Option<f64>) -> String {
-    e.map_or_else(|| "none (no noise)".into(), |e| format!("{e:.3}"))
+    e.map_or_else(|| "none (NO NOISE)".into(), |e| format!("{e}"))
 }
 
-fn metric_names(t: &PrivacyTerms) -> String {
+fn metric_ranges(t: &PrivacyTerms) -> String {
     t.metrics
         .iter()
-        .map(|m| m.name.as_str())
+        .map(|m| format!("{} in [{}, {}]", m.name, m.min, m.max))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -634,7 +633,12 @@ mod tests {
         assert!(matches!(changes[1], Change::Rate { .. }));
         assert!(matches!(changes[2], Change::Privacy { .. }));
         assert!(matches!(changes[3], Change::Aggregator));
-        assert!(changes[2].to_string().contains("k 10 -> 3"));
+        let text = changes[2].to_string();
+        assert!(
+            text.contains("from k 10,") && text.contains("to k 3,"),
+            "{text}"
+        );
+        assert!(text.contains("delta 1e-5"), "{text}");
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! the aggregator and the wallet so that all three compute the same epsilon.
 //!
 //! The mechanism is the Gaussian mechanism on the sum of the batch's
-//! contributions, one per wallet, each bounded in L2 norm by the
-//! [`Sensitivity`] that the terms fix: the wallet's update clipped to the
+//! contributions, one per wallet: the wallet's update clipped to the
 //! clipping norm `C`, its declared metrics clamped to their ranges and
 //! scaled, and a constant for the count. Noise of standard deviation
-//! `noise_multiplier * sensitivity` is added to every coordinate of the sum.
+//! `noise_multiplier * sensitivity` is added to every coordinate of the sum,
+//! with the [`Sensitivity`] the larger of what adding or removing one wallet
+//! and what replacing one wallet's data can change.
 //!
 //! One release is then `rho`-zCDP with `rho = 1 / (2 z^2)` for the wallets
 //! in the batch, whoever else is in it: its Rényi divergence at order `a` is
@@ -19,8 +20,10 @@
 //! minimized over the order `a`.
 //!
 //! Nothing here assumes that the broker's sample of wallets stays secret:
-//! no amplification by subsampling is claimed, so the figures hold even if
-//! the broker tells the consumer who was in every round.
+//! no amplification by subsampling is claimed, and the sensitivity covers
+//! replacing a wallet's data as well as adding or removing the wallet, so
+//! the figures hold even if the broker tells the consumer who was in every
+//! round.
 //!
 //! Written here because no maintained Rust crate provides an RDP or zCDP
 //! accountant; the formulas are short and each is tested against a known value.
@@ -33,6 +36,15 @@ const NO_NOISE: f64 = 0.0;
 pub const MAX_ROUNDS_PER_WALLET: u32 = 100_000;
 /// The most metrics a manifest may declare.
 pub const MAX_DECLARED_METRICS: usize = 16;
+/// The smallest clipping norm: below it, sums of contributions lose their
+/// precision before noise does.
+pub const MIN_CLIP_NORM: f64 = 1e-6;
+/// The largest clipping norm.
+pub const MAX_CLIP_NORM: f64 = 1e6;
+/// The smallest noise multiplier other than none.
+pub const MIN_NOISE_MULTIPLIER: f64 = 1e-3;
+/// The largest noise multiplier.
+pub const MAX_NOISE_MULTIPLIER: f64 = 1e6;
 
 /// A metric that may leave the wallet, and the range it is clamped to there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,12 +60,18 @@ pub struct MetricBound {
 
 impl MetricBound {
     /// `value` clamped to the range, as a fraction of it in `[0, 1]`. A
-    /// value that is not finite counts as the middle of the range.
+    /// value that is not finite, or a fraction that is not, counts as the
+    /// middle of the range.
     pub fn normalize(&self, value: f64) -> f64 {
         if !value.is_finite() {
             return 0.5;
         }
-        ((value.clamp(self.min, self.max) - self.min) / (self.max - self.min)).clamp(0.0, 1.0)
+        let fraction = (value.clamp(self.min, self.max) - self.min) / (self.max - self.min);
+        if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.5
+        }
     }
 
     /// A fraction of the range back in the metric's own units.
@@ -206,16 +224,25 @@ impl PrivacyTerms {
                 "must be at least 2: a batch of one is one wallet's update",
             ));
         }
-        if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
+        if !(MIN_CLIP_NORM..=MAX_CLIP_NORM).contains(&self.clip_norm) {
             return Err(field(
                 "clip_norm",
-                format!("{} must be positive", self.clip_norm),
+                format!(
+                    "{} must be within {MIN_CLIP_NORM:e} and {MAX_CLIP_NORM:e}",
+                    self.clip_norm
+                ),
             ));
         }
-        if !(self.noise_multiplier.is_finite() && self.noise_multiplier >= 0.0) {
+        if !(self.noise_multiplier == 0.0
+            || (MIN_NOISE_MULTIPLIER..=MAX_NOISE_MULTIPLIER).contains(&self.noise_multiplier))
+        {
             return Err(field(
                 "noise_multiplier",
-                format!("{} must be zero or positive", self.noise_multiplier),
+                format!(
+                    "{} must be 0 (no noise) or within {MIN_NOISE_MULTIPLIER:e} and \
+                     {MAX_NOISE_MULTIPLIER:e}",
+                    self.noise_multiplier
+                ),
             ));
         }
         if !(self.delta > 0.0 && self.delta < 1e-2) {
@@ -252,10 +279,17 @@ impl PrivacyTerms {
             if self.metrics[..i].iter().any(|o| o.name == m.name) {
                 return Err(field("metrics", format!("'{}' is declared twice", m.name)));
             }
-            if !(m.min.is_finite() && m.max.is_finite() && m.min < m.max) {
+            let finite_width = m.min.is_finite()
+                && m.max.is_finite()
+                && m.min < m.max
+                && (m.max - m.min).is_normal();
+            if !finite_width {
                 return Err(field(
                     "metrics",
-                    format!("'{}' needs a finite range with min < max", m.name),
+                    format!(
+                        "'{}' needs a finite range with min < max and a finite width",
+                        m.name
+                    ),
                 ));
             }
         }
@@ -363,8 +397,12 @@ impl PrivacyTerms {
 
 /// How one wallet's contribution to a release is laid out: its update
 /// clipped to `delta_norm`, each declared metric as a fraction of its range
-/// times `metric_scale`, and `count_scale` for the count. `total` is the L2
-/// bound of the whole contribution: the sensitivity of the sum.
+/// times `metric_scale`, and `count_scale` for the count. `total` is the
+/// sensitivity of the sum the noise is scaled to: the larger of what adding
+/// or removing one wallet can change (`sqrt(C^2 + metrics * metric_scale^2 +
+/// count_scale^2)`) and what replacing one wallet's data by any other can
+/// (`sqrt((2C)^2 + metrics * metric_scale^2)`: the count cancels). So the
+/// epsilon stated holds also against an adversary who knows who took part.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sensitivity {
     /// The update's L2 bound (C).
@@ -373,7 +411,7 @@ pub struct Sensitivity {
     pub metric_scale: f64,
     /// The count's weight: C / 2.
     pub count_scale: f64,
-    /// `sqrt(C^2 + metrics * metric_scale^2 + count_scale^2)`.
+    /// The sensitivity of the sum.
     pub total: f64,
 }
 
@@ -386,15 +424,15 @@ impl Sensitivity {
             clip_norm / (2.0 * (metrics as f64).sqrt())
         };
         let count_scale = clip_norm / 2.0;
-        let total = (clip_norm * clip_norm
-            + metrics as f64 * metric_scale * metric_scale
-            + count_scale * count_scale)
-            .sqrt();
+        // Written as C times a factor, so that no square underflows.
+        let metric_share = if metrics == 0 { 0.0 } else { 0.25 };
+        let add_remove = (1.0 + metric_share + 0.25f64).sqrt();
+        let replace = (4.0 + metric_share).sqrt();
         Sensitivity {
             delta_norm: clip_norm,
             metric_scale,
             count_scale,
-            total,
+            total: clip_norm * add_remove.max(replace),
         }
     }
 }
@@ -519,12 +557,17 @@ mod tests {
     #[test]
     fn the_contribution_is_bounded_by_its_sensitivity() {
         let s = Sensitivity::new(2.0, 4);
-        // Update at norm 2, every metric at the top of its range, the count.
-        let worst =
+        // Adding a wallet: its update at norm 2, every metric at the top of
+        // its range, the count.
+        let added =
             (4.0 + 4.0 * s.metric_scale * s.metric_scale + s.count_scale * s.count_scale).sqrt();
-        assert!((worst - s.total).abs() < 1e-12);
-        assert!((s.total - 2.0 * 1.5f64.sqrt()).abs() < 1e-12);
-        assert!((Sensitivity::new(1.0, 0).total - 1.25f64.sqrt()).abs() < 1e-12);
+        // Replacing one: the update from -C to +C, every metric from 0 to 1.
+        let replaced = (16.0 + 4.0 * s.metric_scale * s.metric_scale).sqrt();
+        assert!(added <= s.total + 1e-12 && replaced <= s.total + 1e-12);
+        assert!((s.total - replaced).abs() < 1e-12);
+        assert!((Sensitivity::new(1.0, 0).total - 2.0).abs() < 1e-12);
+        // No square underflows: the noise never vanishes with the norm.
+        assert!(Sensitivity::new(1e-6, 3).total > 0.0);
     }
 
     #[test]

@@ -73,7 +73,20 @@ pub struct CloseRound {
     pub rule: AggregationRule,
 }
 
-/// A round's progress (`GET .../progress`).
+/// The broker asks how far an open round is. Only the broker that opened
+/// the round may ask: how many wallets have answered, and when, is for the
+/// broker to close the round early, not for the consumer to watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressQuery {
+    /// Purpose `round-progress`.
+    pub header: Header,
+    /// The job.
+    pub job_id: String,
+    /// The round.
+    pub round: u32,
+}
+
+/// A round's progress, the answer to a [`ProgressQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundProgress {
     /// Whether the round is open.

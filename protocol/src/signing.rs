@@ -225,6 +225,8 @@ pub enum Purpose {
     CloseRound,
     /// The aggregator asked to open a round (signed by the broker).
     OpenRound,
+    /// The aggregator asked how far a round is (signed by the broker).
+    RoundProgress,
 }
 
 impl Purpose {
@@ -242,6 +244,7 @@ impl Purpose {
             Purpose::AccessReport => b"access-report",
             Purpose::CloseRound => b"close-round",
             Purpose::OpenRound => b"open-round",
+            Purpose::RoundProgress => b"round-progress",
         }
     }
 }

@@ -84,19 +84,17 @@ pub struct Task {
     pub update_url: String,
 }
 
-/// A wallet's statement about its data for a task.
+/// A wallet's statement about its data for a task: whether the required
+/// data was there, and nothing more (how many rows the owner has, or what
+/// was missing, stays in the wallet's own log).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attestation {
     /// SHA-256 of the requirements checked against, hex.
     pub requirements_digest: String,
     /// The table.
     pub table: String,
-    /// Its rows.
-    pub rows: u64,
     /// Whether everything required was present.
     pub present: bool,
-    /// What was missing, when not.
-    pub problems: Vec<String>,
 }
 
 /// What a wallet sends the aggregator, signed by the wallet; the update
@@ -202,6 +200,10 @@ pub enum Unused {
     /// The algorithm failed in the wallet (counted only without noise;
     /// with noise a failure is a zero update, indistinguishable).
     AlgorithmFailed,
+    /// The round had closed when the envelope came: its batch is released
+    /// already. The access happened, so it is paid all the same (payment
+    /// never depends on timing, which an algorithm can steer).
+    Late,
 }
 
 impl Unused {
@@ -212,6 +214,7 @@ impl Unused {
             Unused::Undecryptable => "undecryptable",
             Unused::Invalid => "invalid",
             Unused::AlgorithmFailed => "algorithm-failed",
+            Unused::Late => "late",
         }
     }
 }

@@ -9,8 +9,8 @@ use c2ssi_aggregator::process::{AggregatorState, BrokerLink, LinkError};
 use c2ssi_broker::aggregator_link::AggregatorLink;
 use c2ssi_broker::{Broker, BrokerError};
 use c2ssi_protocol::{
-    AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, Manifest, OpenRound, Receipt,
-    RoundProgress, Signed,
+    AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, Manifest, OpenRound, ProgressQuery,
+    Receipt, RoundProgress, Signed,
 };
 
 /// The aggregator, as the simulation's broker reaches it.
@@ -43,8 +43,12 @@ impl AggregatorLink for InProcessAggregator {
         self.state.open_round(id, message).map_err(aggregator_error)
     }
 
-    fn progress(&self, id: &str, job: &str, round: u32) -> Result<RoundProgress, BrokerError> {
-        Ok(self.state.progress(id, job, round))
+    fn progress(
+        &self,
+        id: &str,
+        query: &Signed<ProgressQuery>,
+    ) -> Result<RoundProgress, BrokerError> {
+        self.state.progress(id, query).map_err(aggregator_error)
     }
 
     fn close_round(

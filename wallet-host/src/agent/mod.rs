@@ -108,7 +108,11 @@ pub enum AccessOutcome {
         failure: String,
     },
     /// The required data was missing: only that attestation left.
-    DataMissing,
+    DataMissing {
+        /// What was missing, kept here only.
+        #[serde(default)]
+        problems: Vec<String>,
+    },
     /// The task was not run.
     Denied {
         /// Why, typed (`forged`, `budget`, `consent-pending`, ...).
@@ -124,7 +128,7 @@ impl AccessOutcome {
         match self {
             AccessOutcome::Trained { .. } => "trained",
             AccessOutcome::Failed { .. } => "failed",
-            AccessOutcome::DataMissing => "data-missing",
+            AccessOutcome::DataMissing { .. } => "data-missing",
             AccessOutcome::Denied { .. } => "denied",
         }
     }
@@ -136,7 +140,12 @@ impl std::fmt::Display for AccessOutcome {
             AccessOutcome::Trained { clipped: true } => f.write_str("trained (update clipped)"),
             AccessOutcome::Trained { clipped: false } => f.write_str("trained"),
             AccessOutcome::Failed { failure } => write!(f, "failed: {failure}"),
-            AccessOutcome::DataMissing => f.write_str("data missing"),
+            AccessOutcome::DataMissing { problems } if problems.is_empty() => {
+                f.write_str("data missing")
+            }
+            AccessOutcome::DataMissing { problems } => {
+                write!(f, "data missing: {}", problems.join("; "))
+            }
             AccessOutcome::Denied { denial, detail } => write!(f, "denied ({denial}): {detail}"),
         }
     }
@@ -159,7 +168,9 @@ impl From<StoredOutcome> for AccessOutcome {
                 if w == "trained" {
                     AccessOutcome::Trained { clipped: false }
                 } else if w == "data-missing" {
-                    AccessOutcome::DataMissing
+                    AccessOutcome::DataMissing {
+                        problems: Vec::new(),
+                    }
                 } else if let Some(rest) = w.strip_prefix("failed: ") {
                     AccessOutcome::Failed {
                         failure: rest.to_string(),

@@ -247,7 +247,9 @@ pub fn compute(
         round: task.round,
         algorithm_sha256: task.algorithm_sha256.clone(),
         algorithm: name,
-        outcome: AccessOutcome::DataMissing,
+        outcome: AccessOutcome::DataMissing {
+            problems: Vec::new(),
+        },
         fuel: 0,
         elapsed_ms: 0.0,
         delivered: None,
@@ -259,17 +261,16 @@ pub fn compute(
         ))
     })?;
     let own = records.tables.get(&task.table);
-    let attestation = |present: bool, rows: usize, problems: Vec<String>| Attestation {
+    let attestation = |present: bool| Attestation {
         requirements_digest: manifest.requirements.digest(),
         table: task.table.clone(),
-        rows: rows as u64,
         present,
-        problems,
     };
     let table = match check_requirement(requirement, own) {
         Err(problems) => {
+            record.outcome = AccessOutcome::DataMissing { problems };
             return Ok(Computed {
-                attestation: attestation(false, own.map_or(0, |t| t.row_count), problems),
+                attestation: attestation(false),
                 payload: None,
                 record,
             });
@@ -319,7 +320,7 @@ pub fn compute(
         }
     };
     Ok(Computed {
-        attestation: attestation(true, table.row_count, Vec::new()),
+        attestation: attestation(true),
         payload: Some(payload),
         record,
     })
