@@ -446,8 +446,12 @@ impl Aggregator {
             // Recorded before anything is released: a round releases once,
             // across restarts too.
             if let Err(e) = self.mark_closed(&mut rounds, key) {
+                // The reason reaches the consumer: no file or system text.
+                tracing::error!(error = %e, "recording a closed round");
                 return CloseOutcome::Failed {
-                    reason: format!("recording the round as closed: {e}"),
+                    reason: "the aggregator could not record the round as closed; nothing \
+                             was released"
+                        .into(),
                 };
             }
             buffer

@@ -177,8 +177,13 @@ pub struct Participation {
 pub struct Spent {
     /// Rounds taken part in.
     pub rounds: usize,
-    /// Their summed zCDP cost (infinite if one had no noise).
+    /// Their summed zCDP cost, over the rounds with noise.
     pub rho: f64,
+    /// Rounds without noise among them: no bound at all. Only an owner who
+    /// set `require-noise=false` takes them; they stand apart from the
+    /// epsilon budget (which would otherwise be spent for good by one of
+    /// them) and `wallet privacy` counts them apart.
+    pub without_noise: usize,
 }
 
 impl Spent {
@@ -190,12 +195,15 @@ impl Spent {
         let mut spent = Spent::default();
         for p in participations.into_iter().filter(|p| keep(p)) {
             spent.rounds += 1;
-            spent.rho += p.rho.unwrap_or(f64::INFINITY);
+            match p.rho {
+                Some(rho) => spent.rho += rho,
+                None => spent.without_noise += 1,
+            }
         }
         spent
     }
 
-    /// Epsilon at `delta`.
+    /// Epsilon at `delta` of the rounds with noise.
     pub fn epsilon(&self, delta: f64) -> f64 {
         privacy::epsilon_of_rho(self.rho, delta)
     }
@@ -225,8 +233,8 @@ pub fn over_budget(
     let rho = terms.rho_per_round();
     if !terms.has_noise() {
         // The owner's policy let a collective without noise run (the check
-        // of the terms refuses it otherwise): there is no epsilon to limit,
-        // and every later epsilon of this wallet is unbounded.
+        // of the terms refuses it otherwise): there is no epsilon to limit.
+        // Such rounds stand apart from the budget of the rounds with noise.
         return policy
             .require_noise
             .then(|| "the collective adds no noise, and your policy requires noise".into());
@@ -234,6 +242,7 @@ pub fn over_budget(
     let job_epsilon = Spent {
         rounds: in_job.rounds + 1,
         rho: in_job.rho + rho,
+        without_noise: in_job.without_noise,
     }
     .epsilon(policy.delta);
     if job_epsilon > policy.max_epsilon_per_job * (1.0 + 1e-9) {
@@ -247,6 +256,7 @@ pub fn over_budget(
     let year_epsilon = Spent {
         rounds: year.rounds + 1,
         rho: year.rho + rho,
+        without_noise: year.without_noise,
     }
     .epsilon(policy.delta);
     if year_epsilon > policy.max_epsilon_per_year * (1.0 + 1e-9) {
@@ -320,6 +330,28 @@ mod tests {
         assert!(why.contains("per year"), "{why}");
         // A year later, the old rounds no longer count.
         assert!(over_budget(&log, &policy, &m, "c", "next", now + YEAR_MS + 1).is_none());
+    }
+
+    #[test]
+    fn a_round_without_noise_stands_apart_from_the_budget() {
+        // An owner who allows collectives without noise took part in one:
+        // it is counted apart, and does not spend the budget of the rounds
+        // with noise for a year.
+        let policy = Policy::default();
+        let mut m = test_manifest();
+        m.privacy = PrivacyTerms::with_epsilon(5, 1.0, 1e-5, 2, 2.0, Vec::new()).unwrap();
+        let now = 10 * YEAR_MS;
+        let mut log = AccessLog::default();
+        log.participations.push(participation("plain", None, now));
+        let spent = Spent::of(&log.participations, |_| true);
+        assert_eq!((spent.rounds, spent.without_noise), (1, 1));
+        assert_eq!(spent.epsilon(1e-5), 0.0);
+        assert!(over_budget(&log, &policy, &m, "c", "j", now).is_none());
+        log.participations
+            .push(participation("j", Some(m.privacy.rho_per_round()), now));
+        let spent = Spent::of(&log.participations, |_| true);
+        assert!(spent.epsilon(1e-5).is_finite() && spent.epsilon(1e-5) > 0.0);
+        assert_eq!(spent.without_noise, 1);
     }
 
     #[test]

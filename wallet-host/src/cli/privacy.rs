@@ -31,11 +31,11 @@ pub(crate) struct PolicyArgs {
     reset: bool,
 }
 
-fn epsilon_text(e: f64) -> String {
-    if e.is_finite() {
-        format!("{e:.3}")
-    } else {
-        "unbounded (a round without noise)".into()
+fn epsilon_text(spent: &Spent, delta: f64) -> String {
+    let e = spent.epsilon(delta);
+    match spent.without_noise {
+        0 => format!("{e:.3}"),
+        n => format!("{e:.3}, and {n} round(s) without noise: unbounded"),
     }
 }
 
@@ -54,18 +54,23 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
     }
     let total = Spent::of(&log.participations, |_| true);
     let year = Spent::of(&log.participations, recent);
-    let rows: Vec<serde_json::Value> = collectives
+    let rows: Vec<(serde_json::Value, Spent, Spent)> = collectives
         .iter()
         .map(|(id, jobs)| {
             let all = Spent::of(&log.participations, |p| p.collective_id == *id);
             let last_year = Spent::of(&log.participations, |p| p.collective_id == *id && recent(p));
-            serde_json::json!({
-                "collective": id,
-                "jobs": jobs.len(),
-                "rounds": all.rounds,
-                "epsilon": all.epsilon(policy.delta),
-                "epsilon_last_365_days": last_year.epsilon(policy.delta),
-            })
+            (
+                serde_json::json!({
+                    "collective": id,
+                    "jobs": jobs.len(),
+                    "rounds": all.rounds,
+                    "rounds_without_noise": all.without_noise,
+                    "epsilon": all.epsilon(policy.delta),
+                    "epsilon_last_365_days": last_year.epsilon(policy.delta),
+                }),
+                all,
+                last_year,
+            )
         })
         .collect();
     if args.json {
@@ -73,9 +78,17 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "delta": policy.delta,
-                "collectives": rows,
-                "total": {"rounds": total.rounds, "epsilon": total.epsilon(policy.delta)},
-                "last_365_days": {"rounds": year.rounds, "epsilon": year.epsilon(policy.delta)},
+                "collectives": rows.iter().map(|r| &r.0).collect::<Vec<_>>(),
+                "total": {
+                    "rounds": total.rounds,
+                    "rounds_without_noise": total.without_noise,
+                    "epsilon": total.epsilon(policy.delta),
+                },
+                "last_365_days": {
+                    "rounds": year.rounds,
+                    "rounds_without_noise": year.without_noise,
+                    "epsilon": year.epsilon(policy.delta),
+                },
                 "limits": {
                     "max_epsilon_per_job": policy.max_epsilon_per_job,
                     "max_epsilon_per_year": policy.max_epsilon_per_year,
@@ -88,27 +101,23 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
     if rows.is_empty() {
         println!("  nothing yet: no update has left this wallet");
     }
-    for (row, (id, _)) in rows.iter().zip(&collectives) {
+    for ((row, all, last_year), (id, _)) in rows.iter().zip(&collectives) {
         println!(
             "  {id}  {} job(s), {} round(s): epsilon {} (last 365 days {})",
             row["jobs"],
             row["rounds"],
-            epsilon_text(row["epsilon"].as_f64().unwrap_or(f64::INFINITY)),
-            epsilon_text(
-                row["epsilon_last_365_days"]
-                    .as_f64()
-                    .unwrap_or(f64::INFINITY)
-            ),
+            epsilon_text(all, policy.delta),
+            epsilon_text(last_year, policy.delta),
         );
     }
     println!(
         "  total: {} round(s), epsilon {}",
         total.rounds,
-        epsilon_text(total.epsilon(policy.delta))
+        epsilon_text(&total, policy.delta)
     );
     println!(
         "  last 365 days: epsilon {} of your limit {}; at most {} per job",
-        epsilon_text(year.epsilon(policy.delta)),
+        epsilon_text(&year, policy.delta),
         policy.max_epsilon_per_year,
         policy.max_epsilon_per_job
     );
