@@ -96,12 +96,21 @@ fn main() {
             .iter()
             .map(|t| attacks::value(t, "progression"))
             .collect();
+        // The attack wins a release that is one wallet's label; the mean of
+        // all labels, which rounds to some label too, is not a win.
+        let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
         let read = s
             .releases
             .iter()
-            .filter(|r| labels.contains(&(f64::from(r.aggregate[0]) / 1e-6).round()))
+            .filter(|r| {
+                let v = f64::from(r.aggregate[0]) / 1e-6;
+                labels.contains(&v.round()) && (v - mean).abs() > 0.5
+            })
             .count();
-        format!("{read} labels read (each wallet weighs one)")
+        format!(
+            "{read} of {} releases one wallet's label (each wallet weighs one)",
+            s.releases.len()
+        )
     };
     println!(
         "| u32::MAX examples when sex > 0 | {} | {} |",
