@@ -94,6 +94,10 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
+            // The servers close a connection that stays idle for 5 s
+            // (`c2ssi_server::ConnectionLimits`): a pooled one is reused
+            // well before that, never as it is being closed.
+            .max_idle_age(Duration::from_secs(2))
             .build();
         Client {
             base: base.trim_end_matches('/').to_string(),

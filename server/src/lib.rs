@@ -8,13 +8,17 @@
 //!   content type) are API errors like any other.
 //! - [`blocking`]: runs blocking work (SQLite, cryptography) off the
 //!   async threads.
-//! - [`serve`]: serves a router until ctrl-c or SIGTERM.
+//! - [`serve`]: serves a router until ctrl-c or SIGTERM, with every
+//!   connection bounded ([`ConnectionLimits`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod serve;
+
+pub use serve::{ConnectionLimits, serve, serve_with};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -118,37 +122,10 @@ pub async fn blocking<R: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("a blocking task failed: {e}")))?
 }
 
-/// Serves `router` on `listener` until ctrl-c or SIGTERM.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await
-}
-
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
     use axum::routing::post;
     use http_body_util::BodyExt;
     use tower::ServiceExt;

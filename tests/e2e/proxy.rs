@@ -51,6 +51,8 @@ pub(crate) fn start_on(port: u16, upstream: &str, meddler: Arc<dyn Meddler>) -> 
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
+        // Under the servers' 5 s idle cut-off, as the real client does.
+        .max_idle_age(Duration::from_secs(2))
         .build()
         .into();
     let state = ProxyState {

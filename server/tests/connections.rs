@@ -1,0 +1,137 @@
+//! The server's connections, against a real socket on 127.0.0.1: clients
+//! that send their headers a byte at a time, or nothing at all, are cut
+//! off after the header-read timeout and do not starve a real client, even
+//! past the connection limit; a stop lets the server return.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use c2ssi_server::{ConnectionLimits, serve_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any one step may take before the test calls it stuck (a
+/// liveness bound, far above what a loaded machine needs).
+const STUCK: Duration = Duration::from_secs(60);
+
+async fn start(
+    limits: ConnectionLimits,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address").to_string();
+    let router = Router::new().route("/health", get(|| async { "ok" }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(listener, router, limits, async move {
+        let _ = stopped.await;
+    }));
+    (address, stop, server)
+}
+
+/// A whole request; the status line of the answer.
+async fn get_health(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connecting");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("writing");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("reading");
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A connection that has sent half a request head and nothing more.
+async fn slow_client(address: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.expect("connecting");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: te")
+        .await
+        .expect("writing");
+    stream
+}
+
+/// Whether the server closed the connection (end of stream or reset).
+async fn closed_by_server(mut stream: TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(STUCK, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // A 408 or similar before the close is fine.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_and_do_not_starve_a_real_one() {
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(500),
+        max_connections: 1024,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let (address, stop, server) = start(limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        slow.push(slow_client(&address).await);
+    }
+    let idle = TcpStream::connect(&address).await.expect("connecting");
+    // A real client is answered while the slow ones hang on.
+    let status = tokio::time::timeout(STUCK, get_health(&address))
+        .await
+        .expect("a real client is answered");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Every slow and idle connection is closed by the server.
+    slow.push(idle);
+    for stream in slow {
+        assert!(
+            closed_by_server(stream).await,
+            "a slow client stayed connected"
+        );
+    }
+    stop.send(()).expect("the server runs");
+    tokio::time::timeout(STUCK, server)
+        .await
+        .expect("the server stops")
+        .expect("the server task")
+        .expect("serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_limit_a_client_waits_for_a_slot_and_is_then_answered() {
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(500),
+        max_connections: 4,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let (address, stop, server) = start(limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        slow.push(slow_client(&address).await);
+    }
+    // Every slot is held by a slow client; the real one is accepted once
+    // the timeout frees a slot.
+    let status = tokio::time::timeout(STUCK, get_health(&address))
+        .await
+        .expect("a real client is answered once a slot frees");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    for stream in slow {
+        assert!(closed_by_server(stream).await);
+    }
+    stop.send(()).expect("the server runs");
+    tokio::time::timeout(STUCK, server)
+        .await
+        .expect("the server stops")
+        .expect("the server task")
+        .expect("serving");
+}
