@@ -95,6 +95,7 @@ fn round_throughput(c: &mut Criterion) {
         broker_key: SigningKey::generate().expect("a key").public_key(),
         model_len: d,
         assigned,
+        issued_at_ms: 1,
     };
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut group = c.benchmark_group("aggregator_round_d1000");

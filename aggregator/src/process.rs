@@ -222,6 +222,7 @@ impl AggregatorState {
                         .into_iter()
                         .map(|a| (a.wallet, a.task_digest))
                         .collect(),
+                    issued_at_ms: body.header.issued_at_ms,
                 },
             )
             .map_err(|e| ApiError::new(ErrorCode::Conflict, e.to_string()))

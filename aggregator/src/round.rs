@@ -10,6 +10,7 @@
 //! opened. No update is written to disk, and no method returns a single
 //! wallet's update, metric or failure.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,9 @@ pub struct RoundSpec {
     pub model_len: usize,
     /// Each assigned wallet and the digest of its task.
     pub assigned: Vec<(PublicKey, String)>,
+    /// When the broker signed the open message: a newer one replaces an
+    /// open round's assignment while no wallet has answered it.
+    pub issued_at_ms: u64,
 }
 
 struct RoundBuffer {
@@ -247,9 +251,12 @@ impl Aggregator {
         file.sync_data()
     }
 
-    /// Opens a round. A round that is already open stays as it is: a
-    /// replayed open message cannot wipe the updates collected so far; a
-    /// round that was closed is never opened again.
+    /// Opens a round, idempotently. A round that is open stays as it is
+    /// (a replayed open message cannot wipe the updates collected so far),
+    /// except that a newer message replaces its assignment while no wallet
+    /// has answered: the broker's retry after its first message's answer was
+    /// lost, with a new sample that only the newer message names. A round
+    /// that was closed is never opened again.
     pub fn open_round(&self, key: RoundKey, spec: RoundSpec) -> Result<(), OpenError> {
         let mut rounds = self.lock();
         if rounds.closed.contains(&key) {
@@ -258,13 +265,24 @@ impl Aggregator {
                 round: key.round,
             });
         }
-        rounds.open.entry(key).or_insert_with(|| RoundBuffer {
+        let fresh = |spec: RoundSpec| RoundBuffer {
             assigned: spec.assigned.iter().cloned().collect(),
             spec,
             responded: HashSet::new(),
             contributions: Vec::new(),
             counts: BatchCounts::default(),
-        });
+        };
+        match rounds.open.entry(key) {
+            Entry::Occupied(mut open) => {
+                let buffer = open.get_mut();
+                if buffer.responded.is_empty() && spec.issued_at_ms > buffer.spec.issued_at_ms {
+                    *buffer = fresh(spec);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(fresh(spec));
+            }
+        }
         Ok(())
     }
 
@@ -394,30 +412,43 @@ impl Aggregator {
             (buffer.spec.terms.clone(), buffer.spec.model_len)
         };
         // Open the sealed update outside the lock: it is the expensive part.
+        // An update that does not open or is malformed is refused and not
+        // paid: an honest wallet checks what the algorithm returned and
+        // sends a failure instead, so only a Byzantine wallet sends one, and
+        // the algorithm cannot steer this. The wallet's place stays taken.
+        let refuse = |refusal: Refusal, message: String| {
+            let r = refused(refusal, message);
+            if let Some(buffer) = self.lock().open.get_mut(&key) {
+                buffer.count(UpdateOutcome::Refused(r.refusal));
+            }
+            Err(r)
+        };
         let usable = if body.attestation.present {
             match UpdatePayload::unseal(&body.sealed, &self.keys.identity, MAX_UPDATE_BYTES) {
-                // The wallet attested its data and signed the envelope: the
-                // access happened, but its update is unusable.
-                Err(_) => Err(Unused::Undecryptable),
+                Err(e) => {
+                    return refuse(
+                        Refusal::Undecryptable,
+                        format!("the sealed update does not open: {e}"),
+                    );
+                }
                 Ok(payload) if payload.outcome == Outcome::Failed && !terms.has_noise() => {
                     Err(Unused::AlgorithmFailed)
                 }
-                Ok(payload) => {
-                    Contribution::from_payload(&payload, &terms, model_len).map_err(|problem| {
-                        tracing::debug!(wallet = %body.wallet.short(), %problem, "invalid update");
-                        Unused::Invalid
-                    })
-                }
+                Ok(payload) => match Contribution::from_payload(&payload, &terms, model_len) {
+                    Ok(c) => Ok(c),
+                    Err(problem) => return refuse(Refusal::InvalidUpdate, problem.to_string()),
+                },
             }
         } else {
             Err(Unused::DataMissing)
         };
         let (contribution, outcome) = match usable {
             Ok(c) => (Some(c), UpdateOutcome::Taken),
-            // Under noise every answer the round takes is a contribution,
-            // an unusable one as a zero update: then neither the algorithm
-            // nor the wallet moves the count that k is checked against,
-            // and the noised count says nothing of who failed.
+            // Under noise every answer the round takes is a contribution, a
+            // failure or missing data as a zero update: then neither the
+            // algorithm nor the wallet's data moves the count that k is
+            // checked against, and the noised count says nothing of who
+            // failed.
             Err(unused) if terms.has_noise() => (
                 Some(Contribution::failed(&terms, model_len)),
                 UpdateOutcome::Unused(unused),
@@ -542,6 +573,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, w)| (*w, format!("task-{i}")))
                 .collect(),
+            issued_at_ms: 1,
         }
     }
 
@@ -682,9 +714,9 @@ mod tests {
 
     #[test]
     fn under_noise_every_answer_counts_toward_k_so_no_one_can_steer_the_release() {
-        // k = 3 with three wallets: one trained, one whose update is
-        // invalid (the algorithm's choice), one without the data (the
-        // owner's). Under noise all three count: the round releases.
+        // k = 3 with three wallets: one trained, one whose algorithm failed
+        // (the algorithm's choice), one without the data (the owner's).
+        // Under noise all three count: the round releases.
         let run = |noise: f64| {
             let aggregator =
                 Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
@@ -695,15 +727,7 @@ mod tests {
             spec.terms = PrivacyTerms::with_noise(3, 1.0, 1e-5, 1, noise, Vec::new()).unwrap();
             aggregator.open_round(key(), spec).unwrap();
             let trained = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
-            let invalid = envelope_of(
-                &aggregator,
-                &wallets[1],
-                "task-1",
-                "m",
-                Outcome::Trained,
-                vec![1.0; 7],
-                true,
-            );
+            let failed = envelope(&aggregator, &wallets[1], "task-1", "m", Outcome::Failed);
             let missing = envelope_of(
                 &aggregator,
                 &wallets[2],
@@ -713,15 +737,20 @@ mod tests {
                 vec![0.0, 0.0],
                 false,
             );
-            let outcomes: Vec<UpdateOutcome> = [trained, invalid, missing]
+            let outcomes: Vec<UpdateOutcome> = [trained, failed, missing]
                 .iter()
                 .map(|e| aggregator.submit("c", e).unwrap().outcome)
                 .collect();
+            let failure = if noise > 0.0 {
+                UpdateOutcome::Taken
+            } else {
+                UpdateOutcome::Unused(Unused::AlgorithmFailed)
+            };
             assert_eq!(
                 outcomes,
                 vec![
                     UpdateOutcome::Taken,
-                    UpdateOutcome::Unused(Unused::Invalid),
+                    failure,
                     UpdateOutcome::Unused(Unused::DataMissing)
                 ]
             );
@@ -733,14 +762,73 @@ mod tests {
     }
 
     #[test]
-    fn opening_an_open_round_again_changes_nothing() {
+    fn a_malformed_or_undecryptable_update_is_refused_unpaid_and_keeps_its_place() {
         let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
-        let w: Vec<PublicKey> = (0..4)
-            .map(|_| SigningKey::generate().unwrap().public_key())
-            .collect();
-        aggregator.open_round(key(), spec(&w[..3], 1.0)).unwrap();
-        aggregator.open_round(key(), spec(&w[3..], 1.0)).unwrap();
+        let wallets: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate().unwrap()).collect();
+        let keys: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
+        aggregator.open_round(key(), spec(&keys, 1.0)).unwrap();
+        let refusal = |e: &Signed<UpdateEnvelope>| aggregator.submit("c", e).unwrap_err().refusal;
+        for (delta, why) in [(vec![1.0; 7], "wrong length"), (vec![f32::NAN, 0.0], "NaN")] {
+            let w = SigningKey::generate().unwrap();
+            aggregator
+                .open_round(
+                    RoundKey {
+                        job_id: why.into(),
+                        ..key()
+                    },
+                    spec(&[w.public_key()], 1.0),
+                )
+                .unwrap();
+            let e = envelope_of(
+                &aggregator,
+                &w,
+                "task-0",
+                "m",
+                Outcome::Trained,
+                delta,
+                true,
+            );
+            let mut body: UpdateEnvelope = serde_json::from_str(&e.payload).unwrap();
+            body.job_id = why.into();
+            let e = Signed::sign(&body, &w).unwrap();
+            assert_eq!(refusal(&e), Refusal::InvalidUpdate, "{why}");
+        }
+        let e = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
+        let mut body: UpdateEnvelope = serde_json::from_str(&e.payload).unwrap();
+        body.sealed = "bm90IGFnZQ==".into();
+        let garbled = Signed::sign(&body, &wallets[0]).unwrap();
+        assert_eq!(refusal(&garbled), Refusal::Undecryptable);
+        assert_eq!(Refusal::Undecryptable.status(), 422);
+        // The place is taken: a second try is a duplicate.
+        let honest = envelope(&aggregator, &wallets[0], "task-0", "m", Outcome::Trained);
+        assert_eq!(refusal(&honest), Refusal::Duplicate);
+    }
+
+    #[test]
+    fn opening_an_open_round_again_changes_nothing_but_a_newer_unanswered_assignment() {
+        let aggregator = Aggregator::new(AggregatorKeys::generate().unwrap(), NoiseSource::os());
+        let wallets: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate().unwrap()).collect();
+        let w: Vec<PublicKey> = wallets.iter().map(Signer::public_key).collect();
+        let at = |wallets: &[PublicKey], issued_at_ms: u64| RoundSpec {
+            issued_at_ms,
+            ..spec(wallets, 1.0)
+        };
+        aggregator.open_round(key(), at(&w[..3], 1)).unwrap();
+        // The same message again, or an older one: nothing changes.
+        aggregator.open_round(key(), at(&w[3..], 1)).unwrap();
+        aggregator.open_round(key(), at(&w[3..], 0)).unwrap();
         assert_eq!(aggregator.progress(&key()), Some((0, 3)));
+        // The broker's retry with a new sample, before anyone answered.
+        aggregator.open_round(key(), at(&w[1..], 2)).unwrap();
+        assert_eq!(aggregator.progress(&key()), Some((0, 3)));
+        let e = envelope(&aggregator, &wallets[3], "task-2", "m", Outcome::Trained);
+        assert_eq!(
+            aggregator.submit("c", &e).unwrap().outcome,
+            UpdateOutcome::Taken
+        );
+        // Once a wallet answered, even a newer message changes nothing.
+        aggregator.open_round(key(), at(&w[..1], 3)).unwrap();
+        assert_eq!(aggregator.progress(&key()), Some((1, 3)));
         aggregator.abandon_round(&key()).unwrap();
         assert_eq!(aggregator.progress(&key()), None);
     }

@@ -122,7 +122,7 @@ fn open_message(s: &Setup, signer: &SigningKey) -> Signed<OpenRound> {
     .expect("test setup")
 }
 
-fn envelope(s: &Setup, i: usize, delta: Vec<f32>) -> Signed<UpdateEnvelope> {
+fn envelope(s: &Setup, i: usize, delta: Vec<f32>, present: bool) -> Signed<UpdateEnvelope> {
     let recipient: age::x25519::Recipient = s
         .aggregator
         .identity()
@@ -145,7 +145,7 @@ fn envelope(s: &Setup, i: usize, delta: Vec<f32>) -> Signed<UpdateEnvelope> {
             attestation: Attestation {
                 requirements_digest: String::new(),
                 table: "t".into(),
-                present: false,
+                present,
             },
             sealed: payload.seal(&recipient).expect("test setup"),
         },
@@ -189,13 +189,22 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // An envelope for a round that is not open: refused, typed, 410.
-    let mut late = envelope(&s, 0, vec![0.1, 0.1]);
+    let mut late = envelope(&s, 0, vec![0.1, 0.1], false);
     let mut body: UpdateEnvelope = serde_json::from_str(&late.payload).expect("test setup");
     body.round = 2;
     late = Signed::sign(&body, &s.wallets[0]).expect("test setup");
     let (status, answer) = post(&s.router, &format!("/collectives/{}/updates", s.id), &late).await;
     assert_eq!(status, StatusCode::GONE, "{answer}");
     assert_eq!(answer["outcome"]["reason"], "round-not-open");
+
+    // A Byzantine wallet's malformed update: refused, typed, 422, no receipt.
+    let updates = format!("/collectives/{}/updates", s.id);
+    for (i, delta) in [(1, vec![f32::NAN, 0.0]), (2, vec![1.0; 5])] {
+        let (status, answer) = post(&s.router, &updates, &envelope(&s, i, delta, true)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["outcome"]["reason"], "invalid-update");
+        assert!(answer["receipt"].is_null(), "{answer}");
+    }
 
     // How far the round is: for the broker that opened it only.
     let progress_path = format!("/collectives/{}/rounds/progress", s.id);
@@ -219,7 +228,7 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
         progress,
         RoundProgress {
             open: true,
-            answered: 0,
+            answered: 2,
             assigned: 3
         }
     );

@@ -159,6 +159,13 @@ pub enum Refusal {
     WrongTerms,
     /// The wallet already sent an update for the round.
     Duplicate,
+    /// The sealed update does not open with the aggregator's key. An
+    /// honest wallet never sends one: it is not paid.
+    Undecryptable,
+    /// The update is malformed (wrong length, values not finite, a
+    /// payload that does not decode). An honest wallet checks what the
+    /// algorithm returned and sends a failure instead: it is not paid.
+    InvalidUpdate,
 }
 
 impl Refusal {
@@ -172,6 +179,8 @@ impl Refusal {
             Refusal::WrongTask => "wrong-task",
             Refusal::WrongTerms => "wrong-terms",
             Refusal::Duplicate => "duplicate",
+            Refusal::Undecryptable => "undecryptable",
+            Refusal::InvalidUpdate => "invalid-update",
         }
     }
 
@@ -193,9 +202,12 @@ impl Refusal {
 pub enum Unused {
     /// The wallet attested that the required data was missing.
     DataMissing,
-    /// The sealed update does not open with the aggregator's key.
+    /// The sealed update does not open with the aggregator's key (no
+    /// longer sent: refused as [`Refusal::Undecryptable`]; kept so that
+    /// older wallet logs read).
     Undecryptable,
-    /// The update is malformed (wrong length, values not finite).
+    /// The update is malformed (no longer sent: refused as
+    /// [`Refusal::InvalidUpdate`]; kept so that older wallet logs read).
     Invalid,
     /// The algorithm failed in the wallet (counted only without noise;
     /// with noise a failure is a zero update, indistinguishable).
