@@ -796,6 +796,39 @@ impl Broker {
         self.db.write(|tx| distributor::push_in(tx, job_id, round))
     }
 
+    /// Opens a round again at the aggregator, with the tasks it was opened
+    /// with but those already paid: the aggregator restarted and lost it,
+    /// and the wallets still to answer are then taken and paid (those that
+    /// answered before will not answer again, and the round need not wait
+    /// for them). A round it closed, it refuses.
+    pub fn reopen_round(&self, job_id: &str, round: u32) -> Result<()> {
+        let job = self.db.read(|c| jobs::load(c, job_id))?;
+        let id = &job.collective_id;
+        let (digest, _) = self.db.read(|c| rounds::opened(c, job_id, round))?;
+        let paid = self.payments.paid_in_round(job_id, round)?;
+        let mut assigned = self.db.read(|c| distributor::assigned(c, job_id, round))?;
+        assigned.retain(|(wallet, _)| !paid.contains(wallet));
+        let model = self.models.get(id, &job.model_hash)?;
+        let open = Signed::sign(
+            &OpenRound {
+                header: Header::new(Purpose::OpenRound, id, CONTROL_VALIDITY_MS),
+                job_id: job_id.to_string(),
+                round,
+                manifest_digest: digest,
+                model_len: model.params.len() as u32,
+                assigned: assigned
+                    .into_iter()
+                    .map(|(wallet, task_digest)| Assignment {
+                        wallet,
+                        task_digest,
+                    })
+                    .collect(),
+            },
+            self.key.as_ref(),
+        )?;
+        self.aggregator.open_round(id, &open)
+    }
+
     /// Assigned wallets of an open round that answered, and assigned wallets.
     pub fn round_progress(&self, job_id: &str, round: u32) -> Result<Option<(usize, usize)>> {
         let job = self.db.read(|c| jobs::load(c, job_id))?;

@@ -154,6 +154,20 @@ pub fn push_in(
         .collect()
 }
 
+/// Every wallet a round assigned, with the digest of its task.
+pub fn assigned(c: &Connection, job_id: &str, round: u32) -> Result<Vec<(PublicKey, String)>> {
+    let mut stmt = c.prepare(
+        "SELECT wallet, task_digest FROM assignments WHERE job_id = ?1 AND round = ?2
+         ORDER BY wallet",
+    )?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params![job_id, round], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(w, d)| Ok((PublicKey::from_hex(&w)?, d)))
+        .collect()
+}
+
 /// The digest of the task `wallet` was assigned in a round, if any.
 pub fn task_digest(
     c: &Connection,

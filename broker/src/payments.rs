@@ -205,6 +205,18 @@ impl Payments {
         })
     }
 
+    /// The wallets paid for an access in a round.
+    pub fn paid_in_round(&self, job_id: &str, round: u32) -> Result<Vec<PublicKey>> {
+        self.db.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT wallet FROM payments WHERE job_id = ?1 AND round = ?2")?;
+            let rows: Vec<String> = stmt
+                .query_map(params![job_id, round], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            rows.iter().map(|w| Ok(PublicKey::from_hex(w)?)).collect()
+        })
+    }
+
     /// Budget that open rounds of other jobs may still pay: their sampled
     /// wallets not paid yet, at `rate`.
     pub fn reserved(&self, collective_id: &str, except_job: &str, rate: Amount) -> Result<u64> {

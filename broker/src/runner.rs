@@ -2,7 +2,8 @@
 //! answered or the deadline passed, closes it, and goes on until the job
 //! ends. One tokio task per job; the broker's blocking work runs on the
 //! blocking pool. An aggregator that cannot be reached is retried with a
-//! growing pause (the job goes on when it is back); a round it cannot close
+//! growing pause (the job goes on when it is back); a round it lost in a
+//! restart is opened again with the same tasks; a round it cannot close
 //! for a minute past its deadline is recorded as releasing nothing.
 
 use std::collections::HashMap;
@@ -49,7 +50,23 @@ async fn finish_round(
         let id = job_id.to_string();
         match blocking(broker, move |b| b.round_progress(&id, round)).await {
             Ok(Some((answered, assigned))) if answered < assigned => {}
-            Ok(_) => break,
+            Ok(Some(_)) => break,
+            // The aggregator does not know the round: it restarted and lost
+            // it. Open it again with the same tasks, so that the wallets
+            // still to answer are taken and paid; closing it now would
+            // refuse them.
+            Ok(None) => {
+                let id = job_id.to_string();
+                match blocking(broker, move |b| b.reopen_round(&id, round)).await {
+                    Ok(()) => {
+                        tracing::warn!(job = %job_id, round, "the aggregator lost the round; opened it again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job_id, round, error = %e, "the aggregator lost the round and does not take it again");
+                        break;
+                    }
+                }
+            }
             // The aggregator may be back before the deadline.
             Err(e) => tracing::debug!(job = %job_id, round, error = %e, "round progress"),
         }

@@ -1,12 +1,17 @@
 //! Killing the broker (SIGKILL) in the middle of a job and starting it
 //! again loses no model version and no ledger entry, and pays no access
 //! twice; the round it left open is closed by the aggregator, which kept it.
+//! Killing the aggregator in the middle of rounds loses no payment: the
+//! broker opens a lost round again and wallets keep trying to deliver.
 
 use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::support::{
-    Service, WalletDir, assert_paid_once, binary, broker_command, eventually, receipts, run_ok,
-    start_server, wallets,
+    Service, WalletDir, aggregator_command, assert_paid_once, binary, broker_command, eventually,
+    receipts, run_ok, start_server, wallets,
 };
 
 #[test]
@@ -97,4 +102,84 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
         }
     }
     assert_eq!(models.len() as u64, done + 1, "{models:#?}");
+}
+
+#[test]
+fn a_killed_aggregator_loses_no_payment_and_the_job_completes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut service = Service::start(dir.path(), "10");
+    let people = wallets(dir.path(), "g", 300, 8);
+    for w in &people {
+        w.subscribe(&service.url, &service.collective);
+    }
+    let _agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
+    // Ten rounds (the most the example manifest lets one wallet take part
+    // in) and ten kills: one in each round.
+    let job = service.train(10, 8, "1");
+    // The same address again: the broker and the wallets know it by it.
+    let address = service
+        .aggregator_url
+        .trim_start_matches("http://")
+        .to_string();
+    let mut kills = 0;
+    for kill in 0..10usize {
+        // Round kill + 1 is open, or the job has ended.
+        let ended = eventually("a round to open", || {
+            let status = service.status(&job);
+            let rounds = status["rounds"].as_array().cloned().unwrap_or_default();
+            let closed = rounds.iter().filter(|r| r["status"] != "open").count();
+            if status["state"] != "running" {
+                Some(true)
+            } else {
+                (closed >= kill && rounds.len() > kill).then_some(false)
+            }
+        });
+        if ended {
+            break;
+        }
+        service._aggregator.kill();
+        kills += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        let (process, url) = start_server(
+            aggregator_command(&service.aggregator_data, &address, &service.url, None),
+            "aggregator serve (restarted)",
+        );
+        assert_eq!(url, service.aggregator_url);
+        service._aggregator = process;
+    }
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+    assert!(
+        kills >= 5,
+        "only {kills} kills happened before the job ended"
+    );
+    eprintln!("the aggregator was killed {kills} times; the job completed");
+    service.verify_ledger();
+    assert_paid_once(&service.ledger());
+    // Every access of the job in which the data was present (the algorithm
+    // trained or failed) is paid, in the ledger and in the wallet's
+    // receipts (some reach it at a later check-in).
+    for w in &people {
+        let unpaid = || -> Vec<Value> {
+            let paid: HashSet<(String, u64)> = receipts(w).into_iter().collect();
+            w.log()
+                .into_iter()
+                .filter(|r| r["job_id"].as_str() == Some(job.as_str()))
+                .filter(|r| matches!(r["outcome"]["kind"].as_str(), Some("trained" | "failed")))
+                .filter(|r| !paid.contains(&(job.clone(), r["round"].as_u64().unwrap_or(u64::MAX))))
+                .collect()
+        };
+        let mut left = unpaid();
+        for _ in 0..50 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            left = unpaid();
+        }
+        if !left.is_empty() {
+            let log = std::fs::read_to_string(w.dir.join("agent.log")).unwrap_or_default();
+            panic!("accesses not paid: {left:#?}\nthe agent's log:\n{log}");
+        }
+    }
 }

@@ -437,9 +437,12 @@ impl WalletDir {
     /// Starts `wallet agent`.
     pub(crate) fn agent(&self) -> Running {
         let mut cmd = self.command(&["agent", "--max-poll-ms", "200"]);
+        // Its log stays in its directory, for a failing test to point at.
+        let log = std::fs::File::create(self.dir.join("agent.log")).expect("the agent's log file");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log)
+            .env("WALLET_LOG", "info");
         Running {
             child: cmd.spawn().expect("starting wallet agent"),
             name: format!("agent of {}", self.dir.display()),

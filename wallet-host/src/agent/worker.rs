@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use c2ssi_client::{Client, ClientError};
-use c2ssi_protocol::{CheckIn, Header, PublicKey, Purpose, Signed, Signer, Task, now_ms};
+use c2ssi_protocol::{
+    CheckIn, Header, PublicKey, Purpose, Refusal, Signed, Signer, Task, UpdateEnvelope,
+    UpdateOutcome, UpdateResponse, now_ms,
+};
 use c2ssi_sandbox::Sandbox;
 
 use super::budget::Policy;
@@ -223,7 +226,12 @@ impl<'a> Worker<'a> {
             }
         };
         let mut record = handled.record;
-        let sent = Client::send_update(&verified.task.update_url, id, &handled.envelope);
+        let sent = deliver(
+            &verified.task.update_url,
+            id,
+            &handled.envelope,
+            verified.task.header.expires_at_ms,
+        );
         match sent {
             Ok(response) => {
                 record.delivered = Some(response.outcome.taken());
@@ -231,7 +239,7 @@ impl<'a> Worker<'a> {
                     let (kept, _) = keep_receipts(self.wallet, id, &verified.manifest, &[receipt])?;
                     report.receipts += kept;
                 }
-                if let c2ssi_protocol::UpdateOutcome::Refused(r) = response.outcome {
+                if let UpdateOutcome::Refused(r) = response.outcome {
                     report.errors.push(format!(
                         "{id}: the update was refused ({}): {}",
                         r.name(),
@@ -250,5 +258,40 @@ impl<'a> Worker<'a> {
         log_access(self.wallet, record)?;
         report.tasks_run += 1;
         Ok(())
+    }
+}
+
+/// The longest a wallet keeps trying to deliver one update.
+const DELIVERY_PATIENCE_MS: u64 = 30_000;
+
+/// Sends an update envelope, trying again while the aggregator cannot be
+/// reached or does not know the round (it may be restarting, and the broker
+/// then opens the round again), until the task expires or for at most
+/// [`DELIVERY_PATIENCE_MS`]: the data was used, so the access should reach
+/// the ledger. Any other answer is final.
+fn deliver(
+    update_url: &str,
+    id: &str,
+    envelope: &Signed<UpdateEnvelope>,
+    task_expires_ms: u64,
+) -> Result<UpdateResponse, ClientError> {
+    let until = task_expires_ms.min(now_ms().saturating_add(DELIVERY_PATIENCE_MS));
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        let sent = Client::send_update(update_url, id, envelope);
+        let again = match &sent {
+            Err(ClientError::Unreachable { .. }) => true,
+            Ok(r) => r.outcome == UpdateOutcome::Refused(Refusal::RoundNotOpen),
+            Err(_) => false,
+        };
+        if !again || now_ms().saturating_add(pause.as_millis() as u64) >= until {
+            return sent;
+        }
+        tracing::info!(
+            pause_ms = pause.as_millis() as u64,
+            "the aggregator did not take the update yet; trying again"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(4));
     }
 }
