@@ -36,7 +36,10 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use self::error::{LoadError, TaskError};
 pub use self::limits::SandboxLimits;
 pub use self::output::Captured;
-pub use self::validate::{CheckedUpdate, check_metrics, check_update, check_vector};
+pub use self::validate::{
+    CheckedUpdate, MAX_DEFAULT_BYTES, MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_PARAMS,
+    check_info, check_metrics, check_update, check_vector,
+};
 
 use self::bindings::AlgorithmPre;
 use self::limits::{MemoryLimitExceeded, TaskLimiter};
@@ -450,6 +453,10 @@ impl Sandbox {
     pub fn describe(&self, component: &LoadedComponent) -> TaskReport<AlgorithmInfo> {
         self.run(component, |instance, store| {
             instance.call_describe(store).map(bindings::info_from_wit)
+        })
+        .and_then(|info| {
+            check_info(&info)?;
+            Ok(info)
         })
     }
 

@@ -1,8 +1,9 @@
 //! Checks on what a guest returns, before anything leaves the sandbox: the
 //! update's length matches the model, every value is finite, metrics are few,
-//! short-named and finite, and the update's L2 norm is clipped when asked.
+//! short-named and finite, the update's L2 norm is clipped when asked, and
+//! what `describe` says is of bounded size.
 
-use c2ssi_guest_sdk::{Metric, Update};
+use c2ssi_guest_sdk::{AlgorithmInfo, Metric, ParamValue, Update};
 
 use super::error::TaskError;
 use super::limits::SandboxLimits;
@@ -16,6 +17,65 @@ pub struct CheckedUpdate {
     pub norm: f64,
     /// Whether clipping scaled it down.
     pub clipped: bool,
+}
+
+/// The most bytes of a name (the algorithm's, its version, a parameter's).
+pub const MAX_NAME_BYTES: usize = 128;
+/// The most bytes of a description.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// The most hyper-parameters an algorithm declares.
+pub const MAX_PARAMS: usize = 64;
+/// The most bytes of a parameter's default value (a text, or a text list's
+/// items together).
+pub const MAX_DEFAULT_BYTES: usize = 4096;
+
+/// Checks what `describe` returned: every string and list within its bound,
+/// so that no wallet prints, no broker stores and no simulation copies a
+/// name of megabytes.
+pub fn check_info(info: &AlgorithmInfo) -> Result<(), TaskError> {
+    let bound = |what: &str, text: &str, most: usize| {
+        if text.len() > most {
+            Err(TaskError::InvalidResult(format!(
+                "describe: {what} of {} bytes exceeds the limit of {most} bytes",
+                text.len()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    bound("the name", &info.name, MAX_NAME_BYTES)?;
+    bound("the version", &info.version, MAX_NAME_BYTES)?;
+    bound("the description", &info.description, MAX_DESCRIPTION_BYTES)?;
+    if info.params.len() > MAX_PARAMS {
+        return Err(TaskError::InvalidResult(format!(
+            "describe: {} hyper-parameters; at most {MAX_PARAMS} are allowed",
+            info.params.len()
+        )));
+    }
+    for p in &info.params {
+        bound("a parameter's name", &p.name, MAX_NAME_BYTES)?;
+        bound(
+            &format!("the description of parameter '{}'", p.name),
+            &p.description,
+            MAX_DESCRIPTION_BYTES,
+        )?;
+        let default_bytes = match &p.default {
+            Some(ParamValue::Text(t)) => t.len(),
+            Some(ParamValue::TextList(items)) => items
+                .iter()
+                .map(|i| i.len().saturating_add(1))
+                .fold(0usize, usize::saturating_add),
+            _ => 0,
+        };
+        if default_bytes > MAX_DEFAULT_BYTES {
+            return Err(TaskError::InvalidResult(format!(
+                "describe: the default of parameter '{}' has {default_bytes} bytes; at most \
+                 {MAX_DEFAULT_BYTES} are allowed",
+                p.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks metrics: count, name length, finite values.

@@ -227,6 +227,20 @@ fn stdout_flood() {
 }
 
 #[test]
+fn huge_describe() {
+    let sandbox = sandbox();
+    let component = load(&sandbox, test_guest_artifacts::HUGE_DESCRIBE);
+    let err = sandbox.describe(&component).result.expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("describe: the name of 1048576 bytes exceeds the limit of 128 bytes"),
+        "{err}"
+    );
+    assert!(matches!(err, TaskError::InvalidResult(_)), "{err:?}");
+    assert_normal_task_runs(&sandbox);
+}
+
+#[test]
 fn huge_output() {
     let sandbox = sandbox();
     let err = train_hostile(&sandbox, test_guest_artifacts::HUGE_OUTPUT)
