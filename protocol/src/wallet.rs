@@ -202,13 +202,6 @@ impl Refusal {
 pub enum Unused {
     /// The wallet attested that the required data was missing.
     DataMissing,
-    /// The sealed update does not open with the aggregator's key (no
-    /// longer sent: refused as [`Refusal::Undecryptable`]; kept so that
-    /// older wallet logs read).
-    Undecryptable,
-    /// The update is malformed (no longer sent: refused as
-    /// [`Refusal::InvalidUpdate`]; kept so that older wallet logs read).
-    Invalid,
     /// The algorithm failed in the wallet (counted only without noise;
     /// with noise a failure is a zero update, indistinguishable).
     AlgorithmFailed,
@@ -223,8 +216,6 @@ impl Unused {
     pub fn name(self) -> &'static str {
         match self {
             Unused::DataMissing => "data-missing",
-            Unused::Undecryptable => "undecryptable",
-            Unused::Invalid => "invalid",
             Unused::AlgorithmFailed => "algorithm-failed",
             Unused::Late => "late",
         }

@@ -34,6 +34,28 @@ async fn start(
     (address, stop, server)
 }
 
+/// Limits with a short header-read timeout, for the tests to wait on.
+fn limits(max_connections: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_millis(500),
+        max_connections,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+/// Signals the server to stop and waits for it to return.
+async fn stop_server(
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    stop.send(()).expect("the server runs");
+    tokio::time::timeout(STUCK, server)
+        .await
+        .expect("the server stops")
+        .expect("the server task")
+        .expect("serving");
+}
+
 /// A whole request; the status line of the answer.
 async fn get_health(address: &str) -> String {
     let mut stream = TcpStream::connect(address).await.expect("connecting");
@@ -75,12 +97,7 @@ async fn closed_by_server(mut stream: TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_cut_off_and_do_not_starve_a_real_one() {
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_millis(500),
-        max_connections: 1024,
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let (address, stop, server) = start(limits).await;
+    let (address, stop, server) = start(limits(1024)).await;
     let mut slow = Vec::new();
     for _ in 0..300 {
         slow.push(slow_client(&address).await);
@@ -99,22 +116,12 @@ async fn slow_and_idle_clients_are_cut_off_and_do_not_starve_a_real_one() {
             "a slow client stayed connected"
         );
     }
-    stop.send(()).expect("the server runs");
-    tokio::time::timeout(STUCK, server)
-        .await
-        .expect("the server stops")
-        .expect("the server task")
-        .expect("serving");
+    stop_server(stop, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_limit_a_client_waits_for_a_slot_and_is_then_answered() {
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_millis(500),
-        max_connections: 4,
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let (address, stop, server) = start(limits).await;
+    let (address, stop, server) = start(limits(4)).await;
     let mut slow = Vec::new();
     for _ in 0..4 {
         slow.push(slow_client(&address).await);
@@ -128,10 +135,5 @@ async fn past_the_connection_limit_a_client_waits_for_a_slot_and_is_then_answere
     for stream in slow {
         assert!(closed_by_server(stream).await);
     }
-    stop.send(()).expect("the server runs");
-    tokio::time::timeout(STUCK, server)
-        .await
-        .expect("the server stops")
-        .expect("the server task")
-        .expect("serving");
+    stop_server(stop, server).await;
 }
