@@ -95,6 +95,20 @@ async fn closed_by_server(mut stream: TcpStream) -> bool {
     }
 }
 
+/// Whether the server has closed the connection already (without waiting).
+fn closed_now(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or similar before the close.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_cut_off_and_do_not_starve_a_real_one() {
     let (address, stop, server) = start(limits(1024)).await;
@@ -132,6 +146,11 @@ async fn past_the_connection_limit_a_client_waits_for_a_slot_and_is_then_answere
         .await
         .expect("a real client is answered once a slot frees");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // It was answered only once a slot was free: by then the server had cut
+    // off at least one slow client (without the limit, the answer comes
+    // while all of them are still connected).
+    let already_closed = slow.iter().filter(|s| closed_now(s)).count();
+    assert!(already_closed >= 1, "the real client got a fifth slot");
     for stream in slow {
         assert!(closed_by_server(stream).await);
     }
