@@ -39,19 +39,7 @@ fn records(summary: &Summary) -> Vec<Table> {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    summary
-        .owners
-        .iter()
-        .map(|&row| data::rows(&people.table, &[row]))
-        .collect()
-}
-
-fn sums(summary: &Summary) -> Vec<Vec<f32>> {
-    summary
-        .releases
-        .iter()
-        .map(|r| r.aggregate.iter().map(|a| a * r.sampled as f32).collect())
-        .collect()
+    summary.owner_records(&people)
 }
 
 fn main() {
@@ -80,7 +68,7 @@ fn main() {
             let chunks: Vec<Vec<u16>> = records(&s).iter().map(attacks::chunks).collect();
             format!(
                 "{} of {} records read whole, 3 rounds",
-                attacks::recovered(&sums(&s), &chunks),
+                attacks::recovered(&s.released_sums(), &chunks),
                 chunks.len()
             )
         };
@@ -127,7 +115,11 @@ fn main() {
             .iter()
             .map(|t| attacks::value(t, "sex") > 0.0)
             .collect();
-        let slot: Vec<f64> = sums(&s).iter().map(|sum| f64::from(sum[0])).collect();
+        let slot: Vec<f64> = s
+            .released_sums()
+            .iter()
+            .map(|sum| f64::from(sum[0]))
+            .collect();
         let guesses = attacks::guess_bits(&slot, &truth, &vec![0.098; truth.len()]);
         let right = guesses.iter().zip(&truth).filter(|(g, t)| g == t).count();
         (right, truth.len(), s.epsilon)

@@ -275,6 +275,26 @@ pub struct Summary {
     pub owners: Vec<usize>,
 }
 
+impl Summary {
+    /// The released sums, as an attacker who reads the releases gets them:
+    /// each aggregate times the wallets it is the mean of.
+    pub fn released_sums(&self) -> Vec<Vec<f32>> {
+        self.releases
+            .iter()
+            .map(|r| r.aggregate.iter().map(|a| a * r.sampled as f32).collect())
+            .collect()
+    }
+
+    /// Each wallet's record in `people` (the dataset the run drew from), as
+    /// the algorithm saw it, in wallet order.
+    pub fn owner_records(&self, people: &People) -> Vec<c2ssi_guest_sdk::Table> {
+        self.owners
+            .iter()
+            .map(|&row| data::rows(&people.table, &[row]))
+            .collect()
+    }
+}
+
 /// The process's peak resident set (Linux), in bytes.
 pub fn peak_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -40,21 +40,7 @@ fn default_terms() -> PrivacySetting {
 
 /// Each wallet's record, as the algorithm saw it.
 fn records(summary: &Summary) -> Vec<Table> {
-    let people = data::load(&DataSource::Diabetes).expect("diabetes");
-    summary
-        .owners
-        .iter()
-        .map(|&row| data::rows(&people.table, &[row]))
-        .collect()
-}
-
-/// The released sums: each aggregate times the wallets it is the mean of.
-fn sums(summary: &Summary) -> Vec<Vec<f32>> {
-    summary
-        .releases
-        .iter()
-        .map(|r| r.aggregate.iter().map(|a| a * r.sampled as f32).collect())
-        .collect()
+    summary.owner_records(&data::load(&DataSource::Diabetes).expect("diabetes"))
 }
 
 #[test]
@@ -65,7 +51,7 @@ fn records_in_slots_come_back_without_noise_and_not_with_it() {
         3,
     );
     let chunks: Vec<Vec<u16>> = records(&exact).iter().map(attacks::chunks).collect();
-    let read = attacks::recovered(&sums(&exact), &chunks);
+    let read = attacks::recovered(&exact.released_sums(), &chunks);
     assert!(
         read > chunks.len() * 3 / 4,
         "the attack read only {read} of {} records out of exact sums",
@@ -75,7 +61,7 @@ fn records_in_slots_come_back_without_noise_and_not_with_it() {
     let noised = attack(test_guest_artifacts::ATTACK_SPARSE_SLOT, default_terms(), 3);
     let chunks: Vec<Vec<u16>> = records(&noised).iter().map(attacks::chunks).collect();
     assert_eq!(noised.releases.len(), 3);
-    assert_eq!(attacks::recovered(&sums(&noised), &chunks), 0);
+    assert_eq!(attacks::recovered(&noised.released_sums(), &chunks), 0);
 }
 
 #[test]
@@ -87,7 +73,11 @@ fn attribute_inference_stays_under_the_bound_of_the_epsilon_spent() {
             .collect()
     };
     let accuracy = |s: &Summary| -> (usize, usize) {
-        let slot: Vec<f64> = sums(s).iter().map(|sum| f64::from(sum[0])).collect();
+        let slot: Vec<f64> = s
+            .released_sums()
+            .iter()
+            .map(|sum| f64::from(sum[0]))
+            .collect();
         let truth = bits(s);
         let guesses = attacks::guess_bits(&slot, &truth, &vec![0.098; truth.len()]);
         let right = guesses.iter().zip(&truth).filter(|(g, t)| g == t).count();
