@@ -77,6 +77,7 @@ fn setup(name_this_aggregator: bool, terms: PrivacyTerms) -> Setup {
         broker_key: broker.public_key(),
         aggregator_key: named.public_key(),
         aggregator_recipient: named.recipient(),
+        credential: None,
     };
     let signed = Signed::sign(&manifest, &collective).expect("test setup");
     let digest = hex::encode(signed.digest());

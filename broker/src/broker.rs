@@ -39,6 +39,7 @@ use crate::nonces;
 use crate::payments::{Payment, Payments};
 use crate::registry::{Registry, Stored};
 use crate::rounds;
+use crate::status_lists;
 use crate::subscriptions::Subscriptions;
 
 /// How long round control messages stay valid.
@@ -539,7 +540,22 @@ impl Broker {
     /// Subscribes a wallet to the current manifest.
     pub fn subscribe(&self, id: &str, request: &Signed<Subscription>) -> Result<()> {
         let current = self.registry.current(id)?;
-        self.subscriptions.subscribe(id, &current.digest, request)
+        self.subscriptions.subscribe(
+            id,
+            &current.digest,
+            current.manifest.credential.as_ref(),
+            request,
+        )
+    }
+
+    /// Takes an issuer's status list (anyone may push one; its proof and its
+    /// issuer are checked) and ends the subscriptions it revokes; returns how
+    /// many ended.
+    pub fn put_status_list(&self, json: serde_json::Value) -> Result<u64> {
+        let list = c2ssi_credentials::StatusList::verify(json)
+            .map_err(|e| BrokerError::Invalid(format!("the status list: {e}")))?;
+        let named = self.registry().issuer_is_named(list.issuer())?;
+        self.db.write(|tx| status_lists::put_in(tx, &list, named))
     }
 
     /// Unsubscribes a wallet.

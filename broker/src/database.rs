@@ -12,7 +12,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::BrokerError;
 
 /// The schema, in order; each entry runs once, recorded in `schema_version`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE keys (
     name TEXT PRIMARY KEY,
     pkcs8 BLOB NOT NULL
@@ -135,7 +136,26 @@ CREATE TABLE accounts (
     deposited INTEGER NOT NULL,
     paid INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE subscriptions ADD COLUMN credential_id TEXT;
+ALTER TABLE subscriptions ADD COLUMN credential_subject TEXT;
+ALTER TABLE subscriptions ADD COLUMN credential_issuer TEXT;
+ALTER TABLE subscriptions ADD COLUMN credential_valid_until_ms INTEGER;
+ALTER TABLE subscriptions ADD COLUMN status_list TEXT;
+ALTER TABLE subscriptions ADD COLUMN status_index INTEGER;
+CREATE UNIQUE INDEX subscriptions_one_per_subject
+    ON subscriptions (collective_id, credential_subject) WHERE credential_subject IS NOT NULL;
+CREATE UNIQUE INDEX subscriptions_one_per_credential
+    ON subscriptions (collective_id, credential_id) WHERE credential_id IS NOT NULL;
+CREATE TABLE status_lists (
+    id TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    valid_from_ms INTEGER NOT NULL,
+    credential TEXT NOT NULL
+);
+"#,
+];
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]

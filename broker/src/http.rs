@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/collectives/{id}/commands", post(command))
         .route("/collectives/{id}/algorithms/{sha}", get(algorithm))
         .route("/collectives/{id}/audits", get(audits))
+        .route("/status-lists", post(put_status_list))
         .route("/collectives/{id}/subscriptions", post(subscribe))
         .route("/collectives/{id}/unsubscribe", post(unsubscribe))
         .route("/collectives/{id}/checkin", post(check_in))
@@ -90,6 +91,18 @@ pub fn app(state: AppState) -> Router {
 
 async fn keys(State(s): State<AppState>) -> axum::Json<BrokerKeys> {
     axum::Json(s.broker.keys())
+}
+
+/// An issuer's signed status list; the answer says how many subscriptions
+/// it ended.
+async fn put_status_list(
+    State(s): State<AppState>,
+    Body(list): Body<serde_json::Value>,
+) -> ApiResult<serde_json::Value> {
+    let ended = blocking(&s, move |b| b.put_status_list(list)).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "ended_subscriptions": ended }),
+    ))
 }
 
 async fn list_collectives(State(s): State<AppState>) -> ApiResult<Vec<String>> {

@@ -9,7 +9,8 @@
 //!
 //! - [`registry`]: collectives and every version of their manifests;
 //! - [`algorithms`]: components, and the privacy audit of each;
-//! - [`subscriptions`]: consents and check-ins; [`nonces`]: replays;
+//! - [`subscriptions`]: consents, the credentials that admitted them, and
+//!   check-ins; [`status_lists`]: issuers' revocation lists; [`nonces`]: replays;
 //! - [`distributor`]: samples, tasks and their seeds (from the OS generator);
 //! - [`jobs`] and [`rounds`]; [`job_spec`]: the pure checks of a job;
 //! - [`ledger`] and [`payments`]; [`models`]: the server optimizer and
@@ -40,6 +41,7 @@ pub mod registry;
 pub mod rounds;
 pub mod runner;
 pub mod service;
+pub mod status_lists;
 pub mod subscriptions;
 
 pub use broker::{Broker, BrokerConfig, RoundEnd, RoundStart};

@@ -67,6 +67,8 @@ struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
+    // A compile child compiles one component under its budget and exits here.
+    c2ssi_sandbox::compile_child_hook();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -71,6 +71,23 @@ impl Registry {
         })
     }
 
+    /// Whether the current manifest of some collective here requires
+    /// credentials from `issuer`.
+    pub fn issuer_is_named(&self, issuer: &c2ssi_credentials::Did) -> Result<bool> {
+        for id in self.list()? {
+            let current = self.current(&id)?;
+            if current
+                .manifest
+                .credential
+                .as_ref()
+                .is_some_and(|c| c.issuers.contains(issuer))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The current manifest.
     pub fn current(&self, id: &str) -> Result<Stored> {
         self.db.read(|c| load_current(c, id))

@@ -2,8 +2,10 @@
 //! one version of a collective's manifest, and when it last checked in. Only
 //! wallets that consented to the current version are sampled.
 
+use c2ssi_credentials::{Credential, Did};
 use c2ssi_protocol::{
-    CheckIn, Message, PublicKey, Purpose, Signed, Subscription, Unsubscription, now_ms,
+    CheckIn, CredentialRequirement, Message, PublicKey, Purpose, Signed, Subscription,
+    Unsubscription, now_ms,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -11,6 +13,70 @@ use crate::database::Database;
 use crate::distributor;
 use crate::error::{BrokerError, Result};
 use crate::nonces;
+use crate::status_lists;
+
+/// The most credentials one subscription may present.
+const MAX_PRESENTED: usize = 4;
+
+/// The presented credential that meets `requirement` for `wallet` at `now`:
+/// its issuer's proof verifies, it has the type, one of the named issuers
+/// issued it, it is about this wallet's `did:key`, and it is valid now.
+/// Revocation is checked apart, in the transaction.
+fn admitting_credential(
+    requirement: &CredentialRequirement,
+    presented: &[serde_json::Value],
+    wallet: &PublicKey,
+    now: u64,
+) -> Result<Credential> {
+    if presented.is_empty() {
+        return Err(BrokerError::Forbidden(format!(
+            "this collective requires {requirement}; the subscription presents none"
+        )));
+    }
+    if presented.len() > MAX_PRESENTED {
+        return Err(BrokerError::Invalid(format!(
+            "a subscription presents at most {MAX_PRESENTED} credentials"
+        )));
+    }
+    let did = Did::from_ed25519(wallet.0);
+    let mut reasons = Vec::new();
+    for json in presented {
+        let c = match Credential::verify(json.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                reasons.push(e.to_string());
+                continue;
+            }
+        };
+        if !c.has_type(&requirement.credential_type) {
+            reasons.push(format!(
+                "{} is not a {}",
+                c.id(),
+                requirement.credential_type
+            ));
+        } else if !requirement.issuers.contains(c.issuer()) {
+            reasons.push(format!(
+                "{} is issued by {}, not a named issuer",
+                c.id(),
+                c.issuer()
+            ));
+        } else if c.subject() != &did {
+            reasons.push(format!(
+                "{} is about {}, not this wallet ({did})",
+                c.id(),
+                c.subject()
+            ));
+        } else if let Err(e) = c.check_time(now) {
+            reasons.push(format!("{}: {e}", c.id()));
+        } else {
+            return Ok(c);
+        }
+    }
+    Err(BrokerError::Forbidden(format!(
+        "this collective requires {requirement}; none presented is accepted: {}",
+        reasons.join("; ")
+    )))
+}
 
 /// The subscription store.
 #[derive(Clone, Debug)]
@@ -36,10 +102,15 @@ impl Subscriptions {
     /// Records a wallet's signed consent to the manifest whose digest is
     /// `current_digest` (the collective's current version); a wallet that
     /// consented to an earlier version consents again this way.
+    ///
+    /// When `requirement` is given, the subscription must present a credential
+    /// that meets it and is not revoked; one subscription per credential
+    /// subject and per credential is admitted (a unique index says so).
     pub fn subscribe(
         &self,
         id: &str,
         current_digest: &str,
+        requirement: Option<&CredentialRequirement>,
         request: &Signed<Subscription>,
     ) -> Result<()> {
         let body = request.open(None, Purpose::Subscription, now_ms())?;
@@ -59,19 +130,53 @@ impl Subscriptions {
         if body.consent.len() > 10_000 {
             return Err(BrokerError::Invalid("the consent text is too long".into()));
         }
+        let credential = requirement
+            .map(|r| admitting_credential(r, &body.credentials, &body.wallet, now_ms()))
+            .transpose()?;
         self.db.write(|tx| {
+            if let Some(c) = &credential {
+                status_lists::check_in(tx, c)?;
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT wallet FROM subscriptions WHERE collective_id = ?1
+                         AND (credential_subject = ?2 OR credential_id = ?3)",
+                        params![id, c.subject().as_str(), c.id()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if holder.is_some_and(|w| w != body.wallet.to_hex()) {
+                    return Err(BrokerError::Conflict(
+                        "this credential already admitted another subscription to this                          collective: one per credential subject"
+                            .into(),
+                    ));
+                }
+            }
             nonces::remember_in(tx, &request.signer, body.header())?;
+            let status = credential.as_ref().and_then(|c| c.status());
             tx.execute(
-                "INSERT INTO subscriptions (collective_id, wallet, manifest_digest, contract, subscribed_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO subscriptions (collective_id, wallet, manifest_digest, contract, subscribed_ms,
+                     credential_id, credential_subject, credential_issuer, credential_valid_until_ms,
+                     status_list, status_index)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (collective_id, wallet)
-                 DO UPDATE SET manifest_digest = ?3, contract = ?4, subscribed_ms = ?5",
+                 DO UPDATE SET manifest_digest = ?3, contract = ?4, subscribed_ms = ?5,
+                     credential_id = ?6, credential_subject = ?7, credential_issuer = ?8,
+                     credential_valid_until_ms = ?9, status_list = ?10, status_index = ?11",
                 params![
                     id,
                     body.wallet.to_hex(),
                     body.manifest_digest,
                     serde_json::to_string(request)?,
-                    now_ms() as i64
+                    now_ms() as i64,
+                    credential.as_ref().map(|c| c.id().to_string()),
+                    credential.as_ref().map(|c| c.subject().to_string()),
+                    credential.as_ref().map(|c| c.issuer().to_string()),
+                    credential
+                        .as_ref()
+                        .and_then(|c| c.valid_until_ms())
+                        .map(|t| t as i64),
+                    status.map(|s| s.list.clone()),
+                    status.map(|s| s.index as i64),
                 ],
             )?;
             Ok(())
@@ -113,8 +218,22 @@ impl Subscriptions {
                 "a check-in must be signed by the wallet".into(),
             ));
         }
-        self.db.write(|tx| {
+        let expired = self.db.write(|tx| {
             nonces::remember_in(tx, &request.signer, body.header())?;
+            let until: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT credential_valid_until_ms FROM subscriptions
+                     WHERE collective_id = ?1 AND wallet = ?2",
+                    params![id, body.wallet.to_hex()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(Some(until)) = until
+                && until as u64 <= now_ms()
+            {
+                status_lists::end_in(tx, id, &body.wallet)?;
+                return Ok(true);
+            }
             let touched = tx.execute(
                 "UPDATE subscriptions SET last_checkin_ms = ?3 WHERE collective_id = ?1 AND wallet = ?2",
                 params![id, body.wallet.to_hex(), now_ms() as i64],
@@ -125,8 +244,15 @@ impl Subscriptions {
                     body.wallet.short()
                 )));
             }
-            Ok(())
+            Ok(false)
         })?;
+        if expired {
+            return Err(BrokerError::Forbidden(format!(
+                "the credential that admitted wallet {} to '{id}' expired: the subscription \
+                 ended; subscribe again with a valid one",
+                body.wallet.short()
+            )));
+        }
         Ok(body)
     }
 
@@ -136,11 +262,13 @@ impl Subscriptions {
             let mut stmt = c.prepare(
                 "SELECT wallet FROM subscriptions
                  WHERE collective_id = ?1 AND manifest_digest = ?2 AND last_checkin_ms >= ?3
+                   AND (credential_valid_until_ms IS NULL OR credential_valid_until_ms > ?4)
                  ORDER BY wallet",
             )?;
-            let rows = stmt.query_map(params![id, digest, since_ms as i64], |r| {
-                r.get::<_, String>(0)
-            })?;
+            let rows = stmt
+                .query_map(params![id, digest, since_ms as i64, now_ms() as i64], |r| {
+                    r.get::<_, String>(0)
+                })?;
             let mut out = Vec::new();
             for row in rows {
                 out.push(PublicKey::from_hex(&row?)?);

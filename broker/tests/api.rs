@@ -127,6 +127,7 @@ fn manifest(key: &SigningKey, broker: &Broker, version: u64, terms: PrivacyTerms
         broker_key: keys.broker_key,
         aggregator_key: keys.aggregator.public_key,
         aggregator_recipient: keys.aggregator.recipient,
+        credential: None,
     }
 }
 
@@ -338,6 +339,7 @@ async fn no_route_says_who_subscribed() {
             wallet: wallet.public_key(),
             manifest_digest: digest,
             consent: "yes".into(),
+            credentials: Vec::new(),
         },
         &wallet,
     )
@@ -368,4 +370,225 @@ async fn no_route_says_who_subscribed() {
             "{path} names the wallet: {body}"
         );
     }
+}
+
+/// An issuer for the Sybil tests: its key and its DID.
+struct Issuer {
+    key: SigningKey,
+    did: c2ssi_credentials::Did,
+}
+
+impl Issuer {
+    fn new() -> Issuer {
+        let key = SigningKey::generate().expect("a key");
+        let did = c2ssi_credentials::Did::from_ed25519(key.public_key().0);
+        Issuer { key, did }
+    }
+
+    /// A `UniquePersonCredential` about `wallet`, valid from an hour ago
+    /// until `until_ms`, with revocation bit `index` in list `urn:list`.
+    fn issue(&self, wallet: &SigningKey, until_ms: u64, index: u64) -> Value {
+        let now = c2ssi_protocol::now_ms();
+        c2ssi_credentials::issue(
+            &c2ssi_credentials::Issuance {
+                issuer: &self.did,
+                subject: &c2ssi_credentials::Did::from_ed25519(wallet.public_key().0),
+                credential_type: "UniquePersonCredential",
+                valid_from_ms: now - 3_600_000,
+                valid_until_ms: Some(until_ms),
+                status: Some(c2ssi_credentials::StatusEntry {
+                    list: "urn:list".into(),
+                    index,
+                }),
+            },
+            &|m| self.key.sign_bytes(m),
+        )
+        .expect("issued")
+    }
+
+    fn status_list(&self, revoked: &[u64]) -> Value {
+        c2ssi_credentials::issue_list(
+            "urn:list",
+            &self.did,
+            c2ssi_credentials::MIN_BITS,
+            revoked,
+            c2ssi_protocol::now_ms(),
+            &|m| self.key.sign_bytes(m),
+        )
+        .expect("a list")
+    }
+}
+
+fn subscription(id: &str, digest: &str, wallet: &SigningKey, credentials: Vec<Value>) -> Vec<u8> {
+    json(
+        &Signed::sign(
+            &Subscription {
+                header: Header::new(Purpose::Subscription, id, 60_000),
+                wallet: wallet.public_key(),
+                manifest_digest: digest.to_string(),
+                consent: "yes".into(),
+                credentials,
+            },
+            wallet,
+        )
+        .expect("signed"),
+    )
+}
+
+#[tokio::test]
+async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let issuer = Issuer::new();
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = Manifest {
+        credential: Some(c2ssi_protocol::CredentialRequirement {
+            credential_type: "UniquePersonCredential".into(),
+            issuers: vec![issuer.did.clone()],
+        }),
+        ..manifest(&key, &broker, 1, privacy::default_terms())
+    };
+    let (status, outcome) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    let digest = outcome["digest"].as_str().expect("a digest").to_string();
+    let path = format!("/collectives/{id}/subscriptions");
+    let subscribers = |router: axum::Router| {
+        let id = id.clone();
+        async move {
+            let (_, summary) =
+                call(&router, "GET", &format!("/collectives/{id}"), Vec::new()).await;
+            summary["subscribers"].as_u64().expect("a count")
+        }
+    };
+
+    // 1,000 fresh keys without a credential: every one refused.
+    let mut refused = 0;
+    for _ in 0..1_000 {
+        let sybil = SigningKey::generate().expect("a key");
+        let (status, body) = call(
+            &router,
+            "POST",
+            &path,
+            subscription(&id, &digest, &sybil, vec![]),
+        )
+        .await;
+        if status == StatusCode::FORBIDDEN && error_code(&body) == "forbidden" {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1_000);
+    assert_eq!(subscribers(router.clone()).await, 0);
+
+    // One person's credential, about wallet `person`.
+    let person = SigningKey::generate().expect("a key");
+    let in_a_year = c2ssi_protocol::now_ms() + 365 * 86_400_000;
+    let credential = issuer.issue(&person, in_a_year, 17);
+    // Before its issuer published a status list, the broker cannot tell
+    // whether it was revoked: refused (fail closed).
+    let (status, body) = call(
+        &router,
+        "POST",
+        &path,
+        subscription(&id, &digest, &person, vec![credential.clone()]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/status-lists",
+        json(&issuer.status_list(&[])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 300 Sybil keys present it: it is about another DID, so none is admitted.
+    let mut admitted = 0;
+    for _ in 0..300 {
+        let sybil = SigningKey::generate().expect("a key");
+        let (status, _) = call(
+            &router,
+            "POST",
+            &path,
+            subscription(&id, &digest, &sybil, vec![credential.clone()]),
+        )
+        .await;
+        if status.is_success() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 0);
+    // Its subject subscribes, once; consenting again keeps one subscription.
+    for _ in 0..2 {
+        let (status, body) = call(
+            &router,
+            "POST",
+            &path,
+            subscription(&id, &digest, &person, vec![credential.clone()]),
+        )
+        .await;
+        assert!(status.is_success(), "{body}");
+    }
+    assert_eq!(subscribers(router.clone()).await, 1);
+
+    // A credential from an issuer the manifest does not name, an expired
+    // one, and a forged one (subject changed) are refused.
+    let stranger = Issuer::new();
+    let other = SigningKey::generate().expect("a key");
+    let expired = issuer.issue(&other, c2ssi_protocol::now_ms() - 1_000, 18);
+    let mut forged = issuer.issue(&person, in_a_year, 19);
+    forged["credentialSubject"]["id"] = c2ssi_credentials::Did::from_ed25519(other.public_key().0)
+        .as_str()
+        .into();
+    for (what, credential) in [
+        ("unnamed issuer", stranger.issue(&other, in_a_year, 1)),
+        ("expired", expired),
+        ("forged", forged),
+    ] {
+        let (status, body) = call(
+            &router,
+            "POST",
+            &path,
+            subscription(&id, &digest, &other, vec![credential]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {body}");
+    }
+    // A status list from an issuer no collective names is not kept.
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/status-lists",
+        json(&stranger.status_list(&[])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The issuer revokes it: the subscription ends, and cannot start again.
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/status-lists",
+        json(&issuer.status_list(&[17])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ended_subscriptions"], 1);
+    assert_eq!(subscribers(router.clone()).await, 0);
+    let (status, body) = call(
+        &router,
+        "POST",
+        &path,
+        subscription(&id, &digest, &person, vec![credential]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("revoked"), "{body}");
 }

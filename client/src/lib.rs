@@ -278,7 +278,14 @@ impl Client {
         self.get(&Client::collective(id, "/ledger/balance"))
     }
 
-    /// Subscribes.
+    /// Pushes an issuer's signed status list; returns how many subscriptions
+    /// it ended.
+    pub fn put_status_list(&self, list: &serde_json::Value) -> Result<u64, ClientError> {
+        let answer: serde_json::Value = self.post("/status-lists", list)?;
+        Ok(answer["ended_subscriptions"].as_u64().unwrap_or(0))
+    }
+
+    /// Subscribes a wallet.
     pub fn subscribe(
         &self,
         id: &str,

@@ -162,6 +162,7 @@ pub fn build(
         broker_key: keys.broker_key,
         aggregator_key: keys.aggregator.public_key,
         aggregator_recipient: keys.aggregator.recipient.clone(),
+        credential: None,
     };
     manifest.check().map_err(anyhow::Error::msg)?;
     Ok(manifest)

@@ -35,8 +35,8 @@ pub use ledger::{
     verify_chain,
 };
 pub use manifest::{
-    AllowedAlgorithm, Change, DataRequirements, Manifest, TableRequirement, check_requirement,
-    collective_id, open_manifest,
+    AllowedAlgorithm, Change, CredentialRequirement, DataRequirements, Manifest, TableRequirement,
+    check_requirement, collective_id, open_manifest,
 };
 pub use privacy::{MetricBound, PrivacyTerms};
 pub use rounds::{

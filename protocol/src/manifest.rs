@@ -95,6 +95,32 @@ pub struct AllowedAlgorithm {
     pub version: String,
 }
 
+/// The credential a collective requires of every subscriber, against Sybils:
+/// a verifiable credential of `credential_type` issued by one of `issuers`
+/// to the wallet's own `did:key`. The broker then admits one subscription
+/// per credential subject, and ends it when the credential expires or its
+/// issuer revokes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequirement {
+    /// The credential type (`UniquePersonCredential`).
+    pub credential_type: String,
+    /// The issuers whose credentials count.
+    pub issuers: Vec<c2ssi_credentials::Did>,
+}
+
+impl std::fmt::Display for CredentialRequirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let issuers: Vec<&str> = self.issuers.iter().map(|d| d.as_str()).collect();
+        write!(
+            f,
+            "a {} credential issued by {}",
+            self.credential_type,
+            issuers.join(" or ")
+        )
+    }
+}
+
 /// A collective's manifest, signed by the collective's key: what it asks
 /// for, what it pays, the privacy it promises, and who holds which key.
 /// Every version needs each subscriber's consent again.
@@ -126,6 +152,11 @@ pub struct Manifest {
     pub aggregator_key: PublicKey,
     /// The age X25519 recipient updates are sealed to.
     pub aggregator_recipient: String,
+    /// The credential every subscriber must present, if any. Without one,
+    /// any key may subscribe: the manifest says so and `collective create`
+    /// warns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialRequirement>,
 }
 
 impl Message for Manifest {
@@ -172,6 +203,13 @@ pub enum Change {
     Broker,
     /// Another aggregator.
     Aggregator,
+    /// The credential subscribers must present.
+    Credential {
+        /// Before.
+        from: Option<CredentialRequirement>,
+        /// After.
+        to: Option<CredentialRequirement>,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -207,6 +245,18 @@ impl std::fmt::Display for Change {
             }
             Change::Broker => f.write_str("another broker distributes tasks and keeps the ledger"),
             Change::Aggregator => f.write_str("another aggregator receives the updates"),
+            Change::Credential { from, to } => {
+                let text = |c: &Option<CredentialRequirement>| {
+                    c.as_ref()
+                        .map_or_else(|| "no credential".to_string(), |c| c.to_string())
+                };
+                write!(
+                    f,
+                    "credential required of subscribers: from {} to {}",
+                    text(from),
+                    text(to)
+                )
+            }
         }
     }
 }
@@ -291,6 +341,24 @@ impl Manifest {
         self.aggregator_recipient
             .parse::<age::x25519::Recipient>()
             .map_err(|e| format!("the aggregator recipient is not an age recipient: {e}"))?;
+        if let Some(c) = &self.credential {
+            let t = &c.credential_type;
+            if t.is_empty()
+                || t.len() > MAX_NAME
+                || !t
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch))
+            {
+                return Err(format!(
+                    "the required credential type must be 1 to {MAX_NAME} letters, digits,                      '_', '-' or '.'"
+                ));
+            }
+            if c.issuers.is_empty() || c.issuers.len() > MAX_ENTRIES {
+                return Err(format!(
+                    "a required credential names 1 to {MAX_ENTRIES} issuers"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -338,6 +406,12 @@ impl Manifest {
             || self.aggregator_recipient != newer.aggregator_recipient
         {
             out.push(Change::Aggregator);
+        }
+        if self.credential != newer.credential {
+            out.push(Change::Credential {
+                from: self.credential.clone(),
+                to: newer.credential.clone(),
+            });
         }
         out
     }
@@ -566,6 +640,7 @@ mod tests {
             broker_key: other,
             aggregator_key: other,
             aggregator_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            credential: None,
         }
     }
 
@@ -592,6 +667,7 @@ mod tests {
             },
             Manifest {
                 aggregator_recipient: "age1nonsense".into(),
+                credential: None,
                 ..m.clone()
             },
             Manifest {

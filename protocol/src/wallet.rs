@@ -20,6 +20,12 @@ pub struct Subscription {
     pub manifest_digest: String,
     /// The terms in words, as shown to the person.
     pub consent: String,
+    /// The verifiable credentials presented, as issued (JSON objects), when
+    /// the manifest requires one. Each is about this wallet's `did:key`; the
+    /// wallet's signature over the subscription (fresh header, nonce) proves
+    /// it holds that key, so the subscription is the presentation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<serde_json::Value>,
 }
 
 /// A wallet withdrawing.

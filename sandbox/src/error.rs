@@ -33,6 +33,30 @@ pub enum LoadError {
     /// Does not export the `c2ssi:algorithm` world.
     #[error("the component does not export the c2ssi:algorithm world: {0}")]
     NotAnAlgorithm(String),
+    /// Its shape is past a limit checked before compiling (functions, body
+    /// size, locals, branch tables, nesting, segments, types, modules).
+    #[error(transparent)]
+    Shape(#[from] crate::shape::ShapeExceeded),
+    /// Compiling it took more CPU time than the compile budget.
+    #[error(
+        "compiling the component took more than {limit:?} of CPU time, the limit; it is refused"
+    )]
+    CompileTime {
+        /// The compile CPU-time budget.
+        limit: Duration,
+    },
+    /// Compiling it needed more memory than the compile memory limit.
+    #[error(
+        "compiling the component needed more than {limit} bytes of memory, the limit; it is refused"
+    )]
+    CompileMemory {
+        /// The compile memory limit, in bytes.
+        limit: u64,
+    },
+    /// The compile child failed for a reason of its own (could not start,
+    /// crashed).
+    #[error("the compiler process failed: {0}")]
+    Compiler(String),
     /// The engine could not be set up.
     #[error("the sandbox engine could not start: {0}")]
     Engine(String),

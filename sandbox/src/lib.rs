@@ -10,13 +10,15 @@
 //! task cost (fuel, time, peak memory) and printed. A trap, a panic or a limit
 //! ends that task only; the host and later tasks go on.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod bindings;
+mod compile;
 mod error;
 pub mod imports;
 mod limits;
 mod output;
+mod shape;
 mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,15 +29,15 @@ use std::time::{Duration, Instant};
 
 use c2ssi_guest_sdk::{AlgorithmInfo, ColumnSpec, Metric, Param, Table};
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-};
+use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use self::compile::{CHILD_ARG, Compiler, compile_child_hook};
 pub use self::error::{LoadError, TaskError};
 pub use self::limits::SandboxLimits;
 pub use self::output::Captured;
+pub use self::shape::{Shape, ShapeExceeded, ShapeLimits};
 pub use self::validate::{
     CheckedUpdate, MAX_DEFAULT_BYTES, MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_PARAMS,
     check_info, check_metrics, check_update, check_vector,
@@ -54,6 +56,15 @@ pub fn sha256(bytes: &[u8]) -> Sha256 {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// What `bytes` has of each thing the shape check counts, without limits:
+/// for reports and for choosing limits.
+pub fn component_shape(bytes: &[u8]) -> Result<Shape, LoadError> {
+    shape::check(bytes, &ShapeLimits::unlimited()).map_err(|e| match e {
+        shape::ShapeError::Exceeded(exceeded) => LoadError::Shape(exceeded),
+        shape::ShapeError::Malformed(message) => LoadError::Invalid(message),
+    })
 }
 
 /// How often the deadline clock ticks.
@@ -267,6 +278,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<TaskState>,
     limits: SandboxLimits,
+    compiler: Compiler,
     cache: Mutex<ComponentCache>,
     _ticker: EpochTicker,
 }
@@ -275,21 +287,23 @@ impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("limits", &self.limits)
+            .field("compiler", &self.compiler)
             .finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
-    /// A sandbox with these limits.
+    /// A sandbox with these limits, compiling where [`Compiler::detect`] says:
+    /// in a child process under the compile budget in every binary that calls
+    /// [`compile_child_hook`].
     pub fn new(limits: SandboxLimits) -> Result<Sandbox, LoadError> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(limits.max_wasm_stack)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&limits)));
+        Sandbox::with_compiler(limits, Compiler::detect())
+    }
+
+    /// A sandbox with these limits that compiles with `compiler`.
+    pub fn with_compiler(limits: SandboxLimits, compiler: Compiler) -> Result<Sandbox, LoadError> {
+        let mut config = compile::base_config(&limits);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&limits)));
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         link_allowed_interfaces(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;
@@ -298,6 +312,7 @@ impl Sandbox {
             engine,
             linker,
             limits,
+            compiler,
             cache: Mutex::new(ComponentCache::default()),
             _ticker: ticker,
         })
@@ -306,6 +321,11 @@ impl Sandbox {
     /// The limits every task runs under.
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
+    }
+
+    /// Where components are compiled.
+    pub fn compiler(&self) -> &Compiler {
+        &self.compiler
     }
 
     /// Checks, compiles and pre-instantiates a component, or returns the cached
@@ -331,6 +351,7 @@ impl Sandbox {
     }
 
     fn compile(&self, bytes: &[u8], digest: Sha256) -> Result<LoadedComponent, LoadError> {
+        let start = Instant::now();
         const MAGIC: &[u8] = b"\0asm";
         if bytes.len() < 8 || &bytes[..4] != MAGIC {
             return Err(LoadError::Invalid(
@@ -344,8 +365,18 @@ impl Sandbox {
                     .into(),
             ));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        shape::check(bytes, &self.limits.shape).map_err(|e| match e {
+            shape::ShapeError::Exceeded(exceeded) => LoadError::Shape(exceeded),
+            shape::ShapeError::Malformed(message) => LoadError::Invalid(message),
+        })?;
+        let component = match &self.compiler {
+            Compiler::InProcess => Component::new(&self.engine, bytes)
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
+            Compiler::Subprocess(program) => {
+                let artifact = compile::in_child(program, bytes, &self.limits, start)?;
+                self.load_artifact(&artifact)?
+            }
+        };
         let ty = component.component_type();
         let forbidden = imports::forbidden(ty.imports(&self.engine).map(|(name, _)| name));
         if !forbidden.is_empty() {
@@ -362,6 +393,21 @@ impl Sandbox {
             sha256: digest,
             size: bytes.len(),
         })
+    }
+
+    /// Loads what the compile child wrote.
+    #[expect(
+        unsafe_code,
+        reason = "wasmtime trusts a serialized artifact to be its own output: this one is, \
+                  written by this binary's compile child from the bytes just checked, read \
+                  back through a pipe only the two processes hold; wasmtime still checks \
+                  that engine version and configuration match"
+    )]
+    fn load_artifact(&self, artifact: &[u8]) -> Result<Component, LoadError> {
+        // SAFETY: see the reason above; the artifact never leaves memory and
+        // comes from no one but our own child process.
+        unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(|e| LoadError::Compiler(format!("loading the compiled artifact: {e:#}")))
     }
 
     /// Runs `call` on a fresh instance under the limits.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::shape::ShapeLimits;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 /// Limits of one task. The defaults suit a phone-sized wallet: a second or so
@@ -29,6 +30,16 @@ pub struct SandboxLimits {
     pub max_metric_name_bytes: usize,
     /// Largest component accepted, in bytes.
     pub max_component_bytes: usize,
+    /// Bounds on the component's shape, checked before compiling.
+    pub shape: ShapeLimits,
+    /// Most CPU time a component may take to compile (in a child process,
+    /// whole seconds, at least one). CPU time, not wall-clock time, so that
+    /// a busy machine does not refuse an honest algorithm; a wall-clock
+    /// backstop of four times as long plus two seconds stops a child that is
+    /// starved or stuck.
+    pub compile_cpu_time: Duration,
+    /// Most address space the compile child may map, in bytes.
+    pub compile_memory_bytes: u64,
 }
 
 impl Default for SandboxLimits {
@@ -43,6 +54,9 @@ impl Default for SandboxLimits {
             max_metrics: 32,
             max_metric_name_bytes: 64,
             max_component_bytes: 32 << 20,
+            shape: ShapeLimits::default(),
+            compile_cpu_time: Duration::from_secs(5),
+            compile_memory_bytes: 512 << 20,
         }
     }
 }

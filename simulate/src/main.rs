@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A compile child compiles one component under its budget and exits here.
+    c2ssi_sandbox::compile_child_hook();
     let args = cli::SimulateArgs::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIMULATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -577,6 +577,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
             wallet: Signer::public_key(wallet.keys()),
             manifest_digest: digest.clone(),
             consent: "simulated consent".into(),
+            credentials: Vec::new(),
         };
         broker.subscribe(&id, &Signed::sign(&subscription, wallet.keys())?)?;
         wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {

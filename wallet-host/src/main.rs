@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A compile child compiles one component under its budget and exits here.
+    c2ssi_sandbox::compile_child_hook();
     let args = cli::Cli::parse();
     cli::init_logging(args.global.verbose);
     match cli::run(args) {

@@ -79,7 +79,7 @@ fn infinite_loop_is_stopped_by_the_deadline_when_fuel_is_ample() {
         deadline: Duration::from_millis(200),
         ..Default::default()
     };
-    let sandbox = Sandbox::new(limits).expect("sandbox");
+    let sandbox = sandbox_with(limits);
     let start = Instant::now();
     let err = train_hostile(&sandbox, test_guest_artifacts::INFINITE_LOOP)
         .result

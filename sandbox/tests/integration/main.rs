@@ -4,4 +4,6 @@
 mod support;
 
 mod algorithms;
+mod bomb_builders;
+mod compile_bombs;
 mod hostile;

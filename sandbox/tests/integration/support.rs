@@ -3,10 +3,22 @@
 use std::sync::Arc;
 
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Param, ParamValue, Table};
-use c2ssi_sandbox::{LoadedComponent, Sandbox, SandboxLimits};
+use c2ssi_sandbox::{Compiler, LoadedComponent, Sandbox, SandboxLimits};
 
+/// A sandbox with the default limits that compiles as the binaries do: in a
+/// compile child under the compile budget.
 pub(crate) fn sandbox() -> Sandbox {
-    Sandbox::new(SandboxLimits::default()).expect("sandbox starts")
+    sandbox_with(SandboxLimits::default())
+}
+
+/// A sandbox with `limits`, compiling in a compile child.
+pub(crate) fn sandbox_with(limits: SandboxLimits) -> Sandbox {
+    Sandbox::with_compiler(limits, compile_child()).expect("sandbox starts")
+}
+
+/// The sandbox's own compile-child binary.
+pub(crate) fn compile_child() -> Compiler {
+    Compiler::Subprocess(env!("CARGO_BIN_EXE_c2ssi-compile-child").into())
 }
 
 pub(crate) fn load(sandbox: &Sandbox, path: &str) -> Arc<LoadedComponent> {

@@ -383,6 +383,7 @@ mod tests {
             broker_key: key,
             aggregator_key: key,
             aggregator_recipient: String::new(),
+            credential: None,
         }
     }
 }

@@ -84,6 +84,14 @@ pub fn describe(m: &Manifest) -> String {
         s.push_str(line);
         s.push('\n');
     }
+    match &m.credential {
+        Some(c) => s.push_str(&format!(
+            "identity     subscribers present {c}: one subscription per person it vouches for\n"
+        )),
+        None => s.push_str(
+            "identity     no credential required: anyone may subscribe, with any number of keys\n",
+        ),
+    }
     s.push_str("needs\n");
     for t in &m.requirements.tables {
         s.push_str(&format!(

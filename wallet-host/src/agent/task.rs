@@ -462,6 +462,7 @@ mod tests {
             broker_key: broker.public_key(),
             aggregator_key: broker.public_key(),
             aggregator_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            credential: None,
         };
         let signed = Signed::sign(&manifest, &collective).unwrap();
         World {

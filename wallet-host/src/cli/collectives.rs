@@ -19,6 +19,7 @@ use wallet_host::agent::{
     AccessLog, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE, SubscriptionRecord,
     Subscriptions, check_receipt,
 };
+use wallet_host::credentials;
 use wallet_host::store::Wallet;
 
 use super::GlobalArgs;
@@ -160,11 +161,30 @@ fn consent_to(
     signed: &Signed<Manifest>,
     consent: String,
 ) -> anyhow::Result<()> {
+    let manifest = open_manifest(signed, id)?;
+    let presented = match &manifest.credential {
+        None => Vec::new(),
+        Some(requirement) => {
+            let store: credentials::Credentials =
+                wallet.read_document(credentials::CREDENTIALS_FILE)?;
+            let Some(c) = credentials::matching(&store, requirement, now_ms())
+                .into_iter()
+                .next()
+            else {
+                bail!(
+                    "collective {id} requires {requirement} about this wallet ({}); this wallet                      holds none that is valid now. Ask the issuer for one, import it with                      `wallet credential import FILE`, and subscribe again (nothing was consented to)",
+                    credentials::did(wallet)
+                );
+            };
+            vec![c.json().clone()]
+        }
+    };
     let subscription = Subscription {
         header: Header::new(Purpose::Subscription, id, 10 * 60 * 1000),
         wallet: Signer::public_key(wallet.keys()),
         manifest_digest: hex::encode(signed.digest()),
         consent,
+        credentials: presented,
     };
     let request = Signed::sign(&subscription, wallet.keys())?;
     Client::new(url)

@@ -85,6 +85,10 @@ pub(crate) fn init(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (wallet, new_identity) = unlock::create(g)?;
     println!("created a wallet in {}", wallet.dir().display());
     println!("wallet id {}", wallet.id());
+    println!(
+        "wallet DID {} (what a credential issuer asks for)",
+        wallet_host::credentials::did(&wallet)
+    );
     if let Some(path) = new_identity {
         println!(
             "wrote a new identity to {}: it unlocks the wallet, keep it secret",

@@ -2,6 +2,7 @@
 //! of commands.
 
 mod collectives;
+mod credentials;
 mod data;
 mod privacy;
 mod run;
@@ -61,6 +62,8 @@ enum Command {
     Export(data::ExportArgs),
     /// Run an algorithm on a table locally and show the update that would leave the wallet
     Run(run::RunArgs),
+    /// Verifiable credentials that vouch for this wallet: import, list, show, remove
+    Credential(credentials::CredentialArgs),
     /// Subscribe to a compute collective: see its terms, check your data, consent
     Subscribe(collectives::SubscribeArgs),
     /// List the collectives this wallet is subscribed to, and changes waiting for consent
@@ -107,6 +110,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => data::remove(g, args),
         Command::Export(args) => data::export(g, args),
         Command::Run(args) => run::run(g, args),
+        Command::Credential(args) => credentials::credential(g, args),
         Command::Subscribe(args) => collectives::subscribe(g, args),
         Command::Subscriptions => collectives::subscriptions(g),
         Command::Consent(args) => collectives::consent(g, args),
