@@ -137,7 +137,7 @@ impl UpdatePayload {
         let mut plaintext = Vec::new();
         reader
             .by_ref()
-            .take(max_bytes as u64 + 1)
+            .take(u64::try_from(max_bytes).map_or(u64::MAX, |m| m.saturating_add(1)))
             .read_to_end(&mut plaintext)
             .map_err(|e| {
                 ProtocolError::Crypto(format!("the sealed update does not authenticate: {e}"))
@@ -172,5 +172,22 @@ mod tests {
         let last = tampered.len() - 3;
         tampered[last] ^= 1;
         assert!(UpdatePayload::unseal(&BASE64.encode(tampered), &aggregator, 1 << 20).is_err());
+    }
+
+    /// Found by fuzzing: a limit of `usize::MAX` (no limit) overflowed
+    /// `max_bytes + 1` and panicked instead of opening the update.
+    #[test]
+    fn no_limit_on_the_size_opens_the_update() {
+        let payload = UpdatePayload {
+            outcome: Outcome::Failed,
+            delta: Vec::new(),
+            metrics: Vec::new(),
+        };
+        let aggregator = age::x25519::Identity::generate();
+        let sealed = payload.seal(&aggregator.to_public()).unwrap();
+        assert_eq!(
+            UpdatePayload::unseal(&sealed, &aggregator, usize::MAX).unwrap(),
+            payload
+        );
     }
 }
