@@ -7,6 +7,8 @@
 //! nothing is imported.
 
 mod cells;
+#[cfg(test)]
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 
