@@ -88,3 +88,36 @@ mod tests {
         }
     }
 }
+
+/// Property-based fuzzing of amounts as people type them.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::config;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever parses is the exact decimal typed (checked in `u128`),
+        /// and prints back to itself.
+        #[test]
+        fn amounts_parse_exactly_or_not_at_all(text in prop_oneof![
+            ".*",
+            " *[0-9]{0,22}(\\.[0-9]{0,8})? *",
+            "[0-9.+-e]{0,12}",
+        ]) {
+            match text.parse::<Amount>() {
+                Ok(amount) => {
+                    let (whole, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+                    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().expect("digits") };
+                    let frac: u128 = format!("{frac:0<6}").parse().expect("digits");
+                    prop_assert_eq!(u128::from(amount.0), whole * u128::from(MICROS) + frac);
+                    prop_assert_eq!(amount.to_string().parse::<Amount>(), Ok(amount));
+                }
+                Err(e) => prop_assert!(matches!(e, ProtocolError::Malformed(_)), "{e:?}"),
+            }
+        }
+    }
+}

@@ -340,3 +340,209 @@ mod tests {
         );
     }
 }
+
+/// Property-based fuzzing of ledger verification: a real chain mutated on
+/// the wire and entry by entry, and chains of arbitrary entries signed by
+/// the ledger's own key, checked against a reference sum.
+#[cfg(test)]
+mod fuzz {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
+    use crate::signing::{Signer, SigningKey};
+
+    static KEY: LazyLock<SigningKey> =
+        LazyLock::new(|| SigningKey::generate().expect("the system has randomness"));
+
+    /// `kinds` as a chain of collective `c`, signed by [`KEY`].
+    fn chain(kinds: Vec<EntryKind>) -> Vec<LedgerEntry> {
+        let mut prev = genesis_hash();
+        let mut out = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let seq = i as u64 + 1;
+            let hash = entry_hash(seq, "c", 1000 + seq, &prev, &kind);
+            let signature = hex::encode(KEY.sign_bytes(hash.as_bytes()));
+            out.push(LedgerEntry {
+                seq,
+                collective_id: "c".into(),
+                time_ms: 1000 + seq,
+                prev_hash: prev.clone(),
+                kind,
+                hash: hash.clone(),
+                signature,
+            });
+            prev = hash;
+        }
+        out
+    }
+
+    /// A real ledger with every kind of entry, and its wire form.
+    static LEDGER: LazyLock<(Vec<LedgerEntry>, Vec<u8>)> = LazyLock::new(|| {
+        let entries = chain(vec![
+            EntryKind::Deposit {
+                amount: Amount(100),
+                reference: "n1".into(),
+            },
+            EntryKind::JobStarted {
+                job_id: "j".into(),
+                budget: Amount(50),
+            },
+            EntryKind::Payment {
+                job_id: "j".into(),
+                round: 1,
+                payee_commitment: "ab".repeat(32),
+                amount: Amount(10),
+            },
+            EntryKind::ModelVersion {
+                job_id: "j".into(),
+                round: 1,
+                model_hash: "cd".repeat(32),
+                parent_hash: Some("ef".repeat(32)),
+            },
+            EntryKind::Payment {
+                job_id: "j".into(),
+                round: 2,
+                payee_commitment: "12".repeat(32),
+                amount: Amount(90),
+            },
+            EntryKind::JobEnded {
+                job_id: "j".into(),
+                reason: "completed".into(),
+            },
+        ]);
+        verify_chain(&entries, &KEY.public_key(), "c").expect("the ledger verifies");
+        let wire = serde_json::to_vec(&entries).expect("the ledger serializes");
+        (entries, wire)
+    });
+
+    /// Verifies `entries`; whatever verifies is a prefix of the real ledger.
+    /// The signature is compared as the bytes it decodes to: hex is read in
+    /// either case, so `AB` and `ab` are the same signature (the entry's
+    /// hash, which the chain links by, is compared exactly).
+    fn verifies_only_a_prefix(entries: &[LedgerEntry]) -> Result<(), TestCaseError> {
+        let (original, _) = &*LEDGER;
+        if let Ok(summary) = verify_chain(entries, &KEY.public_key(), "c") {
+            prop_assert!(entries.len() <= original.len());
+            let normalized: Vec<LedgerEntry> = entries
+                .iter()
+                .map(|e| LedgerEntry {
+                    signature: e.signature.to_ascii_lowercase(),
+                    ..e.clone()
+                })
+                .collect();
+            prop_assert_eq!(&normalized[..], &original[..entries.len()]);
+            prop_assert_eq!(summary.entries, entries.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn amount() -> impl Strategy<Value = Amount> {
+        prop_oneof![
+            (0u64..200).prop_map(Amount),
+            any::<u64>().prop_map(Amount),
+            Just(Amount(u64::MAX)),
+        ]
+    }
+
+    fn kind() -> impl Strategy<Value = EntryKind> {
+        prop_oneof![
+            (amount(), ".{0,8}")
+                .prop_map(|(amount, reference)| EntryKind::Deposit { amount, reference }),
+            (".{0,8}", any::<u32>(), ".{0,8}", amount()).prop_map(
+                |(job_id, round, payee_commitment, amount)| EntryKind::Payment {
+                    job_id,
+                    round,
+                    payee_commitment,
+                    amount,
+                }
+            ),
+            (
+                ".{0,8}",
+                any::<u32>(),
+                ".{0,8}",
+                proptest::option::of(".{0,8}")
+            )
+                .prop_map(|(job_id, round, model_hash, parent_hash)| {
+                    EntryKind::ModelVersion {
+                        job_id,
+                        round,
+                        model_hash,
+                        parent_hash,
+                    }
+                }),
+            (".{0,8}", amount())
+                .prop_map(|(job_id, budget)| EntryKind::JobStarted { job_id, budget }),
+            (".{0,8}", ".{0,8}")
+                .prop_map(|(job_id, reason)| EntryKind::JobEnded { job_id, reason }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn a_mutated_ledger_on_the_wire_verifies_only_as_a_prefix(mutations in mutations()) {
+            let bytes = mutate(&LEDGER.1, &mutations);
+            if let Ok(entries) = serde_json::from_slice::<Vec<LedgerEntry>>(&bytes) {
+                verifies_only_a_prefix(&entries)?;
+            }
+        }
+
+        /// Entries edited, removed, duplicated, reordered field by field.
+        #[test]
+        fn a_ledger_mutated_entry_by_entry_verifies_only_as_a_prefix(mutations in json_mutations()) {
+            let value = serde_json::to_value(&LEDGER.0).expect("the ledger serializes");
+            if let Ok(entries) = serde_json::from_value::<Vec<LedgerEntry>>(mutate_json(&value, &mutations)) {
+                verifies_only_a_prefix(&entries)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_is_no_ledger(text in ".*", collective in ".{0,4}") {
+            if let Ok(entries) = serde_json::from_str::<Vec<LedgerEntry>>(&text) {
+                let _ = verify_chain(&entries, &KEY.public_key(), &collective);
+            }
+        }
+
+        /// The ledger's own key signs whatever the broker records: sums
+        /// that overflow or go below zero are refused, and what verifies
+        /// adds up as exact arithmetic says.
+        #[test]
+        fn a_signed_ledger_of_any_entries_adds_up_or_is_refused(
+            kinds in proptest::collection::vec(kind(), 0..12),
+        ) {
+            let entries = chain(kinds);
+            let (mut deposited, mut paid, mut payments, mut versions) = (0u128, 0u128, 0u64, 0u64);
+            let mut valid = true;
+            for e in &entries {
+                match &e.kind {
+                    EntryKind::Deposit { amount, .. } => deposited += u128::from(amount.0),
+                    EntryKind::Payment { amount, .. } => {
+                        paid += u128::from(amount.0);
+                        payments += 1;
+                        valid &= paid <= deposited;
+                    }
+                    EntryKind::ModelVersion { .. } => versions += 1,
+                    EntryKind::JobStarted { .. } | EntryKind::JobEnded { .. } => {}
+                }
+                valid &= deposited <= u128::from(u64::MAX);
+            }
+            match verify_chain(&entries, &KEY.public_key(), "c") {
+                Ok(summary) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(u128::from(summary.deposited.0), deposited);
+                    prop_assert_eq!(u128::from(summary.paid.0), paid);
+                    prop_assert_eq!(u128::from(summary.balance.0), deposited - paid);
+                    prop_assert_eq!((summary.payments, summary.model_versions), (payments, versions));
+                }
+                Err(e) => {
+                    prop_assert!(!valid, "{e}");
+                    prop_assert!(e.reason.contains("overflow") || e.reason.contains("below zero"), "{e}");
+                }
+            }
+        }
+    }
+}

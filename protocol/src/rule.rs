@@ -185,3 +185,28 @@ mod tests {
         );
     }
 }
+
+/// Property-based fuzzing of aggregation rules as operators type them.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::config;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever parses prints to text that parses to the same rule.
+        #[test]
+        fn rules_parse_to_what_they_print(text in prop_oneof![
+            ".*",
+            "(mean|clipped-mean|clip|median|trimmed-mean|multi-krum|krum|centered-clipping)(:[-0-9.e+a-z]{0,8}){0,3}",
+        ]) {
+            if let Ok(rule) = text.parse::<AggregationRule>() {
+                let _ = rule.check();
+                prop_assert_eq!(rule.to_string().parse::<AggregationRule>(), Ok(rule));
+            }
+        }
+    }
+}

@@ -429,6 +429,21 @@ impl<T: Message> Signed<T> {
     }
 }
 
+#[cfg(test)]
+impl<T> Signed<T> {
+    /// `payload` signed as it is, whatever it says: for tests of what a
+    /// receiver does with a validly signed body that is wrong.
+    pub(crate) fn sign_raw(payload: String, purpose: Purpose, signer: &dyn Signer) -> Signed<T> {
+        let signature = signer.sign_bytes(&signing_input(purpose, payload.as_bytes()));
+        Signed {
+            payload,
+            signer: signer.public_key(),
+            signature: hex::encode(signature),
+            body: PhantomData,
+        }
+    }
+}
+
 /// SHA-256 (ring).
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -518,5 +533,200 @@ mod tests {
             canonical_json(&S { zeta: 1, alpha: 2 }).unwrap(),
             r#"{"alpha":2,"zeta":1}"#
         );
+    }
+}
+
+/// Property-based fuzzing of keys and signed messages: arbitrary input, and
+/// mutations of a real signed task (on the wire, field by field, and
+/// re-signed so that the body parser is reached).
+#[cfg(test)]
+mod fuzz {
+    use std::sync::LazyLock;
+
+    use c2ssi_guest_sdk::{Param, ParamValue};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
+    use crate::wallet::Task;
+
+    static KEY: LazyLock<SigningKey> =
+        LazyLock::new(|| SigningKey::generate().expect("the system has randomness"));
+
+    /// A real task, as the broker signs it, and its wire form.
+    static TASK: LazyLock<(Task, Signed<Task>, Vec<u8>)> = LazyLock::new(|| {
+        let task = Task {
+            header: Header::new(Purpose::Task, "c-0123456789abcdef01234567", 3_600_000),
+            job_id: "job-1".into(),
+            round: 3,
+            wallet: KEY.public_key(),
+            manifest_digest: "ab".repeat(32),
+            algorithm_sha256: "cd".repeat(32),
+            table: "health.daily".into(),
+            params: vec![
+                Param::new("learning_rate", ParamValue::Real(0.05)),
+                Param::new(
+                    "features",
+                    ParamValue::TextList(vec!["a".into(), "b".into()]),
+                ),
+                Param::new("epochs", ParamValue::Integer(3)),
+            ],
+            model: vec![0.5, -1.25, 3.0e-7, 0.0],
+            seed: 42,
+            update_url: "http://127.0.0.1:9/update".into(),
+        };
+        let signed = Signed::sign(&task, &*KEY).expect("the task signs");
+        let wire = serde_json::to_vec(&signed).expect("the envelope serializes");
+        (task, signed, wire)
+    });
+
+    /// Opens `signed` every way a receiver does; whatever opens must be the
+    /// original task, byte for byte.
+    fn opens_only_unchanged(signed: &Signed<Task>, now: u64) -> Result<(), TestCaseError> {
+        let (task, original, _) = &*TASK;
+        let key = KEY.public_key();
+        for expected in [None, Some(&key)] {
+            match signed.open_any_time(expected, Purpose::Task) {
+                Ok(body) => {
+                    prop_assert_eq!(&signed.payload, &original.payload);
+                    prop_assert_eq!(signed.signer, key);
+                    prop_assert_eq!(&body, task);
+                }
+                Err(e) => prop_assert!(
+                    matches!(
+                        e,
+                        ProtocolError::BadSignature { .. }
+                            | ProtocolError::WrongSigner { .. }
+                            | ProtocolError::Malformed(_)
+                            | ProtocolError::WrongPurpose { .. }
+                    ),
+                    "{e:?}"
+                ),
+            }
+            if let Ok(body) = signed.open(expected, Purpose::Task, now) {
+                prop_assert_eq!(&body, task);
+                prop_assert!(body.header.expires_at_ms > now);
+            }
+            // A task never opens as anything else.
+            prop_assert!(signed.open_any_time(expected, Purpose::Receipt).is_err());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn public_keys_parse_only_from_64_hex_digits(text in prop_oneof![
+            ".*",
+            "[0-9a-fA-F]{60,68}",
+            " *[0-9a-f]{64} *",
+        ]) {
+            match PublicKey::from_hex(&text) {
+                Ok(key) => prop_assert_eq!(key.to_hex(), text.trim().to_ascii_lowercase()),
+                Err(e) => prop_assert!(matches!(e, ProtocolError::Malformed(_)), "{e:?}"),
+            }
+            // Through serde as well, as keys travel.
+            let _ = serde_json::from_value::<PublicKey>(serde_json::Value::from(text));
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_no_signing_key(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            match SigningKey::from_pkcs8(&bytes) {
+                Ok(key) => prop_assert!(key.public_key().verify(b"m", &key.sign_bytes(b"m"))),
+                Err(e) => prop_assert!(matches!(e, ProtocolError::Crypto(_)), "{e:?}"),
+            }
+        }
+
+        #[test]
+        fn a_mutated_pkcs8_key_is_refused_or_still_a_key(mutations in mutations()) {
+            let bytes = mutate(KEY.pkcs8(), &mutations);
+            match SigningKey::from_pkcs8(&bytes) {
+                // ring checks the public key against the private one, so a
+                // key that loads signs what its public key verifies.
+                Ok(key) => prop_assert!(key.public_key().verify(b"m", &key.sign_bytes(b"m"))),
+                Err(e) => prop_assert!(matches!(e, ProtocolError::Crypto(_)), "{e:?}"),
+            }
+        }
+
+        #[test]
+        fn a_mutated_signed_message_on_the_wire_never_opens_changed(
+            mutations in mutations(),
+            now in any::<u64>(),
+        ) {
+            let bytes = mutate(&TASK.2, &mutations);
+            if let Ok(signed) = serde_json::from_slice::<Signed<Task>>(&bytes) {
+                opens_only_unchanged(&signed, now)?;
+            }
+        }
+
+        #[test]
+        fn a_signed_message_with_mutated_fields_never_opens_changed(
+            payload in mutations(),
+            signature in mutations(),
+            signer in prop_oneof![Just(None), any::<[u8; 32]>().prop_map(Some)],
+            which in 1u8..8,
+        ) {
+            let (_, original, _) = &*TASK;
+            let mut signed = original.clone();
+            if which & 1 != 0 {
+                signed.payload =
+                    String::from_utf8_lossy(&mutate(original.payload.as_bytes(), &payload)).into_owned();
+            }
+            if which & 2 != 0 {
+                signed.signature =
+                    String::from_utf8_lossy(&mutate(original.signature.as_bytes(), &signature)).into_owned();
+            }
+            if which & 4 != 0 && let Some(bytes) = signer {
+                signed.signer = PublicKey(bytes);
+            }
+            opens_only_unchanged(&signed, 0)?;
+        }
+
+        /// A payload signed by a valid key (anyone can sign with their own
+        /// key) reaches the body parser, which answers with a typed error.
+        #[test]
+        fn a_validly_signed_garbage_payload_is_a_typed_error(
+            bytes in mutations(),
+            json in json_mutations(),
+            by_json in any::<bool>(),
+            now in any::<u64>(),
+        ) {
+            let (_, original, _) = &*TASK;
+            let payload = if by_json {
+                let value: serde_json::Value =
+                    serde_json::from_str(&original.payload).expect("the payload is JSON");
+                mutate_json(&value, &json).to_string()
+            } else {
+                String::from_utf8_lossy(&mutate(original.payload.as_bytes(), &bytes)).into_owned()
+            };
+            let signed: Signed<Task> = Signed::sign_raw(payload, Purpose::Task, &*KEY);
+            match signed.open(Some(&KEY.public_key()), Purpose::Task, now) {
+                Ok(task) => {
+                    prop_assert_eq!(task.header.purpose, Purpose::Task);
+                    prop_assert!(task.header.expires_at_ms > now);
+                }
+                Err(e) => prop_assert!(
+                    matches!(
+                        e,
+                        ProtocolError::Malformed(_)
+                            | ProtocolError::WrongPurpose { .. }
+                            | ProtocolError::Expired { .. }
+                    ),
+                    "{e:?}"
+                ),
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_is_no_signed_message(text in ".*", raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            for bytes in [text.as_bytes(), &raw[..]] {
+                if let Ok(signed) = serde_json::from_slice::<Signed<Task>>(bytes) {
+                    prop_assert!(signed.open_any_time(None, Purpose::Task).is_err());
+                }
+            }
+            let signed: Signed<Task> = Signed::sign_raw(text, Purpose::Task, &*KEY);
+            let _ = signed.open(None, Purpose::Task, 0);
+        }
     }
 }

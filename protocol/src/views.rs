@@ -295,3 +295,128 @@ mod tests {
         assert_eq!(JobState::parse("runnin"), None);
     }
 }
+
+/// Property-based fuzzing of what clients decode of the broker's views:
+/// the stored state names, and the JSON of a job's status and of a model
+/// version, arbitrary and mutated.
+#[cfg(test)]
+mod fuzz {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
+
+    /// A real job status and model version, as JSON.
+    static VIEWS: LazyLock<(serde_json::Value, serde_json::Value)> = LazyLock::new(|| {
+        let provenance = Provenance {
+            job_id: "j".into(),
+            round: 2,
+            parent: Some("ab".repeat(32)),
+            algorithm_sha256: "cd".repeat(32),
+            manifest_digest: "ef".repeat(32),
+            updates: 11.5,
+            metrics: vec![Metric::new("mse", 0.25)],
+            noise: None,
+            report: "released".into(),
+            rule: Some(AggregationRule::TrimmedMean { trim: 0.1 }),
+            server_lr: 1.0,
+            momentum: 0.9,
+        };
+        let status = JobStatus {
+            id: "j".into(),
+            collective_id: "c".into(),
+            state: JobState::Running,
+            reason: None,
+            spec: JobSpec {
+                algorithm_sha256: "cd".repeat(32),
+                table: "t".into(),
+                params: Vec::new(),
+                rounds: 3,
+                wallets_per_round: 20,
+                round_deadline_ms: 60_000,
+                rule: AggregationRule::Mean,
+                server_lr: 1.0,
+                momentum: 0.0,
+                budget: Amount(1000),
+                initial_model: Some(vec![0.0, 1.0]),
+            },
+            rounds_done: 1,
+            next_round: 2,
+            spent: Amount(200),
+            model_hash: model_hash(&[0.0, 1.0]),
+            epsilon_spent: Some(0.5),
+            epsilon_bound: Some(2.0),
+            delta: 1e-5,
+            rounds: vec![RoundSummary {
+                round: 1,
+                status: RoundStatus::Released,
+                sampled: 20,
+                updates: Some(12.3),
+                metrics: vec![Metric::new("mse", 0.3)],
+                counts: None,
+                report: "ok".into(),
+                model_hash: Some(model_hash(&[0.0, 1.0])),
+            }],
+        };
+        let version = ModelVersion {
+            hash: model_hash(&[0.0, 1.0]),
+            params: vec![0.0, 1.0],
+            provenance,
+            created_ms: 5,
+        };
+        (
+            serde_json::to_value(&status).expect("the status serializes"),
+            serde_json::to_value(&version).expect("the version serializes"),
+        )
+    });
+
+    fn decode(bytes: &[u8]) {
+        if let Ok(status) = serde_json::from_slice::<JobStatus>(bytes) {
+            let _ = status.state.as_str();
+            let _ = status.spec.rule.check();
+            let _ = status.spec.rule.to_string();
+        }
+        if let Ok(version) = serde_json::from_slice::<ModelVersion>(bytes) {
+            let _ = model_hash(&version.params);
+        }
+        let _ = serde_json::from_slice::<CollectiveSummary>(bytes);
+        let _ = serde_json::from_slice::<ModelSummary>(bytes);
+        let _ = serde_json::from_slice::<SubmissionOutcome>(bytes);
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn state_names_parse_only_to_themselves(text in prop_oneof![
+            ".*",
+            "(running|completed|stopped|budget-exhausted|failed|open|released|nothing-released)",
+        ]) {
+            if let Some(state) = JobState::parse(&text) {
+                prop_assert_eq!(state.as_str(), text.as_str());
+            }
+            if let Some(status) = RoundStatus::parse(&text) {
+                prop_assert_eq!(status.as_str(), text.as_str());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_as_views_or_not_at_all(bytes in proptest::collection::vec(any::<u8>(), 0..300), text in ".*") {
+            decode(&bytes);
+            decode(text.as_bytes());
+        }
+
+        #[test]
+        fn mutated_views_decode_or_not_at_all(
+            bytes in mutations(),
+            json in json_mutations(),
+            which in any::<bool>(),
+        ) {
+            let value = if which { &VIEWS.0 } else { &VIEWS.1 };
+            decode(&mutate(&serde_json::to_vec(value).expect("JSON serializes"), &bytes));
+            decode(&serde_json::to_vec(&mutate_json(value, &json)).expect("JSON serializes"));
+        }
+    }
+}

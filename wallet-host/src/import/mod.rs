@@ -7,6 +7,8 @@
 //! nothing is imported.
 
 mod cells;
+#[cfg(test)]
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 
@@ -102,9 +104,9 @@ enum SchemaFile {
 
 /// Reads and checks a schema file.
 pub fn read_schema(path: &Path) -> Result<Vec<ColumnSpec>, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ImportError::Io {
+    let text = read_text(path, |reason| ImportError::Schema {
         file: path.to_path_buf(),
-        source: e,
+        reason,
     })?;
     let parsed: SchemaFile = serde_json::from_str(&text).map_err(|e| ImportError::Schema {
         file: path.to_path_buf(),
@@ -124,6 +126,24 @@ pub fn read_schema(path: &Path) -> Result<Vec<ColumnSpec>, ImportError> {
 }
 
 pub use c2ssi_guest_sdk::check_schema;
+
+/// Reads a text file: an I/O error if it cannot be read, `not_text` if its
+/// bytes are not UTF-8 (a problem of the data, like any other).
+fn read_text(
+    path: &Path,
+    not_text: impl FnOnce(String) -> ImportError,
+) -> Result<String, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+        file: path.to_path_buf(),
+        source: e,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        not_text(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
 
 /// Reads `path` into a table called `table_name`, typed by `schema` or by
 /// inference.
@@ -261,9 +281,9 @@ impl<'de> Deserialize<'de> for OrderedObject {
 }
 
 fn read_json(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ImportError::Io {
+    let text = read_text(path, |reason| ImportError::Malformed {
         file: path.to_path_buf(),
-        source: e,
+        reason,
     })?;
     let objects: Vec<OrderedObject> =
         serde_json::from_str(&text).map_err(|e| ImportError::Malformed {
@@ -509,6 +529,31 @@ mod tests {
                 .to_string()
                 .contains("invalid range")
         );
+    }
+
+    /// Found by fuzzing: a JSON data or schema file that is not UTF-8 was
+    /// refused as an I/O error ("stream did not contain valid UTF-8"), as
+    /// if the file could not be read; it is malformed data, as it is in CSV.
+    #[test]
+    fn a_file_that_is_not_utf8_is_malformed_not_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.json");
+        std::fs::write(&path, b"[{\"a\": \"\x80\"}]").unwrap();
+        let err = import_file(&path, None, "t", None).unwrap_err();
+        assert!(matches!(err, ImportError::Malformed { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .ends_with("d.json: not UTF-8 text (invalid byte at offset 8)"),
+            "{err}"
+        );
+        let path = dir.path().join("s.json");
+        std::fs::write(&path, b"\x80").unwrap();
+        let err = read_schema(&path).unwrap_err();
+        assert!(matches!(err, ImportError::Schema { .. }), "{err:?}");
+        let path = dir.path().join("d.csv");
+        std::fs::write(&path, b"a\n\x80\n").unwrap();
+        let err = import_file(&path, None, "t", None).unwrap_err();
+        assert!(matches!(err, ImportError::Malformed { .. }), "{err:?}");
     }
 
     #[test]
