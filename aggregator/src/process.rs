@@ -377,6 +377,7 @@ pub fn app(state: AggregatorState) -> Router {
         .route("/collectives/{id}/rounds/close", post(close_round))
         .route("/collectives/{id}/rounds/progress", post(progress))
         .route("/collectives/{id}/updates", post(submit))
+        .layer(axum::middleware::from_fn(c2ssi_server::check_ids))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/collectives/{id}/ledger", get(ledger))
         .route("/collectives/{id}/ledger/balance", get(balance))
         .route("/collectives/{id}/ledger/verify", get(verify))
+        .layer(axum::middleware::from_fn(c2ssi_server::check_ids))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -79,9 +79,11 @@ pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) ->
                 list.id()
             )));
         }
-        if from as u64 >= list.valid_from_ms() {
+        // An older list never replaces a newer one (that would undo a
+        // revocation); the same moment again is the issuer's own re-push.
+        if from as u64 > list.valid_from_ms() {
             return Err(BrokerError::Conflict(format!(
-                "this broker holds a version of status list {} at least as new",
+                "this broker holds a newer version of status list {}",
                 list.id()
             )));
         }

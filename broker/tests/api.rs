@@ -163,7 +163,7 @@ async fn errors_are_json_with_the_right_status() {
     let (status, body) = call(
         &router,
         "POST",
-        "/collectives/c-x/manifest",
+        "/collectives/c-000000000000000000000000/manifest",
         b"{not json".to_vec(),
     )
     .await;
@@ -171,13 +171,29 @@ async fn errors_are_json_with_the_right_status() {
     assert_eq!(error_code(&body), "invalid");
 
     let huge = vec![b' '; MAX_BODY_BYTES + 1];
-    let (status, body) = call(&router, "POST", "/collectives/c-x/commands", huge).await;
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/collectives/c-000000000000000000000000/commands",
+        huge,
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(error_code(&body), "too-large");
 
-    let (status, body) = call(&router, "GET", "/collectives/c-nope/manifest", Vec::new()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(error_code(&body), "not-found");
+    // Ids that are not collective ids never reach a handler (nor a URL or
+    // a log line): 404, whatever they hold.
+    for id in ["c-nope", "%00", "c-000000000000000000000000%0a", ".."] {
+        let (status, body) = call(
+            &router,
+            "GET",
+            &format!("/collectives/{id}/manifest"),
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert_eq!(error_code(&body), "not-found");
+    }
 }
 
 #[tokio::test]
@@ -407,12 +423,16 @@ impl Issuer {
     }
 
     fn status_list(&self, revoked: &[u64]) -> Value {
+        self.status_list_at(revoked, c2ssi_protocol::now_ms())
+    }
+
+    fn status_list_at(&self, revoked: &[u64], at_ms: u64) -> Value {
         c2ssi_credentials::issue_list(
             "urn:list",
             &self.did,
             c2ssi_credentials::MIN_BITS,
             revoked,
-            c2ssi_protocol::now_ms(),
+            at_ms,
             &|m| self.key.sign_bytes(m),
         )
         .expect("a list")
@@ -582,6 +602,10 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ended_subscriptions"], 1);
     assert_eq!(subscribers(router.clone()).await, 0);
+    // An older list (a replay from before the revocation) does not undo it.
+    let older = issuer.status_list_at(&[], c2ssi_protocol::now_ms() - 60_000);
+    let (status, _) = call(&router, "POST", "/status-lists", json(&older)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     let (status, body) = call(
         &router,
         "POST",

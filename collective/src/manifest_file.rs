@@ -9,7 +9,8 @@
 //!   "rate": "0.005",
 //!   "requirements": {"tables": [{"table": "diabetes", "columns": [...], "min_rows": 1}]},
 //!   "privacy": {"k": 10, "clip_norm": 1.0, "epsilon": 2.0, "rounds_per_wallet": 10,
-//!               "delta": 1e-5, "metrics": [{"name": "mse_before", "min": 0, "max": 40000}]}
+//!               "delta": 1e-5, "metrics": [{"name": "mse_before", "min": 0, "max": 40000}]},
+//!   "credential": {"credential_type": "UniquePersonCredential", "issuers": ["did:key:z6Mk..."]}
 //! }
 //! ```
 //!
@@ -22,8 +23,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use c2ssi_protocol::{
-    AllowedAlgorithm, Amount, BrokerKeys, DataRequirements, Header, Manifest, MetricBound,
-    PrivacyTerms, Purpose, Signer, SigningKey, collective_id, privacy,
+    AllowedAlgorithm, Amount, BrokerKeys, CredentialRequirement, DataRequirements, Header,
+    Manifest, MetricBound, PrivacyTerms, Purpose, Signer, SigningKey, collective_id, privacy,
 };
 use serde::Deserialize;
 
@@ -113,6 +114,11 @@ pub struct ManifestFile {
     /// The privacy terms; defaults for what is left out.
     #[serde(default)]
     pub privacy: TermsFile,
+    /// The credential every subscriber must present (against Sybils):
+    /// `{"credential_type": "UniquePersonCredential", "issuers": ["did:key:..."]}`.
+    /// Without it, anyone may subscribe with any number of keys.
+    #[serde(default)]
+    pub credential: Option<CredentialRequirement>,
 }
 
 impl ManifestFile {
@@ -125,7 +131,8 @@ impl ManifestFile {
             format!(
                 "{}: expected {{\"name\", \"description\", \"rate\": \"0.005\", \"requirements\": \
                  {{\"tables\": [...]}}, \"privacy\": {{\"k\", \"clip_norm\", \"epsilon\", \
-                 \"rounds_per_wallet\", \"delta\", \"metrics\"}}}}",
+                 \"rounds_per_wallet\", \"delta\", \"metrics\"}}, \"credential\": \
+                 {{\"credential_type\", \"issuers\": [\"did:key:...\"]}}}}",
                 path.display()
             )
         })
@@ -162,7 +169,7 @@ pub fn build(
         broker_key: keys.broker_key,
         aggregator_key: keys.aggregator.public_key,
         aggregator_recipient: keys.aggregator.recipient.clone(),
-        credential: None,
+        credential: file.credential.clone(),
     };
     manifest.check().map_err(anyhow::Error::msg)?;
     Ok(manifest)

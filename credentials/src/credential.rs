@@ -62,10 +62,10 @@ pub fn parse_time(field: &str, text: &str) -> Result<u64, CredentialError> {
         .map_err(|_| malformed(format!("{field} is before 1970")))
 }
 
-/// The date-time (UTC, seconds) of `ms` since the Unix epoch.
+/// The date-time (UTC, to the millisecond) of `ms` since the Unix epoch.
 pub fn format_time(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos - nanos % 1_000_000_000)
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())

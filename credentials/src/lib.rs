@@ -10,6 +10,8 @@
 mod credential;
 mod did;
 mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod proof;
 mod status;
 

@@ -854,6 +854,10 @@ mod fuzz {
             broker_key: other,
             aggregator_key: other,
             aggregator_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            credential: Some(CredentialRequirement {
+                credential_type: "UniquePersonCredential".into(),
+                issuers: vec![c2ssi_credentials::Did::from_ed25519(other.0)],
+            }),
         };
         manifest.check().expect("the manifest is valid");
         let signed = Signed::sign(&manifest, &*KEY).expect("the manifest signs");

@@ -10,6 +10,8 @@
 //!   async threads.
 //! - [`serve`]: serves a router until ctrl-c or SIGTERM, with every
 //!   connection bounded ([`ConnectionLimits`]).
+//! - [`check_ids`]: the middleware that refuses a malformed collective id or
+//!   path segment before any handler sees it.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -113,6 +115,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// Whether `id` is a collective id: `c-` and 24 lower-case hex digits (what
+/// `collective_id` derives from a collective's key).
+pub fn valid_collective_id(id: &str) -> bool {
+    id.len() == 26
+        && id.starts_with("c-")
+        && id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The longest path segment (job ids, digests, hashes) a route takes.
+const MAX_SEGMENT: usize = 128;
+
+/// Middleware: under `/collectives/`, the next segment must be a valid
+/// collective id (else 404) and every later one 1 to 128 of `[A-Za-z0-9._-]`
+/// (else 422, `invalid`), checked on the raw path, so no handler, URL or log line ever
+/// holds a percent-decoded control character. The id is not echoed.
+pub async fn check_ids(req: Request, next: axum::middleware::Next) -> Result<Response, ApiError> {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/collectives/") {
+        let mut segments = rest.split('/');
+        if !segments.next().is_some_and(valid_collective_id) {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such collective: a collective id is c- and 24 lower-case hex digits",
+            ));
+        }
+        let fine = |s: &str| {
+            !s.is_empty()
+                && s.len() <= MAX_SEGMENT
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !segments.all(fine) {
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "a path segment is empty, too long, or holds a character other than letters, \
+                 digits, '.', '_' and '-'",
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}
+
 /// Runs `f` on the blocking pool; a panic in it is an internal error.
 pub async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
@@ -170,5 +216,48 @@ mod tests {
         let (status, body) = call(router, "{not json").await;
         assert_eq!(status, 422);
         assert_eq!(body["error"]["code"], "invalid");
+    }
+
+    #[tokio::test]
+    async fn malformed_ids_and_segments_never_reach_a_handler() {
+        let router = Router::new()
+            .route(
+                "/collectives/{id}/jobs/{job}",
+                axum::routing::get(|| async { "reached" }),
+            )
+            .layer(axum::middleware::from_fn(check_ids));
+        let get = |path: &str| {
+            let router = router.clone();
+            let path = path.to_string();
+            async move {
+                let response = router
+                    .oneshot(Request::get(path).body(axum::body::Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&bytes).into_owned())
+            }
+        };
+        let good = "c-0123456789abcdef01234567";
+        assert_eq!(
+            get(&format!("/collectives/{good}/jobs/j-1")).await.1,
+            "reached"
+        );
+        for (path, status) in [
+            ("/collectives/%00/jobs/j-1".to_string(), 404),
+            ("/collectives/c-0123/jobs/j-1".to_string(), 404),
+            (
+                "/collectives/C-0123456789ABCDEF01234567/jobs/j-1".to_string(),
+                404,
+            ),
+            (format!("/collectives/{good}/jobs/%00"), 422),
+            (format!("/collectives/{good}/jobs/a%2Fb"), 422),
+            (format!("/collectives/{good}/jobs/{}", "x".repeat(129)), 422),
+        ] {
+            let (got, body) = get(&path).await;
+            assert_eq!(got, status, "{path}: {body}");
+            assert!(!body.contains("%00") && !body.contains('\0'), "{body}");
+        }
     }
 }

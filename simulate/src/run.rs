@@ -489,6 +489,8 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
             }],
         },
         privacy: TermsFile::default(),
+        // Simulated people are one key each by construction.
+        credential: None,
     };
     let manifest = build(
         &file,

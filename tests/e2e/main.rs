@@ -7,4 +7,5 @@ mod meddling;
 mod proxy;
 mod roles;
 mod support;
+mod sybils;
 mod training;

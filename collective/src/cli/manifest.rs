@@ -109,6 +109,15 @@ pub(crate) fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         collective: id.clone(),
     };
     print_terms(&terms, &defaults);
+    match &manifest.credential {
+        Some(c) => eprintln!("subscribers must present {c}: one subscription per person"),
+        None => eprintln!(
+            "warning: {} requires no credential: anyone may subscribe with any number of keys \
+             (Sybils). Add \"credential\": {{\"credential_type\": \"UniquePersonCredential\", \
+             \"issuers\": [\"did:key:...\"]}} to require one",
+            args.manifest.display()
+        ),
+    }
     if let Err(e) = submit(&target, &manifest, Vec::new(), Vec::new()) {
         // The key of a collective the broker refused is of no use.
         let _ = std::fs::remove_file(&key_path);

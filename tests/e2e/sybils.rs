@@ -1,0 +1,115 @@
+//! Sybil resistance as its users run it: an `issuer` vouches for one
+//! wallet's DID, the collective requires that credential, the wallet
+//! imports it and subscribes; a second wallet (a Sybil) cannot subscribe
+//! without one, cannot import or present the first one's, and a revocation
+//! the issuer publishes ends the subscription at the broker.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn issuer(home: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary("issuer"));
+    cmd.arg("--home").arg(home).args(args);
+    cmd
+}
+
+/// The DID `wallet credential list` prints.
+fn did_of(wallet: &WalletDir) -> String {
+    let out = run_ok(&mut wallet.command(&["credential", "list"]));
+    out.lines()
+        .find_map(|l| l.strip_prefix("this wallet's DID: "))
+        .expect("the DID is printed")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let service = Service::start(dir.path(), "10");
+    let issuer_home = dir.path().join("issuer");
+    let init = run_ok(&mut issuer(&issuer_home, &["init"]));
+    let issuer_did = init
+        .trim()
+        .strip_prefix("issuer DID ")
+        .expect("init prints the DID")
+        .to_string();
+
+    // The collective now requires a UniquePersonCredential from this issuer.
+    let mut file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/diabetes-collective.json"))
+            .expect("the example manifest"),
+    )
+    .expect("JSON");
+    file["credential"] = serde_json::json!({
+        "credential_type": "UniquePersonCredential",
+        "issuers": [issuer_did],
+    });
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&manifest, file.to_string()).expect("writing the manifest");
+    run_ok(&mut service.operator(&["update", "--manifest", manifest.to_str().expect("utf-8")]));
+    // Its status list reaches the broker before any credential is used.
+    let published = run_ok(&mut issuer(&issuer_home, &["publish", &service.url]));
+    assert!(published.contains("0 subscription(s) ended"), "{published}");
+
+    let person = WalletDir::create(dir.path(), "person", 0);
+    let sybil = WalletDir::create(dir.path(), "sybil", 1);
+
+    // Without a credential, neither subscribes; nothing is consented to.
+    let out = run(&mut person.command(&["subscribe", &service.url, &service.collective, "--yes"]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("UniquePersonCredential"), "{stderr}");
+    assert!(stderr.contains("wallet credential import"), "{stderr}");
+
+    // The issuer vouches for the person's DID; the person imports it.
+    let credential = dir.path().join("person-credential.json");
+    run_ok(&mut issuer(
+        &issuer_home,
+        &[
+            "issue",
+            "--subject",
+            &did_of(&person),
+            "--out",
+            credential.to_str().expect("utf-8"),
+        ],
+    ));
+    let imported =
+        run_ok(&mut person.command(&["credential", "import", credential.to_str().expect("utf-8")]));
+    assert!(imported.contains("UniquePersonCredential"), "{imported}");
+    let listed = run_ok(&mut person.command(&["credential", "list"]));
+    assert!(listed.contains(&issuer_did), "{listed}");
+    person.subscribe(&service.url, &service.collective);
+
+    // The Sybil cannot import the person's credential: it is about another DID.
+    let out =
+        run(&mut sybil.command(&["credential", "import", credential.to_str().expect("utf-8")]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not about this wallet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&mut sybil.command(&["subscribe", &service.url, &service.collective, "--yes"]));
+    assert!(!out.status.success());
+    let info = run_ok(&mut service.operator(&["info"]));
+    assert!(info.contains("subscribers 1 "), "{info}");
+
+    // The issuer revokes it and publishes: the broker ends the subscription.
+    let id = std::fs::read_to_string(&credential).expect("the credential");
+    let id: serde_json::Value = serde_json::from_str(&id).expect("JSON");
+    let id = id["id"].as_str().expect("an id");
+    run_ok(&mut issuer(&issuer_home, &["revoke", id]));
+    let published = run_ok(&mut issuer(&issuer_home, &["publish", &service.url]));
+    assert!(published.contains("1 subscription(s) ended"), "{published}");
+    let info = run_ok(&mut service.operator(&["info"]));
+    assert!(info.contains("subscribers 0 "), "{info}");
+    let out = run(&mut person.command(&["subscribe", &service.url, &service.collective, "--yes"]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
