@@ -37,9 +37,11 @@ struct ServeArgs {
     /// The broker whose rounds this aggregator takes and whose ledger pays the accesses
     #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:8080")]
     broker: String,
-    /// The URL wallets reach this aggregator at [default: http://LISTEN-ADDRESS]
+    /// The URL wallets reach this aggregator at [default: http(s)://LISTEN-ADDRESS]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    tls: c2ssi_server::TlsArgs,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(args) = cli.command;
+    c2ssi_client::trust_ca_file_from_env()?;
+    let tls = args.tls.load().map_err(anyhow::Error::msg)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let keys = AggregatorKeys::load_or_create(&args.data)?;
     let public_key = keys.public_key();
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
@@ -77,18 +82,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let url = args
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{address}"));
+            .unwrap_or_else(|| format!("{scheme}://{address}"));
         let journal = args.data.join("closed-rounds.log");
         let aggregator = Aggregator::new(keys, NoiseSource::os())
             .with_journal(&journal)
             .with_context(|| format!("reading {}", journal.display()))?;
         let state = AggregatorState::new(aggregator, &url, &args.broker);
         println!(
-            "aggregator on http://{address} (key {}, for the broker at {})",
+            "aggregator on {scheme}://{address} (key {}, for the broker at {})",
             public_key.short(),
             args.broker
         );
-        c2ssi_server::serve(listener, app(state))
+        c2ssi_server::serve(listener, app(state), tls)
             .await
             .context("serving")?;
         anyhow::Ok(())

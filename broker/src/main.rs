@@ -54,6 +54,8 @@ struct ServeArgs {
     /// no privacy guarantee), for research
     #[arg(long)]
     allow_without_noise: bool,
+    #[command(flatten)]
+    tls: c2ssi_server::TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +112,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_without_noise: args.allow_without_noise,
         ..BrokerConfig::default()
     };
+    c2ssi_client::trust_ca_file_from_env()?;
+    let tls = args.tls.load().map_err(anyhow::Error::msg)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let aggregator =
         RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
     let broker = service::open(
@@ -126,11 +131,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
         println!(
-            "broker on http://{address} (state in {}, aggregator {})",
+            "broker on {scheme}://{address} (state in {}, aggregator {})",
             args.data.display(),
             args.aggregator
         );
-        service::serve(listener, broker).await?;
+        service::serve(listener, broker, tls).await?;
         anyhow::Ok(())
     })
 }

@@ -43,9 +43,13 @@ pub fn open(
     )))
 }
 
-/// Serves the API on `listener` until ctrl-c or SIGTERM (or the process is
-/// killed), resuming every running job first.
-pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) -> Result<()> {
+/// Serves the API on `listener` (over TLS when `tls` is given) until ctrl-c
+/// or SIGTERM (or the process is killed), resuming every running job first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    tls: Option<c2ssi_server::Tls>,
+) -> Result<()> {
     let b = broker.clone();
     let running = tokio::task::spawn_blocking(move || b.running_jobs())
         .await
@@ -56,7 +60,7 @@ pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) -> Re
         runner.spawn(broker.clone(), job);
     }
     let router = app(AppState { broker, runner });
-    c2ssi_server::serve(listener, router)
+    c2ssi_server::serve(listener, router, tls)
         .await
         .map_err(|e| BrokerError::Internal(format!("server: {e}")))
 }

@@ -55,6 +55,52 @@ pub enum ClientError {
         /// What was wrong.
         message: String,
     },
+    /// The CA file could not be used.
+    #[error("the CA file {path}: {message}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The environment variable that names a PEM file of CA certificates to trust
+/// instead of the public web's roots (for a deployment with its own CA, or a
+/// self-signed test setup).
+pub const CA_FILE_ENV: &str = "C2SSI_CA_FILE";
+
+/// The roots every [`Client`] of this process trusts, once set.
+static TRUSTED_ROOTS: std::sync::OnceLock<Vec<ureq::tls::Certificate<'static>>> =
+    std::sync::OnceLock::new();
+
+/// Makes every later [`Client`] of this process trust the CA certificates
+/// in the PEM file `path`, and only them. The first call wins.
+pub fn trust_ca_file(path: &std::path::Path) -> Result<(), ClientError> {
+    let fail = |message: String| ClientError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| fail(e.to_string()))? {
+            roots.push(c);
+        }
+    }
+    if roots.is_empty() {
+        return Err(fail("holds no PEM certificate".into()));
+    }
+    let _ = TRUSTED_ROOTS.set(roots);
+    Ok(())
+}
+
+/// [`trust_ca_file`] with the file [`CA_FILE_ENV`] names, if it is set.
+pub fn trust_ca_file_from_env() -> Result<(), ClientError> {
+    match std::env::var_os(CA_FILE_ENV) {
+        Some(path) if !path.is_empty() => trust_ca_file(std::path::Path::new(&path)),
+        _ => Ok(()),
+    }
 }
 
 impl ClientError {
@@ -91,7 +137,12 @@ pub struct Client {
 impl Client {
     /// A client for the service at `base` (`http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Client {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = TRUSTED_ROOTS.get() {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(roots));
+        }
         let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             // The servers close a connection that stays idle for 5 s

@@ -178,6 +178,8 @@ fn status_list(home: &Path, key: &SigningKey) -> anyhow::Result<serde_json::Valu
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // A deployment with its own CA (or a self-signed test setup) names it here.
+    c2ssi_client::trust_ca_file_from_env()?;
     let home = home(&cli)?;
     match cli.command {
         Command::Init => {

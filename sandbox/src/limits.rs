@@ -55,7 +55,7 @@ impl Default for SandboxLimits {
             max_metric_name_bytes: 64,
             max_component_bytes: 32 << 20,
             shape: ShapeLimits::default(),
-            compile_cpu_time: Duration::from_secs(5),
+            compile_cpu_time: Duration::from_secs(4),
             compile_memory_bytes: 512 << 20,
         }
     }

@@ -17,7 +17,7 @@
 
 mod serve;
 
-pub use serve::{ConnectionLimits, serve, serve_with};
+pub use serve::{ConnectionLimits, Tls, TlsArgs, serve, serve_with};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -6,7 +6,10 @@
 //! `axum::serve` sets neither bound (one slow client per connection could
 //! hold the server's sockets for ever), so connections are driven here with
 //! hyper's HTTP/1 builder, which has both the timeout and a timer for it.
+//! With [`Tls`], each connection is a rustls server session first; its
+//! handshake is bounded by the same timeout.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,17 +44,112 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` with the default [`ConnectionLimits`]
-/// until ctrl-c or SIGTERM.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    serve_with(listener, router, ConnectionLimits::default(), stop_signal()).await
+/// A server's TLS setting: its certificate chain and private key.
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
-/// Serves `router` on `listener` under `limits` until `stop` completes.
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
+    /// or SEC1); an error names the file and what is wrong with it.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Tls, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{}: holds no certificate", cert.display()));
+        }
+        let key_der = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| {
+                format!(
+                    "{} and {}: the key does not go with the certificate: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+}
+
+/// The TLS flags of every server (`broker serve`, `aggregator serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); clients
+    /// trust a private CA with C2SSI_CA_FILE
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS setting, or `None` for plain HTTP.
+    pub fn load(&self) -> Result<Option<Tls>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Tls::from_pem_files(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Serves `router` on `listener` with the default [`ConnectionLimits`]
+/// until ctrl-c or SIGTERM, over TLS when `tls` is given.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<Tls>,
+) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        router,
+        ConnectionLimits::default(),
+        tls,
+        stop_signal(),
+    )
+    .await
+}
+
+/// Drives one connection's HTTP/1 under `limits`, watched for shutdown.
+async fn drive<IO>(
+    io: IO,
+    router: Router,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+/// Serves `router` on `listener` under `limits` until `stop` completes,
+/// over TLS when `tls` is given.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Tls>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -79,18 +177,23 @@ pub async fn serve_with(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
-        let connection = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let connection = graceful.watch(connection);
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended");
+            match tls {
+                None => drive(stream, router, limits, watcher).await,
+                Some(Tls(acceptor)) => {
+                    // A client that never finishes its handshake is cut
+                    // off like one that never sends its headers.
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => drive(stream, router, limits, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });

@@ -28,7 +28,7 @@ async fn start(
     let address = listener.local_addr().expect("an address").to_string();
     let router = Router::new().route("/health", get(|| async { "ok" }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(listener, router, limits, async move {
+    let server = tokio::spawn(serve_with(listener, router, limits, None, async move {
         let _ = stopped.await;
     }));
     (address, stop, server)
@@ -155,4 +155,96 @@ async fn past_the_connection_limit_a_client_waits_for_a_slot_and_is_then_answere
         assert!(closed_by_server(stream).await);
     }
     stop_server(stop, server).await;
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
+/// files in `dir`: (certificate, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("a certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("writing the key");
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_those_who_trust_the_certificate_and_bounds_the_handshake() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (cert, key) = self_signed(dir.path());
+    let tls = c2ssi_server::Tls::from_pem_files(&cert, &key).expect("the certificate loads");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address").to_string();
+    let router = Router::new().route("/health", get(|| async { "ok" }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(
+        listener,
+        router,
+        limits(64),
+        Some(tls),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let pem = std::fs::read(&cert).expect("the certificate");
+    let url = format!("https://{address}/health");
+    let answers = tokio::task::spawn_blocking(move || {
+        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let trusting: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            )
+            .build()
+            .into();
+        let trusted = trusting
+            .get(&url)
+            .call()
+            .map(|mut r| r.body_mut().read_to_string().unwrap_or_default());
+        // A client with the public roots only refuses the self-signed server.
+        let untrusted = ureq::get(&url).call().map(|_| ());
+        // Plain HTTP to the TLS port gets no HTTP answer.
+        let plain = ureq::get(url.replacen("https", "http", 1))
+            .call()
+            .map(|_| ());
+        (trusted, untrusted, plain)
+    })
+    .await
+    .expect("the clients");
+    assert_eq!(answers.0.expect("a trusting client is served"), "ok");
+    assert!(answers.1.is_err(), "a client without the CA must refuse");
+    assert!(answers.2.is_err(), "plain HTTP must not be answered");
+
+    // A client that opens a connection and never starts its handshake is
+    // cut off after the header-read timeout, like a slow HTTP client.
+    let mut idle = TcpStream::connect(&address).await.expect("connecting");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(STUCK, idle.read(&mut buf))
+        .await
+        .expect("the server closes it");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    stop_server(stop, server).await;
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_with_both_files_named() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (cert, _) = self_signed(dir.path());
+    let other = tempfile::tempdir().expect("a directory");
+    let (_, other_key) = self_signed(other.path());
+    let err = c2ssi_server::Tls::from_pem_files(&cert, &other_key).expect_err("refused");
+    assert!(err.contains("cert.pem") && err.contains("key.pem"), "{err}");
+    let err = c2ssi_server::Tls::from_pem_files(&other_key, &other_key).expect_err("refused");
+    assert!(err.contains("certificate"), "{err}");
 }

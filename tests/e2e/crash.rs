@@ -50,7 +50,7 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     assert!(!ledger_before.is_empty());
 
     // The same address again: the wallets know the service by it.
-    let address = service.url.trim_start_matches("http://").to_string();
+    let address = service.url.trim_start_matches("https://").to_string();
     let (process, url) = start_server(
         broker_command(&service.data, &address, &service.aggregator_url),
         "broker serve (restarted)",
@@ -119,7 +119,7 @@ fn a_killed_aggregator_loses_no_payment_and_the_job_completes() {
     // The same address again: the broker and the wallets know it by it.
     let address = service
         .aggregator_url
-        .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .to_string();
     let mut kills = 0;
     for kill in 0..10usize {

@@ -48,7 +48,21 @@ pub(crate) fn start(upstream: &str, meddler: Arc<dyn Meddler>) -> Proxy {
 
 /// Starts a proxy in front of `upstream` on `port` of 127.0.0.1.
 pub(crate) fn start_on(port: u16, upstream: &str, meddler: Arc<dyn Meddler>) -> Proxy {
+    // The attacker holds the service's certificate's trust (it terminated
+    // TLS): what is left to stop it is the wallet's and aggregator's checks.
+    let pem = std::fs::read(&crate::support::tls_files().0).expect("the test certificate");
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                .build(),
+        )
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
         // Under the servers' 5 s idle cut-off, as the real client does.

@@ -84,8 +84,37 @@ pub(crate) fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
+/// The test run's TLS certificate (self-signed, for 127.0.0.1) and its key,
+/// made once: every server of these tests serves HTTPS with it, and every
+/// client (the binaries through `C2SSI_CA_FILE`, this process's own
+/// `c2ssi_client`) trusts it and nothing else.
+pub(crate) fn tls_files() -> &'static (PathBuf, PathBuf) {
+    static FILES: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::tempdir()
+            .expect("a directory for the certificate")
+            .keep();
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .expect("a certificate");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("writing the key");
+        c2ssi_client::trust_ca_file(&cert).expect("the test CA loads");
+        (cert, key)
+    })
+}
+
+/// `cmd`, trusting the test run's certificate.
+pub(crate) fn trusting(cmd: &mut Command) -> &mut Command {
+    cmd.env(c2ssi_client::CA_FILE_ENV, &tls_files().0)
+}
+
 /// Starts a server process and waits for the line that says where it
-/// listens (`... on http://ADDR ...`); returns the process and `http://ADDR`.
+/// listens (`... on http(s)://ADDR ...`); returns the process and its URL.
 pub(crate) fn start_server(mut cmd: Command, name: &str) -> (Running, String) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -116,7 +145,7 @@ pub(crate) fn start_server(mut cmd: Command, name: &str) -> (Running, String) {
     };
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("{name} printed {line:?}"))
         .to_string();
     (running, url)
@@ -137,7 +166,7 @@ pub(crate) struct Service {
     pub(crate) process: Running,
     /// The aggregator's process (it lives as long as the deployment).
     pub(crate) _aggregator: Running,
-    /// The broker: `http://127.0.0.1:PORT`.
+    /// The broker: `https://127.0.0.1:PORT`.
     pub(crate) url: String,
     /// The aggregator's own URL.
     pub(crate) aggregator_url: String,
@@ -164,7 +193,12 @@ pub(crate) fn broker_command(data: &Path, listen: &str, aggregator: &str) -> Com
         .arg("--aggregator")
         .arg(aggregator)
         .args(["--liveness-ms", "600000", "--checkin-retry-ms", "100"])
+        .arg("--tls-cert")
+        .arg(&tls_files().0)
+        .arg("--tls-key")
+        .arg(&tls_files().1)
         .env_remove("BROKER_LOG");
+    trusting(&mut cmd);
     cmd
 }
 
@@ -184,7 +218,12 @@ pub(crate) fn aggregator_command(
         .arg(listen)
         .arg("--broker")
         .arg(broker)
+        .arg("--tls-cert")
+        .arg(&tls_files().0)
+        .arg("--tls-key")
+        .arg(&tls_files().1)
         .env_remove("AGGREGATOR_LOG");
+    trusting(&mut cmd);
     if let Some(url) = public_url {
         cmd.arg("--public-url").arg(url);
     }
@@ -203,7 +242,7 @@ impl Service {
     /// `aggregator_public` (a port chosen in advance) when given.
     pub(crate) fn start_with(dir: &Path, deposit: &str, aggregator_public: Option<u16>) -> Service {
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}");
         let aggregator_data = dir.join("aggregator");
         let public = aggregator_public.map(|p| format!("http://127.0.0.1:{p}"));
         let (aggregator, aggregator_url) = start_server(
@@ -256,6 +295,7 @@ impl Service {
             .env("COLLECTIVE_HOME", &self.home)
             .env_remove("COLLECTIVE_KEY")
             .env_remove("COLLECTIVE_LOG");
+        trusting(&mut cmd);
         if !self.collective.is_empty() {
             cmd.env("COLLECTIVE_ID", &self.collective);
         }
@@ -421,6 +461,7 @@ impl WalletDir {
             .args(args)
             .env_remove("WALLET_PASSPHRASE")
             .env_remove("WALLET_DIR");
+        trusting(&mut cmd);
         cmd
     }
 

@@ -11,6 +11,7 @@ use crate::support::*;
 fn issuer(home: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(binary("issuer"));
     cmd.arg("--home").arg(home).args(args);
+    trusting(&mut cmd);
     cmd
 }
 

@@ -99,6 +99,8 @@ pub(crate) fn init_logging(verbose: u8) {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A deployment with its own CA (or a self-signed test setup) names it here.
+    c2ssi_client::trust_ca_file_from_env()?;
     let g = &cli.global;
     match cli.command {
         Command::Init => data::init(g),
