@@ -537,6 +537,12 @@ impl Broker {
 
     // Wallets.
 
+    /// Whether `wallet` has standing at collective `id`: subscribed, or
+    /// paid there once (it may check its receipts against the ledger).
+    pub fn has_standing(&self, id: &str, wallet: &PublicKey) -> Result<bool> {
+        Ok(self.subscriptions.is_subscribed(id, wallet)? || self.payments.ever_paid(id, wallet)?)
+    }
+
     /// Subscribes a wallet to the current manifest.
     pub fn subscribe(&self, id: &str, request: &Signed<Subscription>) -> Result<()> {
         let current = self.registry.current(id)?;

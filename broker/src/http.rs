@@ -4,10 +4,11 @@
 //! `{"error": {"code", "message"}}` with their status, never with internal
 //! or database text.
 //!
-//! What it shows of a collective is what anyone may know: the manifest, the
-//! number of subscribers, job status with released (noised) figures, model
-//! versions and the ledger with payees as commitments. No route lists
-//! wallets or says which wallets were in which round.
+//! Who may read what is [`crate::access`]'s: the manifest is public; the
+//! number of subscribers, job status with released (noised) figures and
+//! model versions are the consumer's; the ledger (payees as commitments) is
+//! the consumer's and its wallets'. No route lists wallets or says which
+//! wallets were in which round.
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Drives jobs.
     pub runner: Runner,
+    /// Who may create a collective.
+    pub creators: crate::access::Creators,
 }
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
@@ -85,6 +88,10 @@ pub fn app(state: AppState) -> Router {
         .route("/collectives/{id}/ledger", get(ledger))
         .route("/collectives/{id}/ledger/balance", get(balance))
         .route("/collectives/{id}/ledger/verify", get(verify))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::check,
+        ))
         .layer(axum::middleware::from_fn(c2ssi_server::check_ids))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -16,13 +16,14 @@
 //! - [`ledger`] and [`payments`]; [`models`]: the server optimizer and
 //!   content-addressed versions; [`keys`]: the broker's signing key.
 //!
-//! [`broker`] composes them (each multi-table change in one transaction),
+//! [`access`] says who may make which request. [`broker`] composes them (each multi-table change in one transaction),
 //! [`aggregator_link`] reaches the aggregator, [`runner`] drives jobs, and
 //! [`http`] and [`service`] are the process. State lives in SQLite
 //! ([`database`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod aggregator_link;
 pub mod algorithms;
 pub mod broker;

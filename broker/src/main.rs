@@ -56,6 +56,17 @@ struct ServeArgs {
     allow_without_noise: bool,
     #[command(flatten)]
     tls: c2ssi_server::TlsArgs,
+    /// Who may create a collective: a file of consumer keys (hex, one per
+    /// line; `collective whoami` prints one), read again at every creation
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "anyone_may_create"
+    )]
+    creators: Option<PathBuf>,
+    /// UNSAFE: let anyone create collectives, with any number of keys
+    #[arg(long, conflicts_with = "creators")]
+    anyone_may_create: bool,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +125,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     c2ssi_client::trust_ca_file_from_env()?;
     let tls = args.tls.load().map_err(anyhow::Error::msg)?;
+    let creators = match &args.creators {
+        Some(file) => c2ssi_broker::access::Creators::AllowList(file.clone()),
+        None => {
+            eprintln!("warning: --anyone-may-create: anyone may create collectives on this broker");
+            c2ssi_broker::access::Creators::Anyone
+        }
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let aggregator =
         RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
@@ -135,7 +153,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data.display(),
             args.aggregator
         );
-        service::serve(listener, broker, tls).await?;
+        service::serve(listener, broker, tls, creators).await?;
         anyhow::Ok(())
     })
 }

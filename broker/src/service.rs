@@ -49,6 +49,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
     tls: Option<c2ssi_server::Tls>,
+    creators: crate::access::Creators,
 ) -> Result<()> {
     let b = broker.clone();
     let running = tokio::task::spawn_blocking(move || b.running_jobs())
@@ -59,7 +60,11 @@ pub async fn serve(
         tracing::info!(%job, "resuming job");
         runner.spawn(broker.clone(), job);
     }
-    let router = app(AppState { broker, runner });
+    let router = app(AppState {
+        broker,
+        runner,
+        creators,
+    });
     c2ssi_server::serve(listener, router, tls)
         .await
         .map_err(|e| BrokerError::Internal(format!("server: {e}")))

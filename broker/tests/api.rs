@@ -65,6 +65,7 @@ fn broker(dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
     let router = app(AppState {
         broker: broker.clone(),
         runner: Runner::default(),
+        creators: c2ssi_broker::access::Creators::Anyone,
     });
     (router, broker)
 }
@@ -79,6 +80,36 @@ async fn call(
         .method(method)
         .uri(path)
         .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a request");
+    let response = router.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// [`call`] with an `Authorization` header signed by `key`.
+async fn call_as(
+    router: &axum::Router,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let auth = c2ssi_protocol::request::sign_request(key, method, path, c2ssi_protocol::now_ms());
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("authorization", auth)
         .body(Body::from(body))
         .expect("a request");
     let response = router.clone().oneshot(request).await.expect("an answer");
@@ -163,7 +194,7 @@ async fn errors_are_json_with_the_right_status() {
     let (status, body) = call(
         &router,
         "POST",
-        "/collectives/c-000000000000000000000000/manifest",
+        "/collectives/c-000000000000000000000000/subscriptions",
         b"{not json".to_vec(),
     )
     .await;
@@ -206,8 +237,9 @@ async fn a_manifest_is_taken_only_under_this_brokers_rules() {
 
     // Terms without noise: refused by default.
     let none = PrivacyTerms::with_noise(5, 1.0, 1e-5, 3, 0.0, Vec::new()).expect("terms");
-    let (status, body) = call(
+    let (status, body) = call_as(
         &router,
+        &key,
         "POST",
         &path,
         json(&submission(&key, &manifest(&key, &broker, 1, none))),
@@ -218,13 +250,27 @@ async fn a_manifest_is_taken_only_under_this_brokers_rules() {
     // Another broker's key named: refused.
     let mut foreign = manifest(&key, &broker, 1, privacy::default_terms());
     foreign.broker_key = SigningKey::generate().expect("a key").public_key();
-    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &foreign))).await;
+    let (status, body) = call_as(
+        &router,
+        &key,
+        "POST",
+        &path,
+        json(&submission(&key, &foreign)),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // Epsilon understated: refused.
     let mut lying = manifest(&key, &broker, 1, privacy::default_terms());
     lying.privacy.epsilon = Some(0.1);
-    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &lying))).await;
+    let (status, body) = call_as(
+        &router,
+        &key,
+        "POST",
+        &path,
+        json(&submission(&key, &lying)),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["error"]["message"]
@@ -237,19 +283,35 @@ async fn a_manifest_is_taken_only_under_this_brokers_rules() {
     // Signed by a key that is not the one the id derives from: refused.
     let thief = SigningKey::generate().expect("a key");
     let good = manifest(&key, &broker, 1, privacy::default_terms());
-    let (status, _) = call(&router, "POST", &path, json(&submission(&thief, &good))).await;
+    let (status, _) = call_as(
+        &router,
+        &key,
+        "POST",
+        &path,
+        json(&submission(&thief, &good)),
+    )
+    .await;
     assert!(status.is_client_error());
 
     // The right one is created; the same version again, or a skipped one, conflicts.
-    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &good))).await;
+    let (status, body) =
+        call_as(&router, &key, "POST", &path, json(&submission(&key, &good))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, _) = call(&router, "POST", &path, json(&submission(&key, &good))).await;
+    let (status, _) = call_as(&router, &key, "POST", &path, json(&submission(&key, &good))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let skipped = manifest(&key, &broker, 3, privacy::default_terms());
-    let (status, _) = call(&router, "POST", &path, json(&submission(&key, &skipped))).await;
+    let (status, _) = call_as(
+        &router,
+        &key,
+        "POST",
+        &path,
+        json(&submission(&key, &skipped)),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let next = manifest(&key, &broker, 2, privacy::default_terms());
-    let (status, body) = call(&router, "POST", &path, json(&submission(&key, &next))).await;
+    let (status, body) =
+        call_as(&router, &key, "POST", &path, json(&submission(&key, &next))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
 
@@ -272,8 +334,9 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = manifest(&key, &broker, 1, privacy::default_terms());
-    let (status, body) = call(
+    let (status, body) = call_as(
         &router,
+        &key,
         "POST",
         &format!("/collectives/{id}/manifest"),
         json(&submission(&key, &m)),
@@ -313,8 +376,9 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
     let (status, body) = call(&router, "POST", &commands, json(&tampered)).await;
     assert!(status.is_client_error(), "{status} {body}");
 
-    let (status, balance) = call(
+    let (status, balance) = call_as(
         &router,
+        &key,
         "GET",
         &format!("/collectives/{id}/ledger/balance"),
         Vec::new(),
@@ -322,8 +386,9 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(balance["deposited"], 5_000_000);
-    let (status, verified) = call(
+    let (status, verified) = call_as(
         &router,
+        &key,
         "GET",
         &format!("/collectives/{id}/ledger/verify"),
         Vec::new(),
@@ -339,8 +404,9 @@ async fn no_route_says_who_subscribed() {
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = manifest(&key, &broker, 1, privacy::default_terms());
-    let (status, outcome) = call(
+    let (status, outcome) = call_as(
         &router,
+        &key,
         "POST",
         &format!("/collectives/{id}/manifest"),
         json(&submission(&key, &m)),
@@ -369,7 +435,14 @@ async fn no_route_says_who_subscribed() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    let (status, summary) = call(&router, "GET", &format!("/collectives/{id}"), Vec::new()).await;
+    let (status, summary) = call_as(
+        &router,
+        &key,
+        "GET",
+        &format!("/collectives/{id}"),
+        Vec::new(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(summary["subscribers"], 1);
     let key_hex = wallet.public_key().to_hex();
@@ -380,7 +453,7 @@ async fn no_route_says_who_subscribed() {
         format!("/collectives/{id}/ledger"),
         "/collectives".to_string(),
     ] {
-        let (_, body) = call(&router, "GET", &path, Vec::new()).await;
+        let (_, body) = call_as(&router, &key, "GET", &path, Vec::new()).await;
         assert!(
             !body.to_string().contains(&key_hex),
             "{path} names the wallet: {body}"
@@ -469,8 +542,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
         }),
         ..manifest(&key, &broker, 1, privacy::default_terms())
     };
-    let (status, outcome) = call(
+    let (status, outcome) = call_as(
         &router,
+        &key,
         "POST",
         &format!("/collectives/{id}/manifest"),
         json(&submission(&key, &m)),
@@ -481,9 +555,16 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let path = format!("/collectives/{id}/subscriptions");
     let subscribers = |router: axum::Router| {
         let id = id.clone();
+        let key = SigningKey::from_pkcs8(key.pkcs8()).expect("the key");
         async move {
-            let (_, summary) =
-                call(&router, "GET", &format!("/collectives/{id}"), Vec::new()).await;
+            let (_, summary) = call_as(
+                &router,
+                &key,
+                "GET",
+                &format!("/collectives/{id}"),
+                Vec::new(),
+            )
+            .await;
             summary["subscribers"].as_u64().expect("a count")
         }
     };
@@ -492,8 +573,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let mut refused = 0;
     for _ in 0..1_000 {
         let sybil = SigningKey::generate().expect("a key");
-        let (status, body) = call(
+        let (status, body) = call_as(
             &router,
+            &key,
             "POST",
             &path,
             subscription(&id, &digest, &sybil, vec![]),
@@ -512,8 +594,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let credential = issuer.issue(&person, in_a_year, 17);
     // Before its issuer published a status list, the broker cannot tell
     // whether it was revoked: refused (fail closed).
-    let (status, body) = call(
+    let (status, body) = call_as(
         &router,
+        &key,
         "POST",
         &path,
         subscription(&id, &digest, &person, vec![credential.clone()]),
@@ -533,8 +616,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let mut admitted = 0;
     for _ in 0..300 {
         let sybil = SigningKey::generate().expect("a key");
-        let (status, _) = call(
+        let (status, _) = call_as(
             &router,
+            &key,
             "POST",
             &path,
             subscription(&id, &digest, &sybil, vec![credential.clone()]),
@@ -547,8 +631,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     assert_eq!(admitted, 0);
     // Its subject subscribes, once; consenting again keeps one subscription.
     for _ in 0..2 {
-        let (status, body) = call(
+        let (status, body) = call_as(
             &router,
+            &key,
             "POST",
             &path,
             subscription(&id, &digest, &person, vec![credential.clone()]),
@@ -572,8 +657,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
         ("expired", expired),
         ("forged", forged),
     ] {
-        let (status, body) = call(
+        let (status, body) = call_as(
             &router,
+            &key,
             "POST",
             &path,
             subscription(&id, &digest, &other, vec![credential]),
@@ -606,8 +692,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let older = issuer.status_list_at(&[], c2ssi_protocol::now_ms() - 60_000);
     let (status, _) = call(&router, "POST", "/status-lists", json(&older)).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, body) = call(
+    let (status, body) = call_as(
         &router,
+        &key,
         "POST",
         &path,
         subscription(&id, &digest, &person, vec![credential]),
@@ -615,4 +702,110 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.to_string().contains("revoked"), "{body}");
+}
+
+#[tokio::test]
+async fn reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = manifest(&key, &broker, 1, privacy::default_terms());
+    let (status, _) = call_as(
+        &router,
+        &key,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let stranger = SigningKey::generate().expect("a key");
+    for path in [
+        format!("/collectives/{id}"),
+        format!("/collectives/{id}/jobs"),
+        format!("/collectives/{id}/models"),
+        format!("/collectives/{id}/ledger"),
+        format!("/collectives/{id}/ledger/balance"),
+    ] {
+        let (status, body) = call(&router, "GET", &path, Vec::new()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (status, body) = call_as(&router, &stranger, "GET", &path, Vec::new()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        let (status, body) = call_as(&router, &key, "GET", &path, Vec::new()).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // The manifest stays public.
+    let (status, _) = call(
+        &router,
+        "GET",
+        &format!("/collectives/{id}/manifest"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A signature for another path does not open this one.
+    let auth = c2ssi_protocol::request::sign_request(
+        &key,
+        "GET",
+        &format!("/collectives/{id}/jobs"),
+        c2ssi_protocol::now_ms(),
+    );
+    let request = Request::builder()
+        .method("GET")
+        .uri(format!("/collectives/{id}/models"))
+        .header("authorization", auth)
+        .body(Body::empty())
+        .expect("a request");
+    let response = router.clone().oneshot(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // An upload without the collective's signature is refused before its
+    // body is read: this body fails whoever reads it.
+    let poisoned = || Body::from_stream(poisoned_stream());
+    for auth in [None, Some(&stranger)] {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(format!("/collectives/{id}/manifest"))
+            .header("content-type", "application/json");
+        if let Some(k) = auth {
+            request = request.header(
+                "authorization",
+                c2ssi_protocol::request::sign_request(
+                    k,
+                    "POST",
+                    &format!("/collectives/{id}/manifest"),
+                    c2ssi_protocol::now_ms(),
+                ),
+            );
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(poisoned()).expect("a request"))
+            .await
+            .expect("an answer");
+        assert!(
+            response.status() == StatusCode::UNAUTHORIZED
+                || response.status() == StatusCode::FORBIDDEN,
+            "{}",
+            response.status()
+        );
+    }
+}
+
+/// A body stream whose first read fails: a handler that read it would
+/// answer 400 or 422, not 401 or 403.
+fn poisoned_stream()
+-> impl futures_core::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static {
+    struct Poisoned;
+    impl futures_core::Stream for Poisoned {
+        type Item = Result<axum::body::Bytes, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            panic!("the body of an unauthenticated upload was read");
+        }
+    }
+    Poisoned
 }

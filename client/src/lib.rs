@@ -128,10 +128,21 @@ pub fn segment(text: &str) -> String {
 }
 
 /// A client for one service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Who signs the requests' `Authorization` header, if anyone.
+    signer: Option<std::sync::Arc<dyn c2ssi_protocol::Signer + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("signer", &self.signer.as_ref().map(|s| s.public_key()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -153,7 +164,31 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent: config.into(),
+            signer: None,
         }
+    }
+
+    /// This client, signing every request's `Authorization` header with
+    /// `signer`: the collective's key for the consumer's reads and changes,
+    /// a wallet's key for what only a paid or subscribed wallet may read.
+    pub fn signed_by(
+        mut self,
+        signer: std::sync::Arc<dyn c2ssi_protocol::Signer + Send + Sync>,
+    ) -> Client {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// The `Authorization` header for `method` on `path`, if this client signs.
+    fn authorization(&self, method: &str, path: &str) -> Option<String> {
+        self.signer.as_ref().map(|s| {
+            c2ssi_protocol::request::sign_request(
+                s.as_ref(),
+                method,
+                path,
+                c2ssi_protocol::now_ms(),
+            )
+        })
     }
 
     /// The service's base URL.
@@ -224,7 +259,11 @@ impl Client {
     /// GETs JSON from `path` on the service (segments already encoded).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        Client::finish(&url, self.agent.get(&url).call())
+        let mut request = self.agent.get(&url);
+        if let Some(value) = self.authorization("GET", path) {
+            request = request.header("authorization", &value);
+        }
+        Client::finish(&url, request.call())
     }
 
     /// POSTs `body` as JSON to `path` and reads JSON back.
@@ -234,7 +273,11 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        Client::finish(&url, self.agent.post(&url).send_json(body))
+        let mut request = self.agent.post(&url);
+        if let Some(value) = self.authorization("POST", path) {
+            request = request.header("authorization", &value);
+        }
+        Client::finish(&url, request.send_json(body))
     }
 
     fn collective(id: &str, rest: &str) -> String {

@@ -19,6 +19,22 @@ pub fn home(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// This consumer's own key in `home` (`consumer.key`), made on first use: it
+/// signs the request that creates a collective, and a broker's operator
+/// lists it to admit this consumer.
+pub fn consumer_key(home: &Path) -> anyhow::Result<SigningKey> {
+    let path = home.join("consumer.key");
+    if path.exists() {
+        return SigningKey::read_from(&path)
+            .with_context(|| format!("reading the consumer key {}", path.display()));
+    }
+    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    let key = SigningKey::generate()?;
+    key.write_to(&path)
+        .with_context(|| format!("writing the consumer key to {}", path.display()))?;
+    Ok(key)
+}
+
 /// Where collective `id`'s key lives in `home`.
 pub fn key_path(home: &Path, id: &str) -> PathBuf {
     home.join(format!("{id}.key"))

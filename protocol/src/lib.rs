@@ -21,6 +21,7 @@ mod fuzzing;
 mod ledger;
 mod manifest;
 pub mod privacy;
+pub mod request;
 mod rounds;
 mod rule;
 mod seal;

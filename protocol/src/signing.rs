@@ -227,6 +227,8 @@ pub enum Purpose {
     OpenRound,
     /// The aggregator asked how far a round is (signed by the broker).
     RoundProgress,
+    /// An HTTP request's `Authorization` header (signed by whoever reads).
+    Request,
 }
 
 impl Purpose {
@@ -245,6 +247,7 @@ impl Purpose {
             Purpose::CloseRound => b"close-round",
             Purpose::OpenRound => b"open-round",
             Purpose::RoundProgress => b"round-progress",
+            Purpose::Request => b"request",
         }
     }
 }
@@ -312,7 +315,7 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, ProtocolError> 
         .map_err(|e| ProtocolError::Malformed(format!("cannot serialize: {e}")))
 }
 
-fn signing_input(purpose: Purpose, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn signing_input(purpose: Purpose, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(DOMAIN.len() + 32 + payload.len());
     out.extend_from_slice(DOMAIN);
     out.extend_from_slice(purpose.tag());

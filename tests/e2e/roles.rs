@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Service, WalletDir, eventually, run, run_ok, wallets};
+use std::process::Command;
+
+use crate::support::{
+    Service, WalletDir, binary, creators_file, eventually, repo, run, run_ok, trusting, wallets,
+};
 
 /// Every file under `dir`, read.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -118,15 +122,20 @@ fn a_consumer_sees_no_wallet_key_seed_or_private_key() {
             "{what} holds the aggregator's signing key"
         );
     }
-    // The consumer's data directory holds the collective's key and nothing else.
+    // The consumer's data directory holds its own key, the collective's key,
+    // and nothing else.
     let own = files(&service.home);
-    assert_eq!(
-        own.len(),
-        1,
-        "{:?}",
-        own.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
-    assert!(own[0].0.ends_with(&format!("{id}.key")));
+    let mut names: Vec<String> = own
+        .iter()
+        .map(|f| {
+            Path::new(&f.0)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![format!("{id}.key"), "consumer.key".to_string()]);
 
     // The broker holds the wallets' keys (it must, to sample them) but no
     // aggregator private key.
@@ -241,6 +250,57 @@ fn consent_and_the_owners_budget_are_enforced_by_the_wallet() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("your policy refuses") && err.contains("per job"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_an_admitted_consumer_creates_and_only_the_collective_reads_its_jobs() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let service = Service::start(dir.path(), "10");
+    // Another consumer, whose key the operator did not list: refused, with
+    // the key to give the operator.
+    let stranger = dir.path().join("stranger");
+    let mut create = Command::new(binary("collective"));
+    create
+        .args(["create", "--manifest"])
+        .arg(repo().join("examples/diabetes-collective.json"))
+        .env("BROKER_URL", &service.url)
+        .env("COLLECTIVE_HOME", &stranger)
+        .env_remove("COLLECTIVE_ID")
+        .env_remove("COLLECTIVE_KEY");
+    trusting(&mut create);
+    let out = run(&mut create);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("collective whoami"), "{stderr}");
+    // Once listed, the same consumer creates one.
+    let mut whoami = Command::new(binary("collective"));
+    whoami.arg("whoami").env("COLLECTIVE_HOME", &stranger);
+    let key = run_ok(&mut whoami);
+    let creators = creators_file(&service.data);
+    let mut listed = std::fs::read_to_string(&creators).expect("the creators file");
+    listed.push_str(&key);
+    std::fs::write(&creators, listed).expect("the creators file");
+    let id = run_ok(&mut create).trim().to_string();
+    assert!(id.starts_with("c-"), "{id}");
+    // Its jobs are its own: the first collective's key does not read them,
+    // and nobody reads them unsigned.
+    let err = service
+        .client()
+        .jobs(&id)
+        .expect_err("another collective's key");
+    assert_eq!(
+        err.code(),
+        Some(c2ssi_protocol::ErrorCode::Forbidden),
+        "{err}"
+    );
+    let err = c2ssi_client::Client::new(&service.url)
+        .jobs(&id)
+        .expect_err("unsigned");
+    assert_eq!(
+        err.code(),
+        Some(c2ssi_protocol::ErrorCode::Unauthorized),
         "{err}"
     );
 }

@@ -182,6 +182,12 @@ pub(crate) struct Service {
     pub(crate) algorithm: String,
 }
 
+/// The broker's creators file (the consumer keys it admits), beside its
+/// data directory.
+pub(crate) fn creators_file(data: &Path) -> PathBuf {
+    data.with_extension("creators")
+}
+
 /// How a broker is started.
 pub(crate) fn broker_command(data: &Path, listen: &str, aggregator: &str) -> Command {
     let mut cmd = Command::new(binary("broker"));
@@ -193,6 +199,8 @@ pub(crate) fn broker_command(data: &Path, listen: &str, aggregator: &str) -> Com
         .arg("--aggregator")
         .arg(aggregator)
         .args(["--liveness-ms", "600000", "--checkin-retry-ms", "100"])
+        .arg("--creators")
+        .arg(creators_file(data))
         .arg("--tls-cert")
         .arg(&tls_files().0)
         .arg("--tls-key")
@@ -266,6 +274,9 @@ impl Service {
             collective: String::new(),
             algorithm: String::new(),
         };
+        // The broker admits this consumer: its key goes in the creators file.
+        let consumer = run_ok(&mut service.operator(&["whoami"]));
+        std::fs::write(creators_file(&service.data), consumer).expect("the creators file");
         let manifest = repo().join("examples/diabetes-collective.json");
         service.collective = run_ok(&mut service.operator(&[
             "create",
@@ -341,9 +352,18 @@ impl Service {
         run_ok(&mut self.operator(&args)).trim().to_string()
     }
 
-    /// The client of the broker's API.
+    /// The client of the broker's API, signing as the collective (its key
+    /// in the consumer's directory), as `collective` does.
     pub(crate) fn client(&self) -> c2ssi_client::Client {
-        c2ssi_client::Client::new(&self.url)
+        let client = c2ssi_client::Client::new(&self.url);
+        if self.collective.is_empty() {
+            return client;
+        }
+        let key = c2ssi_protocol::SigningKey::read_from(
+            &self.home.join(format!("{}.key", self.collective)),
+        )
+        .expect("the collective's key");
+        client.signed_by(std::sync::Arc::new(key))
     }
 
     /// The job's model versions, as the API lists them.

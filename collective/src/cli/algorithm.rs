@@ -131,8 +131,7 @@ pub(crate) fn algorithm(command: AlgorithmCommand) -> anyhow::Result<ExitCode> {
         AlgorithmCommand::List { target } => {
             let (_, manifest) = current(&target)?;
             let audits: Vec<AuditSummary> = target
-                .connection
-                .client()
+                .client()?
                 .get(&format!(
                     "/collectives/{}/audits",
                     c2ssi_client::segment(&target.collective)

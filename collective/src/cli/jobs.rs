@@ -119,11 +119,7 @@ pub(crate) fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         )
     );
     if args.watch {
-        return watch(
-            &args.target.connection.client(),
-            &args.target.collective,
-            &job_id,
-        );
+        return watch(&args.target.client()?, &args.target.collective, &job_id);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -198,7 +194,7 @@ fn watch(client: &Client, collective: &str, job: &str) -> anyhow::Result<ExitCod
 }
 
 pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let client = args.target.connection.client();
+    let client = args.target.client()?;
     let id = &args.target.collective;
     match args.job {
         Some(job) if args.watch => watch(&client, id, &job),

@@ -59,8 +59,7 @@ pub(crate) fn print_terms(terms: &PrivacyTerms, defaults: &[&str]) {
 /// The current manifest of the target collective, checked.
 pub(crate) fn current(target: &Target) -> anyhow::Result<(Signed<Manifest>, Manifest)> {
     let signed = target
-        .connection
-        .client()
+        .client()?
         .manifest(&target.collective)
         .with_context(|| format!("fetching the manifest of {}", target.collective))?;
     let manifest = open_manifest(&signed, &target.collective)?;
@@ -74,9 +73,27 @@ pub(crate) fn submit(
     components: Vec<String>,
     audit_params: Vec<c2ssi_guest_sdk::Param>,
 ) -> anyhow::Result<c2ssi_protocol::SubmissionOutcome> {
+    submit_with(
+        &target.client()?,
+        target,
+        manifest,
+        components,
+        audit_params,
+    )
+}
+
+/// [`submit`] through `client` (for a new collective: signed by the
+/// consumer's key, which the broker admits as a creator).
+fn submit_with(
+    client: &c2ssi_client::Client,
+    target: &Target,
+    manifest: &Manifest,
+    components: Vec<String>,
+    audit_params: Vec<c2ssi_guest_sdk::Param>,
+) -> anyhow::Result<c2ssi_protocol::SubmissionOutcome> {
     let key = target.key()?;
     let signed = Signed::sign(manifest, &key)?;
-    Ok(target.connection.client().submit_manifest(
+    Ok(client.submit_manifest(
         &target.collective,
         &ManifestSubmission {
             manifest: signed,
@@ -118,7 +135,9 @@ pub(crate) fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             args.manifest.display()
         ),
     }
-    if let Err(e) = submit(&target, &manifest, Vec::new(), Vec::new()) {
+    let consumer = collective::home::consumer_key(&home)?;
+    let creator = client.clone().signed_by(std::sync::Arc::new(consumer));
+    if let Err(e) = submit_with(&creator, &target, &manifest, Vec::new(), Vec::new()) {
         // The key of a collective the broker refused is of no use.
         let _ = std::fs::remove_file(&key_path);
         return Err(e.context("the broker refused the collective"));
@@ -140,7 +159,7 @@ pub(crate) fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         .terms()
         .with_context(|| format!("{}: privacy", args.manifest.display()))?;
     let (_, current) = current(&args.target)?;
-    let keys = args.target.connection.client().broker_keys()?;
+    let keys = args.target.client()?.broker_keys()?;
     let key = args.target.key()?;
     let manifest = build(
         &file,

@@ -70,6 +70,15 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// A client of the broker that signs its requests with the collective's
+    /// key: the consumer's reads and uploads need it.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        Ok(self
+            .connection
+            .client()
+            .signed_by(std::sync::Arc::new(self.key()?)))
+    }
+
     pub(crate) fn key(&self) -> anyhow::Result<SigningKey> {
         collective::home::load_key(
             &self.connection.home()?,
@@ -92,10 +101,7 @@ impl Target {
             },
             &key,
         )?;
-        Ok(self
-            .connection
-            .client()
-            .command(&self.collective, &signed)?)
+        Ok(self.client()?.command(&self.collective, &signed)?)
     }
 }
 
@@ -105,6 +111,9 @@ impl Target {
     reason = "parsed once; boxing the arguments buys nothing"
 )]
 enum Command_ {
+    /// Print this consumer's key (made on first use), which a broker's
+    /// operator lists to let you create collectives
+    Whoami(Connection),
     /// Create a collective from a manifest file, signed with a new key
     Create(manifest::CreateArgs),
     /// Sign and publish a new version of the manifest (terms, rate,
@@ -152,6 +161,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // A deployment with its own CA (or a self-signed test setup) names it here.
     c2ssi_client::trust_ca_file_from_env()?;
     match cli.command {
+        Command_::Whoami(connection) => {
+            let key = collective::home::consumer_key(&connection.home()?)?;
+            println!("{}", c2ssi_protocol::Signer::public_key(&key).to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
         Command_::Create(args) => manifest::create(args),
         Command_::Update(args) => manifest::update(args),
         Command_::Deposit(args) => manifest::deposit(args),

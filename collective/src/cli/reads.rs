@@ -11,7 +11,7 @@ use super::Target;
 use super::manifest::current;
 
 pub(crate) fn info(target: Target) -> anyhow::Result<ExitCode> {
-    let summary = target.connection.client().summary(&target.collective)?;
+    let summary = target.client()?.summary(&target.collective)?;
     let (_, manifest) = current(&target)?;
     println!(
         "collective {} ({}), manifest version {}",
@@ -57,8 +57,7 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::List { target, job } => {
             let list = target
-                .connection
-                .client()
+                .client()?
                 .models(&target.collective, job.as_deref())?;
             for m in list {
                 let p = &m.provenance;
@@ -78,10 +77,7 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ModelCommand::Get { target, hash, out } => {
-            let version = target
-                .connection
-                .client()
-                .model(&target.collective, &hash)?;
+            let version = target.client()?.model(&target.collective, &hash)?;
             if model_hash(&version.params) != version.hash {
                 bail!("the model's parameters do not match its hash");
             }
@@ -118,7 +114,7 @@ pub(crate) enum LedgerCommand {
 pub(crate) fn ledger(command: LedgerCommand) -> anyhow::Result<ExitCode> {
     match command {
         LedgerCommand::Show { target } => {
-            for e in target.connection.client().ledger(&target.collective)? {
+            for e in target.client()?.ledger(&target.collective)? {
                 println!(
                     "{:>6}  {}  {}  {}",
                     e.seq,
@@ -131,7 +127,7 @@ pub(crate) fn ledger(command: LedgerCommand) -> anyhow::Result<ExitCode> {
         LedgerCommand::Verify { target } => {
             let id = &target.collective;
             let (_, manifest) = current(&target)?;
-            let entries = target.connection.client().ledger(id)?;
+            let entries = target.client()?.ledger(id)?;
             let summary = verify_chain(&entries, &manifest.broker_key, id)
                 .map_err(|e| anyhow::anyhow!("the ledger of {id} does NOT verify: {e}"))?;
             println!(

@@ -468,7 +468,10 @@ pub(crate) fn earnings(g: &GlobalArgs, args: EarningsArgs) -> anyhow::Result<Exi
             (args.online, &checked, subs.collectives.get(id), &manifest)
         {
             if !ledgers.contains_key(id) {
-                let entries = Client::new(&record.url).ledger(id)?;
+                // Only the collective and its wallets read its ledger: signed as this wallet.
+                let entries = Client::new(&record.url)
+                    .signed_by(wallet.signer())
+                    .ledger(id)?;
                 verify_chain(&entries, &m.broker_key, id)
                     .map_err(|e| anyhow::anyhow!("the ledger of {id} does not verify: {e}"))?;
                 ledgers.insert(id.clone(), entries);

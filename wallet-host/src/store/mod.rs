@@ -143,7 +143,7 @@ struct Meta {
 #[derive(Debug)]
 pub struct Wallet {
     dir: PathBuf,
-    keys: WalletKeys,
+    keys: std::sync::Arc<WalletKeys>,
 }
 
 impl Wallet {
@@ -172,7 +172,7 @@ impl Wallet {
         let (keys, key_plaintext) = WalletKeys::generate()?;
         let wallet = Wallet {
             dir: dir.to_path_buf(),
-            keys,
+            keys: std::sync::Arc::new(keys),
         };
         wallet.write_document(RECORDS_FILE, &Records::default())?;
         let meta = Meta {
@@ -205,7 +205,7 @@ impl Wallet {
         let keys = WalletKeys::from_plaintext(&plaintext)?;
         let wallet = Wallet {
             dir: dir.to_path_buf(),
-            keys,
+            keys: std::sync::Arc::new(keys),
         };
         let meta_path = dir.join(META_FILE);
         let meta: Meta = serde_json::from_slice(&files::read(&meta_path)?).map_err(|e| {
@@ -241,6 +241,12 @@ impl Wallet {
     /// The unlocked keys.
     pub fn keys(&self) -> &WalletKeys {
         &self.keys
+    }
+
+    /// The wallet's signing key, shareable: for a client that signs its
+    /// requests as this wallet.
+    pub fn signer(&self) -> std::sync::Arc<dyn c2ssi_protocol::Signer + Send + Sync> {
+        self.keys.clone()
     }
 
     /// Reads an encrypted document; a missing file reads as the default.
