@@ -221,6 +221,7 @@ fn child_main(args: &[String]) -> u8 {
     config.parallel_compilation(false);
     let engine = match wasmtime::Engine::new(&config) {
         Ok(engine) => engine,
+        Err(e) if is_out_of_memory(&e) => return EXIT_OUT_OF_MEMORY,
         Err(e) => {
             eprintln!("the compile engine could not start: {e:#}");
             return EXIT_SETUP;

@@ -99,7 +99,7 @@ fn a_bomb_that_needs_more_memory_than_the_budget_is_stopped() {
         matches!(err, LoadError::CompileMemory { limit } if limit == 64 << 20),
         "{err:?}"
     );
-    assert_honest_algorithm_loads(&sandbox);
+    assert_honest_algorithm_loads(&self::sandbox());
 }
 
 #[test]
