@@ -77,8 +77,12 @@ fn need<'a>(method: &Method, path: &'a str) -> (Need, Option<&'a str>) {
     let id = parts.next().unwrap_or("");
     let tail: Vec<&str> = parts.collect();
     let need = match (method.as_str(), tail.as_slice()) {
-        ("GET", [] | ["jobs"] | ["jobs", _] | ["models"] | ["models", _]) => Need::Consumer,
-        ("GET", ["ledger"] | ["ledger", "balance"] | ["ledger", "verify"]) => {
+        // HEAD runs the GET handler (axum answers it with the body dropped):
+        // it needs what GET needs.
+        ("GET" | "HEAD", [] | ["jobs"] | ["jobs", _] | ["models"] | ["models", _]) => {
+            Need::Consumer
+        }
+        ("GET" | "HEAD", ["ledger"] | ["ledger", "balance"] | ["ledger", "verify"]) => {
             Need::ConsumerOrWallet
         }
         ("POST", ["manifest"]) => Need::Submission,
@@ -177,8 +181,12 @@ mod tests {
     fn routes_need_what_they_say() {
         let id = "c-000000000000000000000000";
         let get = Method::GET;
+        let head = Method::HEAD;
         let post = Method::POST;
         for (method, tail, expected) in [
+            (&head, "", Need::Consumer),
+            (&head, "/models/abc", Need::Consumer),
+            (&head, "/ledger/verify", Need::ConsumerOrWallet),
             (&get, "", Need::Consumer),
             (&get, "/jobs", Need::Consumer),
             (&get, "/jobs/j-1", Need::Consumer),

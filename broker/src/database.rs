@@ -149,10 +149,11 @@ CREATE UNIQUE INDEX subscriptions_one_per_subject
 CREATE UNIQUE INDEX subscriptions_one_per_credential
     ON subscriptions (collective_id, credential_id) WHERE credential_id IS NOT NULL;
 CREATE TABLE status_lists (
-    id TEXT PRIMARY KEY,
     issuer TEXT NOT NULL,
+    id TEXT NOT NULL,
     valid_from_ms INTEGER NOT NULL,
-    credential TEXT NOT NULL
+    credential TEXT NOT NULL,
+    PRIMARY KEY (issuer, id)
 );
 "#,
 ];

@@ -4,19 +4,20 @@
 //! collective here names. A newer list replaces an older one, and every
 //! subscription whose credential it revokes ends in the same transaction.
 
-use c2ssi_credentials::{Credential, StatusList};
+use c2ssi_credentials::{Credential, Did, StatusList};
 use c2ssi_protocol::PublicKey;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::distributor;
 use crate::error::{BrokerError, Result};
 
-/// The list `id` as stored, if any.
-pub fn get_in(tx: &Transaction<'_>, id: &str) -> Result<Option<StatusList>> {
+/// Issuer `issuer`'s list `id` as stored, if any. Lists are kept per
+/// issuer: one issuer cannot take another's list id.
+pub fn get_in(tx: &Transaction<'_>, issuer: &Did, id: &str) -> Result<Option<StatusList>> {
     let json: Option<String> = tx
         .query_row(
-            "SELECT credential FROM status_lists WHERE id = ?1",
-            params![id],
+            "SELECT credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
+            params![issuer.as_str(), id],
             |r| r.get(0),
         )
         .optional()?;
@@ -35,18 +36,13 @@ pub fn check_in(tx: &Transaction<'_>, credential: &Credential) -> Result<()> {
     let Some(status) = credential.status() else {
         return Ok(());
     };
-    let Some(list) = get_in(tx, &status.list)? else {
+    let Some(list) = get_in(tx, credential.issuer(), &status.list)? else {
         return Err(BrokerError::Forbidden(format!(
             "the credential's status list {} is not known to this broker: its issuer publishes \
              it first (`issuer publish`)",
             status.list
         )));
     };
-    if list.issuer() != credential.issuer() {
-        return Err(BrokerError::Forbidden(
-            "the credential's status list is not its issuer's".into(),
-        ));
-    }
     if list.is_revoked(status.index) {
         return Err(BrokerError::Forbidden(
             "the credential was revoked by its issuer".into(),
@@ -65,23 +61,19 @@ pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) ->
             list.issuer()
         )));
     }
-    let held: Option<(String, i64)> = tx
+    let held: Option<(i64, String)> = tx
         .query_row(
-            "SELECT issuer, valid_from_ms FROM status_lists WHERE id = ?1",
-            params![list.id()],
+            "SELECT valid_from_ms, credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
+            params![list.issuer().as_str(), list.id()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if let Some((issuer, from)) = held {
-        if issuer != list.issuer().as_str() {
-            return Err(BrokerError::Forbidden(format!(
-                "status list {} belongs to another issuer",
-                list.id()
-            )));
-        }
+    if let Some((from, stored)) = held {
         // An older list never replaces a newer one (that would undo a
-        // revocation); the same moment again is the issuer's own re-push.
-        if from as u64 > list.valid_from_ms() {
+        // revocation); at the same moment, only the very same list is taken
+        // again (the issuer's own re-push).
+        let same = serde_json::to_string(list.json())? == stored;
+        if from as u64 > list.valid_from_ms() || (from as u64 == list.valid_from_ms() && !same) {
             return Err(BrokerError::Conflict(format!(
                 "this broker holds a newer version of status list {}",
                 list.id()
@@ -90,7 +82,7 @@ pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) ->
     }
     tx.execute(
         "INSERT INTO status_lists (id, issuer, valid_from_ms, credential) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET valid_from_ms = ?3, credential = ?4",
+         ON CONFLICT (issuer, id) DO UPDATE SET valid_from_ms = ?3, credential = ?4",
         params![
             list.id(),
             list.issuer().as_str(),

@@ -533,12 +533,15 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let dir = tempfile::tempdir().expect("a directory");
     let (router, broker) = broker(dir.path());
     let issuer = Issuer::new();
+    // A second issuer the manifest also names, who tries to take the first
+    // one's status list id.
+    let squatter = Issuer::new();
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = Manifest {
         credential: Some(c2ssi_protocol::CredentialRequirement {
             credential_type: "UniquePersonCredential".into(),
-            issuers: vec![issuer.did.clone()],
+            issuers: vec![issuer.did.clone(), squatter.did.clone()],
         }),
         ..manifest(&key, &broker, 1, privacy::default_terms())
     };
@@ -592,6 +595,16 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     let person = SigningKey::generate().expect("a key");
     let in_a_year = c2ssi_protocol::now_ms() + 365 * 86_400_000;
     let credential = issuer.issue(&person, in_a_year, 17);
+    // The other issuer pushes a list under the same id first: it is its own
+    // list, and says nothing of this issuer's credentials.
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/status-lists",
+        json(&squatter.status_list(&[17])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // Before its issuer published a status list, the broker cannot tell
     // whether it was revoked: refused (fail closed).
     let (status, body) = call_as(
@@ -730,6 +743,9 @@ async fn reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_
     ] {
         let (status, body) = call(&router, "GET", &path, Vec::new()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        // HEAD runs the GET handler: it needs the same signature.
+        let (status, _) = call(&router, "HEAD", &path, Vec::new()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "HEAD {path}");
         let (status, body) = call_as(&router, &stranger, "GET", &path, Vec::new()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
         let (status, body) = call_as(&router, &key, "GET", &path, Vec::new()).await;

@@ -130,8 +130,11 @@ pub(crate) fn in_child(
         .unwrap_or(u64::MAX)
         .saturating_mul(16);
     let out_reader = std::thread::spawn(move || {
+        // One byte past the limit tells an artifact cut off from one that fits.
         let mut out = Vec::new();
-        let _ = stdout.take(artifact_limit).read_to_end(&mut out);
+        let _ = stdout
+            .take(artifact_limit.saturating_add(1))
+            .read_to_end(&mut out);
         out
     });
     let err_reader = std::thread::spawn(move || {
@@ -166,6 +169,11 @@ pub(crate) fn in_child(
         .trim()
         .to_string();
     if status.success() {
+        if artifact.len() as u64 > artifact_limit {
+            return Err(LoadError::Compiler(format!(
+                "the compiled artifact is larger than {artifact_limit} bytes"
+            )));
+        }
         return Ok(artifact);
     }
     use std::os::unix::process::ExitStatusExt;
