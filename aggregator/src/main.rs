@@ -79,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
+        args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
         let url = args
             .public_url
             .clone()

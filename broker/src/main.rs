@@ -126,13 +126,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     c2ssi_client::trust_ca_file_from_env()?;
     let tls = args.tls.load().map_err(anyhow::Error::msg)?;
     let creators = match &args.creators {
-        Some(file) => c2ssi_broker::access::Creators::AllowList(file.clone()),
+        Some(file) => {
+            match std::fs::read_to_string(file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!(
+                    "note: {} does not exist yet: no consumer may create a collective until \
+                     its key (`collective whoami`) is added there",
+                    file.display()
+                ),
+                Err(e) => bail!("the creators file {}: {e}", file.display()),
+            }
+            c2ssi_broker::access::Creators::AllowList(file.clone())
+        }
         None => {
             eprintln!("warning: --anyone-may-create: anyone may create collectives on this broker");
             c2ssi_broker::access::Creators::Anyone
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Before waiting for the aggregator: a refusal should come at once.
+    if let Ok(address) = args.listen.parse::<std::net::SocketAddr>() {
+        args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
+    }
     let aggregator =
         RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
     let broker = service::open(
@@ -148,6 +163,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
+        args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
         println!(
             "broker on {scheme}://{address} (state in {}, aggregator {})",
             args.data.display(),

@@ -72,9 +72,22 @@ impl Registry {
     }
 
     /// Whether the current manifest of some collective here requires
-    /// credentials from `issuer`.
+    /// credentials from `issuer`. Anyone may push a status list, so this runs
+    /// unauthenticated: SQL keeps only the current manifests whose text holds
+    /// the DID, and only those are opened and checked.
     pub fn issuer_is_named(&self, issuer: &c2ssi_credentials::Did) -> Result<bool> {
-        for id in self.list()? {
+        let candidates: Vec<String> = self.db.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT m.collective_id FROM manifests m JOIN collectives c
+                   ON c.id = m.collective_id AND m.version = c.version
+                 WHERE instr(m.signed, ?1) > 0",
+            )?;
+            let ids = stmt
+                .query_map(params![issuer.as_str()], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })?;
+        for id in candidates {
             let current = self.current(&id)?;
             if current
                 .manifest

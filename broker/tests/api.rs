@@ -76,24 +76,7 @@ async fn call(
     path: &str,
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("a request");
-    let response = router.clone().oneshot(request).await.expect("an answer");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("the body")
-        .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    send(router, None, method, path, body).await
 }
 
 /// [`call`] with an `Authorization` header signed by `key`.
@@ -104,14 +87,29 @@ async fn call_as(
     path: &str,
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let auth = c2ssi_protocol::request::sign_request(key, method, path, c2ssi_protocol::now_ms());
-    let request = Request::builder()
+    send(router, Some(key), method, path, body).await
+}
+
+/// One request through the router, signed by `key` when given; the status
+/// and the JSON answer (`Null` if it is not JSON).
+async fn send(
+    router: &axum::Router,
+    key: Option<&SigningKey>,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header("content-type", "application/json")
-        .header("authorization", auth)
-        .body(Body::from(body))
-        .expect("a request");
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header(
+            "authorization",
+            c2ssi_protocol::request::sign_request(key, method, path, c2ssi_protocol::now_ms()),
+        );
+    }
+    let request = request.body(Body::from(body)).expect("a request");
     let response = router.clone().oneshot(request).await.expect("an answer");
     let status = response.status();
     let bytes = response
@@ -824,4 +822,81 @@ fn poisoned_stream()
         }
     }
     Poisoned
+}
+
+#[tokio::test]
+async fn an_expired_credential_ends_its_subscription_at_the_next_check_in() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(dir.path());
+    let issuer = Issuer::new();
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = Manifest {
+        credential: Some(c2ssi_protocol::CredentialRequirement {
+            credential_type: "UniquePersonCredential".into(),
+            issuers: vec![issuer.did.clone()],
+        }),
+        ..manifest(&key, &broker, 1, privacy::default_terms())
+    };
+    let (status, outcome) = call_as(
+        &router,
+        &key,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    let digest = outcome["digest"].as_str().expect("a digest").to_string();
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/status-lists",
+        json(&issuer.status_list(&[])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let person = SigningKey::generate().expect("a key");
+    // Valid for one more second.
+    let credential = issuer.issue(&person, c2ssi_protocol::now_ms() + 1_000, 5);
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/subscriptions"),
+        subscription(&id, &digest, &person, vec![credential]),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let check_in = || {
+        json(
+            &Signed::sign(
+                &c2ssi_protocol::CheckIn {
+                    header: Header::new(Purpose::CheckIn, &id, 60_000),
+                    wallet: person.public_key(),
+                    receipts_after: 0,
+                },
+                &person,
+            )
+            .expect("signed"),
+        )
+    };
+    let path = format!("/collectives/{id}/checkin");
+    let (status, body) = call(&router, "POST", &path, check_in()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    // Expired: the check-in is refused and the subscription is gone.
+    let (status, body) = call(&router, "POST", &path, check_in()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("expired"), "{body}");
+    let (_, summary) = call_as(
+        &router,
+        &key,
+        "GET",
+        &format!("/collectives/{id}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(summary["subscribers"], 0);
+    let (status, _) = call(&router, "POST", &path, check_in()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -82,17 +82,23 @@ pub fn trust_ca_file(path: &std::path::Path) -> Result<(), ClientError> {
         message,
     };
     let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let roots = certificates(&pem).map_err(fail)?;
+    let _ = TRUSTED_ROOTS.set(roots);
+    Ok(())
+}
+
+/// The certificates of a PEM file's text, at least one.
+pub fn certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let mut roots = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| fail(e.to_string()))? {
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| e.to_string())? {
             roots.push(c);
         }
     }
     if roots.is_empty() {
-        return Err(fail("holds no PEM certificate".into()));
+        return Err("holds no PEM certificate".into());
     }
-    let _ = TRUSTED_ROOTS.set(roots);
-    Ok(())
+    Ok(roots)
 }
 
 /// [`trust_ca_file`] with the file [`CA_FILE_ENV`] names, if it is set.

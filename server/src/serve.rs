@@ -95,9 +95,28 @@ pub struct TlsArgs {
     /// The PEM private key of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// UNSAFE: serve plain HTTP on an address other than loopback (reads,
+    /// and when messages travel, in the clear)
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_plain_http: bool,
 }
 
 impl TlsArgs {
+    /// Refuses to serve plain HTTP on `address` unless it is a loopback
+    /// address or --insecure-plain-http says so.
+    pub fn check_plain(&self, address: std::net::SocketAddr) -> Result<(), String> {
+        if self.tls_cert.is_none() && !address.ip().is_loopback() && !self.insecure_plain_http {
+            return Err(format!(
+                "{address} is reachable from other machines: serve it with --tls-cert and \
+                 --tls-key, or pass --insecure-plain-http (unsafe)"
+            ));
+        }
+        if self.insecure_plain_http && !address.ip().is_loopback() {
+            eprintln!("warning: --insecure-plain-http: serving plain HTTP on {address}");
+        }
+        Ok(())
+    }
+
     /// The TLS setting, or `None` for plain HTTP.
     pub fn load(&self) -> Result<Option<Tls>, String> {
         match (&self.tls_cert, &self.tls_key) {

@@ -194,12 +194,7 @@ async fn tls_serves_those_who_trust_the_certificate_and_bounds_the_handshake() {
     let pem = std::fs::read(&cert).expect("the certificate");
     let url = format!("https://{address}/health");
     let answers = tokio::task::spawn_blocking(move || {
-        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let roots = c2ssi_client::certificates(&pem).expect("the test certificate");
         let trusting: ureq::Agent = ureq::Agent::config_builder()
             .tls_config(
                 ureq::tls::TlsConfig::builder()
@@ -247,4 +242,22 @@ fn a_key_that_is_not_the_certificates_is_refused_with_both_files_named() {
     assert!(err.contains("cert.pem") && err.contains("key.pem"), "{err}");
     let err = c2ssi_server::Tls::from_pem_files(&other_key, &other_key).expect_err("refused");
     assert!(err.contains("certificate"), "{err}");
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_unless_asked_for() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        tls: c2ssi_server::TlsArgs,
+    }
+    let plain = Flags::parse_from(["serve"]).tls;
+    let outside: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("an address");
+    let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("an address");
+    let err = plain.check_plain(outside).expect_err("refused");
+    assert!(err.contains("--tls-cert"), "{err}");
+    plain.check_plain(loopback).expect("loopback is fine");
+    let unsafe_flag = Flags::parse_from(["serve", "--insecure-plain-http"]).tls;
+    unsafe_flag.check_plain(outside).expect("asked for");
 }

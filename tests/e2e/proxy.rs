@@ -51,12 +51,7 @@ pub(crate) fn start_on(port: u16, upstream: &str, meddler: Arc<dyn Meddler>) -> 
     // The attacker holds the service's certificate's trust (it terminated
     // TLS): what is left to stop it is the wallet's and aggregator's checks.
     let pem = std::fs::read(&crate::support::tls_files().0).expect("the test certificate");
-    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let roots = c2ssi_client::certificates(&pem).expect("the test certificate");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(
             ureq::tls::TlsConfig::builder()
