@@ -3,8 +3,9 @@
 //! `audits`). A component is served only to collectives whose current
 //! manifest allows it.
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{AuditSummary, now_ms};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -25,12 +26,11 @@ impl Algorithms {
     /// Whether the broker holds the component.
     pub fn has(&self, sha256: &str) -> Result<bool> {
         self.db.read(|c| {
-            Ok(c.query_row(
+            Ok(c.query_opt(
                 "SELECT 1 FROM components WHERE sha256 = ?1",
                 params![sha256],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some())
         })
     }
@@ -38,12 +38,11 @@ impl Algorithms {
     /// A component's bytes, whoever allows it (the broker's own use).
     pub fn bytes(&self, sha256: &str) -> Result<Vec<u8>> {
         self.db.read(|c| {
-            c.query_row(
+            c.query_opt(
                 "SELECT bytes FROM components WHERE sha256 = ?1",
                 params![sha256],
                 |r| r.get(0),
-            )
-            .optional()?
+            )?
             .ok_or_else(|| BrokerError::NotFound(format!("no algorithm {sha256}")))
         })
     }
@@ -62,22 +61,22 @@ impl Algorithms {
 
     /// Stores a component (a no-op if it is there).
     pub fn put_in(
-        tx: &Transaction<'_>,
+        tx: &Sql<'_>,
         sha256: &str,
         name: &str,
         version: &str,
         bytes: &[u8],
     ) -> Result<()> {
         tx.execute(
-            "INSERT OR IGNORE INTO components (sha256, name, version, bytes, added_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO components (sha256, name, version, bytes, added_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![sha256, name, version, bytes, now_ms() as i64],
         )?;
         Ok(())
     }
 
     /// Records the audit of a component for a collective.
-    pub fn put_audit_in(tx: &Transaction<'_>, id: &str, audit: &AuditSummary) -> Result<()> {
+    pub fn put_audit_in(tx: &Sql<'_>, id: &str, audit: &AuditSummary) -> Result<()> {
         tx.execute(
             "INSERT INTO audits (collective_id, sha256, summary) VALUES (?1, ?2, ?3)
              ON CONFLICT (collective_id, sha256) DO UPDATE SET summary = ?3",
@@ -89,12 +88,14 @@ impl Algorithms {
     /// The audits of a collective's components.
     pub fn audits(&self, id: &str) -> Result<Vec<AuditSummary>> {
         self.db.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT summary FROM audits WHERE collective_id = ?1 ORDER BY sha256")?;
-            let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0))?;
+            let rows = c.query_map(
+                "SELECT summary FROM audits WHERE collective_id = ?1 ORDER BY sha256",
+                params![id],
+                |r| r.get::<String>(0),
+            )?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(serde_json::from_str(&row?)?);
+                out.push(serde_json::from_str(&row)?);
             }
             Ok(out)
         })

@@ -1,17 +1,32 @@
-//! The broker's state in SQLite: one file under the data directory, in WAL
-//! mode with full synchronous commits, so that a crash loses no committed
-//! payment, ledger entry or model version. Each table belongs to one module
-//! (its SQL is there); a change that spans tables runs in one transaction
-//! that the broker composes from those modules' `*_in` functions.
+//! The broker's state: SQLite by default (one file under the data directory,
+//! in WAL mode with full synchronous commits), or PostgreSQL when given a
+//! `postgres://` URL, so that several brokers can share one state. Either
+//! way a crash loses no committed payment, ledger entry or model version,
+//! and writes are serial: SQLite has one writer, and on PostgreSQL every
+//! write transaction first takes one advisory lock.
+//!
+//! Each table belongs to one module (its SQL is there, written once for
+//! both engines: `?N` placeholders, 64-bit integers, `ON CONFLICT`); a
+//! change that spans tables runs in one transaction that the broker
+//! composes from those modules' `*_in` functions. [`Sql`] is the handle
+//! those functions get; it is written here rather than taken from a crate
+//! because the crates that span both engines (sqlx, diesel) are async or
+//! generate the queries, and the broker's SQL is plain and synchronous.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use r2d2_postgres::postgres::{self, IsolationLevel, NoTls};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::BrokerError;
 
 /// The schema, in order; each entry runs once, recorded in `schema_version`.
+/// Written for SQLite; [`postgres_schema`] adapts the types for PostgreSQL.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE keys (
@@ -156,12 +171,425 @@ CREATE TABLE status_lists (
     PRIMARY KEY (issuer, id)
 );
 "#,
+    r#"
+ALTER TABLE jobs ADD COLUMN driver TEXT;
+ALTER TABLE jobs ADD COLUMN driver_until_ms INTEGER;
+"#,
 ];
 
+/// The advisory lock every PostgreSQL write transaction takes first, so
+/// that writes are serial as they are on SQLite (an arbitrary constant).
+const WRITE_LOCK: i64 = 0x6332_7373_6900_0001;
+/// The advisory lock that migrations take, so that brokers starting
+/// together migrate once.
+const MIGRATION_LOCK: i64 = 0x6332_7373_6900_0002;
+/// PostgreSQL connections a broker keeps at most.
+const POSTGRES_CONNECTIONS: u32 = 12;
+
+/// Which engine a handle talks to, for the rare statement that differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer (also booleans: 0 or 1).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// What can be bound to a statement; [`params!`](crate::params) uses it.
+pub trait ToValue {
+    /// The value bound.
+    fn to_value(&self) -> Value;
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+impl ToValue for i64 {
+    fn to_value(&self) -> Value {
+        Value::Int(*self)
+    }
+}
+impl ToValue for u32 {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+}
+
+/// The values bound to a statement's `?1`, `?2`, ...
+#[macro_export]
+macro_rules! params {
+    ($($value:expr),* $(,)?) => {
+        &[$($crate::database::ToValue::to_value(&$value)),*][..]
+    };
+}
+
+/// What a column can be read as.
+pub trait FromValue: Sized {
+    /// The value read, or why it cannot be.
+    fn from_value(value: &Value) -> Result<Self, BrokerError>;
+}
+
+fn mismatch(value: &Value, wanted: &str) -> BrokerError {
+    BrokerError::Database(format!(
+        "a column holds {value:?} where {wanted} was expected"
+    ))
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        match value {
+            Value::Int(i) => Ok(*i),
+            other => Err(mismatch(other, "an integer")),
+        }
+    }
+}
+impl FromValue for u32 {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        let i = i64::from_value(value)?;
+        u32::try_from(i).map_err(|_| mismatch(value, "a 32-bit count"))
+    }
+}
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        Ok(i64::from_value(value)? != 0)
+    }
+}
+impl FromValue for String {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        match value {
+            Value::Text(s) => Ok(s.clone()),
+            other => Err(mismatch(other, "text")),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        match value {
+            Value::Blob(b) => Ok(b.clone()),
+            other => Err(mismatch(other, "bytes")),
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Result<Self, BrokerError> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+/// One row of a result.
+#[derive(Debug)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    /// Column `index`, read as `T`.
+    pub fn get<T: FromValue>(&self, index: usize) -> Result<T, BrokerError> {
+        let value = self
+            .0
+            .get(index)
+            .ok_or_else(|| BrokerError::Database(format!("no column {index}")))?;
+        T::from_value(value)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => Err(format!("an integer bound where {ty} is expected").into()),
+            },
+            Value::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    s.as_str().to_sql(ty, out)
+                }
+                _ => Err(format!("text bound where {ty} is expected").into()),
+            },
+            Value::Blob(b) => match *ty {
+                Type::BYTEA => b.as_slice().to_sql(ty, out),
+                _ => Err(format!("bytes bound where {ty} is expected").into()),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Every type is taken here and checked in `to_sql`, which knows the value.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A PostgreSQL row as values, by its columns' types.
+fn postgres_row(row: &postgres::Row) -> Result<Row, BrokerError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let value = match *column.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+            }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
+            ref other => {
+                return Err(BrokerError::Database(format!(
+                    "column {} is of type {other}, which the broker does not read",
+                    column.name()
+                )));
+            }
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+/// A statement's `?N` placeholders as PostgreSQL's `$N`. The broker's SQL
+/// has no `?` inside its string literals.
+fn postgres_sql(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// The SQLite schema with PostgreSQL's types: 64-bit integers and `BYTEA`.
+fn postgres_schema(sql: &str) -> String {
+    sql.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
+}
+
+fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row, BrokerError> {
+    let mut values = Vec::with_capacity(columns);
+    for i in 0..columns {
+        values.push(match row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(v) => Value::Int(v),
+            ValueRef::Real(v) => {
+                return Err(BrokerError::Database(format!(
+                    "column {i} holds a float ({v}), which the broker does not store"
+                )));
+            }
+            ValueRef::Text(t) => Value::Text(
+                std::str::from_utf8(t)
+                    .map_err(|e| BrokerError::Database(format!("column {i}: {e}")))?
+                    .to_string(),
+            ),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        });
+    }
+    Ok(Row(values))
+}
+
+enum Handle<'a> {
+    Sqlite(&'a Connection),
+    Postgres(RefCell<postgres::Transaction<'a>>),
+}
+
+/// A connection inside a transaction: what the modules' SQL functions get.
+/// In [`Database::write`] it may write; in [`Database::read`] it reads one
+/// consistent snapshot.
+pub struct Sql<'a> {
+    handle: Handle<'a>,
+}
+
+impl std::fmt::Debug for Sql<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sql")
+            .field("dialect", &self.dialect())
+            .finish()
+    }
+}
+
+impl Sql<'_> {
+    /// The engine behind this handle.
+    pub fn dialect(&self) -> Dialect {
+        match self.handle {
+            Handle::Sqlite(_) => Dialect::Sqlite,
+            Handle::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs a statement; how many rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, BrokerError> {
+        match &self.handle {
+            Handle::Sqlite(c) => Ok(c
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params))?),
+            Handle::Postgres(tx) => {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let n = tx.borrow_mut().execute(&postgres_sql(sql), &refs)?;
+                Ok(n as usize)
+            }
+        }
+    }
+
+    /// Every row of a query, each read by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row) -> Result<T, BrokerError>,
+    ) -> Result<Vec<T>, BrokerError> {
+        let mut out = Vec::new();
+        match &self.handle {
+            Handle::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = rows.next()? {
+                    out.push(f(&sqlite_row(row, columns)?)?);
+                }
+            }
+            Handle::Postgres(tx) => {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let rows = tx.borrow_mut().query(&postgres_sql(sql), &refs)?;
+                for row in &rows {
+                    out.push(f(&postgres_row(row)?)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first row of a query read by `f`, if there is one.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row) -> Result<T, BrokerError>,
+    ) -> Result<Option<T>, BrokerError> {
+        let first = match &self.handle {
+            Handle::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                match rows.next()? {
+                    Some(row) => Some(sqlite_row(row, columns)?),
+                    None => None,
+                }
+            }
+            Handle::Postgres(tx) => {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let rows = tx.borrow_mut().query(&postgres_sql(sql), &refs)?;
+                match rows.first() {
+                    Some(row) => Some(postgres_row(row)?),
+                    None => None,
+                }
+            }
+        };
+        first.map(|row| f(&row)).transpose()
+    }
+
+    /// The first row of a query read by `f`; no row is an error.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        self.query_opt(sql, params, f)?
+            .ok_or_else(|| BrokerError::Database("a query that always answers had no row".into()))
+    }
+}
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Pool),
+}
+
 /// A handle on the database; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
-    conn: Arc<Mutex<Connection>>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dialect = match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        };
+        f.debug_struct("Database")
+            .field("dialect", &dialect)
+            .finish()
+    }
 }
 
 impl Database {
@@ -179,8 +607,8 @@ impl Database {
         let conn = Connection::open(path)
             .map_err(|e| BrokerError::Database(format!("opening {}: {e}", path.display())))?;
         let db = Database::setup(conn)?;
-        if !durable {
-            db.lock().pragma_update(None, "synchronous", "NORMAL")?;
+        if !durable && let Backend::Sqlite(conn) = &db.backend {
+            lock(conn).pragma_update(None, "synchronous", "NORMAL")?;
         }
         Ok(db)
     }
@@ -189,6 +617,76 @@ impl Database {
     pub fn in_memory() -> Result<Database, BrokerError> {
         let conn = Connection::open_in_memory().map_err(BrokerError::from)?;
         Database::setup(conn)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host/db`
+    /// or `host=/run/postgresql dbname=...`) and brings its schema up to
+    /// date. The connection is not encrypted: only a server on this machine
+    /// (loopback or a Unix socket) is taken. Must not be called from inside
+    /// an async task (it blocks).
+    pub fn connect(url: &str) -> Result<Database, BrokerError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| BrokerError::Invalid(format!("the database URL: {e}")))?;
+        for host in config.get_hosts() {
+            let local = match host {
+                postgres::config::Host::Unix(_) => true,
+                postgres::config::Host::Tcp(name) => {
+                    name == "localhost"
+                        || name
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                }
+            };
+            if !local {
+                return Err(BrokerError::Invalid(format!(
+                    "the database URL names {host:?}, which is not on this machine: the broker \
+                     talks to PostgreSQL without TLS, so it takes only a server on loopback or \
+                     a Unix socket"
+                )));
+            }
+        }
+        if config.get_hosts().is_empty() {
+            return Err(BrokerError::Invalid(
+                "the database URL names no host (give host=... or postgres://user@host/db)".into(),
+            ));
+        }
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POSTGRES_CONNECTIONS)
+            .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
+        let mut client = pool
+            .get()
+            .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let version: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
+            .try_get(0)?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(&postgres_schema(migration))?;
+            tx.execute(
+                "INSERT INTO schema_version VALUES ($1)",
+                &[&((i + 1) as i64)],
+            )?;
+        }
+        tx.commit()?;
+        drop(client);
+        Ok(Database {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// The engine behind this database.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     fn setup(conn: Connection) -> Result<Database, BrokerError> {
@@ -209,35 +707,82 @@ impl Database {
             ))?;
         }
         Ok(Database {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves no transaction open (rusqlite
-        // rolls back on drop), so the connection is still usable.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn postgres_client(
+        pool: &Pool,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, BrokerError> {
+        pool.get()
+            .map_err(|e| BrokerError::Database(format!("no PostgreSQL connection: {e}")))
     }
 
-    /// Runs `f` on the connection.
+    /// Runs `f` on one consistent snapshot of the database.
     pub fn read<R>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, BrokerError>,
+        f: impl FnOnce(&Sql<'_>) -> Result<R, BrokerError>,
     ) -> Result<R, BrokerError> {
-        f(&self.lock())
+        match &self.backend {
+            Backend::Sqlite(conn) => f(&Sql {
+                handle: Handle::Sqlite(&lock(conn)),
+            }),
+            Backend::Postgres(pool) => {
+                let mut client = Database::postgres_client(pool)?;
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let sql = Sql {
+                    handle: Handle::Postgres(RefCell::new(tx)),
+                };
+                let out = f(&sql)?;
+                if let Handle::Postgres(tx) = sql.handle {
+                    tx.into_inner().commit()?;
+                }
+                Ok(out)
+            }
+        }
     }
 
-    /// Runs `f` in one immediate transaction, committed if it returns `Ok`.
+    /// Runs `f` in one transaction, committed if it returns `Ok` and rolled
+    /// back otherwise. Write transactions run one at a time.
     pub fn write<R>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<R, BrokerError>,
+        f: impl FnOnce(&Sql<'_>) -> Result<R, BrokerError>,
     ) -> Result<R, BrokerError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut conn = lock(conn);
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&Sql {
+                    handle: Handle::Sqlite(&tx),
+                })?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres(pool) => {
+                let mut client = Database::postgres_client(pool)?;
+                let mut tx = client.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                let sql = Sql {
+                    handle: Handle::Postgres(RefCell::new(tx)),
+                };
+                let out = f(&sql)?;
+                if let Handle::Postgres(tx) = sql.handle {
+                    tx.into_inner().commit()?;
+                }
+                Ok(out)
+            }
+        }
     }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves no transaction open (rusqlite
+    // rolls back on drop), so the connection is still usable.
+    conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -250,15 +795,30 @@ mod tests {
         let path = dir.path().join("state.db");
         let db = Database::open(&path).unwrap();
         let result: Result<(), BrokerError> = db.write(|tx| {
-            tx.execute("INSERT INTO keys VALUES ('a', x'00')", [])?;
+            tx.execute(
+                "INSERT INTO keys VALUES (?1, ?2)",
+                crate::params!["a", vec![0u8]],
+            )?;
             Err(BrokerError::Invalid("no".into()))
         });
         assert!(result.is_err());
         drop(db);
         let db = Database::open(&path).unwrap();
         let count: i64 = db
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))?))
+            .read(|c| c.query_row("SELECT COUNT(*) FROM keys", &[], |r| r.get(0)))
             .unwrap();
         assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn placeholders_and_types_are_translated_for_postgres() {
+        assert_eq!(
+            postgres_sql("SELECT a FROM t WHERE b = ?1 AND c > ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c > $12"
+        );
+        assert_eq!(
+            postgres_schema("x INTEGER NOT NULL, y BLOB"),
+            "x BIGINT NOT NULL, y BYTEA"
+        );
     }
 }

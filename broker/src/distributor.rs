@@ -10,11 +10,12 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{PublicKey, Signed, Task, now_ms};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{BrokerError, Result};
 
@@ -87,7 +88,7 @@ pub struct NewAssignment {
 
 /// Stores a round's tasks.
 pub fn insert_in(
-    tx: &Transaction<'_>,
+    tx: &Sql<'_>,
     job_id: &str,
     round: u32,
     assignments: &[NewAssignment],
@@ -104,22 +105,20 @@ pub fn insert_in(
 /// The wallet's undelivered task in an open, unexpired round of a job of
 /// collective `id`, marked delivered; the broker keeps only its digest.
 pub fn take_task_in(
-    tx: &Transaction<'_>,
+    tx: &Sql<'_>,
     collective_id: &str,
     wallet: &PublicKey,
 ) -> Result<Option<Signed<Task>>> {
-    let row: Option<(String, i64, String)> = tx
-        .query_row(
-            "SELECT a.job_id, a.round, a.task FROM assignments a
+    let row: Option<(String, i64, String)> = tx.query_opt(
+        "SELECT a.job_id, a.round, a.task FROM assignments a
              JOIN rounds r ON r.job_id = a.job_id AND r.round = a.round
              JOIN jobs j ON j.id = a.job_id
              WHERE j.collective_id = ?1 AND a.wallet = ?2 AND a.delivered = 0
                AND a.task IS NOT NULL AND r.status = 'open' AND r.deadline_ms > ?3
              ORDER BY r.opened_ms LIMIT 1",
-            params![collective_id, wallet.to_hex(), now_ms() as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+        params![collective_id, wallet.to_hex(), now_ms() as i64],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let Some((job, round, task)) = row else {
         return Ok(None);
     };
@@ -132,18 +131,15 @@ pub fn take_task_in(
 
 /// Every undelivered task of a round, marked delivered: the distributor
 /// handing tasks to wallets in this process (the simulation).
-pub fn push_in(
-    tx: &Transaction<'_>,
-    job_id: &str,
-    round: u32,
-) -> Result<Vec<(PublicKey, Signed<Task>)>> {
+pub fn push_in(tx: &Sql<'_>, job_id: &str, round: u32) -> Result<Vec<(PublicKey, Signed<Task>)>> {
     let rows: Vec<(String, String)> = {
-        let mut stmt = tx.prepare(
+        let rows = tx.query_map(
             "SELECT wallet, task FROM assignments
              WHERE job_id = ?1 AND round = ?2 AND delivered = 0 AND task IS NOT NULL",
+            params![job_id, round],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let rows = stmt.query_map(params![job_id, round], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
+        rows
     };
     tx.execute(
         "UPDATE assignments SET delivered = 1, task = NULL WHERE job_id = ?1 AND round = ?2",
@@ -155,14 +151,13 @@ pub fn push_in(
 }
 
 /// Every wallet a round assigned, with the digest of its task.
-pub fn assigned(c: &Connection, job_id: &str, round: u32) -> Result<Vec<(PublicKey, String)>> {
-    let mut stmt = c.prepare(
+pub fn assigned(c: &Sql<'_>, job_id: &str, round: u32) -> Result<Vec<(PublicKey, String)>> {
+    let rows: Vec<(String, String)> = c.query_map(
         "SELECT wallet, task_digest FROM assignments WHERE job_id = ?1 AND round = ?2
          ORDER BY wallet",
+        params![job_id, round],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let rows: Vec<(String, String)> = stmt
-        .query_map(params![job_id, round], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(w, d)| Ok((PublicKey::from_hex(&w)?, d)))
         .collect()
@@ -170,35 +165,35 @@ pub fn assigned(c: &Connection, job_id: &str, round: u32) -> Result<Vec<(PublicK
 
 /// The digest of the task `wallet` was assigned in a round, if any.
 pub fn task_digest(
-    c: &Connection,
+    c: &Sql<'_>,
     job_id: &str,
     round: u32,
     wallet: &PublicKey,
 ) -> Result<Option<String>> {
-    Ok(c.query_row(
+    Ok(c.query_opt(
         "SELECT task_digest FROM assignments WHERE job_id = ?1 AND round = ?2 AND wallet = ?3",
         params![job_id, round, wallet.to_hex()],
         |r| r.get(0),
-    )
-    .optional()?)
+    )?)
 }
 
 /// Wallets that were handed tasks in at least `limit` rounds of the job.
-pub fn saturated(c: &Connection, job_id: &str, limit: u32) -> Result<HashSet<PublicKey>> {
-    let mut stmt = c.prepare(
+pub fn saturated(c: &Sql<'_>, job_id: &str, limit: u32) -> Result<HashSet<PublicKey>> {
+    let rows = c.query_map(
         "SELECT wallet FROM assignments WHERE job_id = ?1 AND delivered = 1
          GROUP BY wallet HAVING COUNT(*) >= ?2",
+        params![job_id, limit],
+        |r| r.get::<String>(0),
     )?;
-    let rows = stmt.query_map(params![job_id, limit], |r| r.get::<_, String>(0))?;
     let mut out = HashSet::new();
     for row in rows {
-        out.insert(PublicKey::from_hex(&row?)?);
+        out.insert(PublicKey::from_hex(&row)?);
     }
     Ok(out)
 }
 
 /// Forgets the undelivered tasks of a closed round (their seeds included).
-pub fn forget_in(tx: &Transaction<'_>, job_id: &str, round: u32) -> Result<()> {
+pub fn forget_in(tx: &Sql<'_>, job_id: &str, round: u32) -> Result<()> {
     tx.execute(
         "UPDATE assignments SET task = NULL WHERE job_id = ?1 AND round = ?2",
         params![job_id, round],
@@ -207,7 +202,7 @@ pub fn forget_in(tx: &Transaction<'_>, job_id: &str, round: u32) -> Result<()> {
 }
 
 /// Withdraws a wallet's undelivered tasks (it unsubscribed).
-pub fn withdraw_in(tx: &Transaction<'_>, wallet: &PublicKey) -> Result<()> {
+pub fn withdraw_in(tx: &Sql<'_>, wallet: &PublicKey) -> Result<()> {
     tx.execute(
         "DELETE FROM assignments WHERE wallet = ?1 AND delivered = 0",
         params![wallet.to_hex()],

@@ -44,6 +44,12 @@ impl From<rusqlite::Error> for BrokerError {
     }
 }
 
+impl From<postgres::Error> for BrokerError {
+    fn from(e: postgres::Error) -> Self {
+        BrokerError::Database(e.to_string())
+    }
+}
+
 impl From<ProtocolError> for BrokerError {
     fn from(e: ProtocolError) -> Self {
         match e {

@@ -1,8 +1,9 @@
 //! Jobs (table `jobs`): what each runs, its state, its current model and
 //! server momentum, how far it got and what it spent.
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{Amount, JobSpec, JobState, now_ms};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{BrokerError, Result};
 use crate::models::{from_bytes, to_bytes};
@@ -36,7 +37,7 @@ pub struct JobRow {
 
 /// Stores a new running job.
 pub fn insert_in(
-    tx: &Transaction<'_>,
+    tx: &Sql<'_>,
     id: &str,
     collective_id: &str,
     spec: &JobSpec,
@@ -59,29 +60,28 @@ pub fn insert_in(
 }
 
 /// A job.
-pub fn load(c: &Connection, job_id: &str) -> Result<JobRow> {
+pub fn load(c: &Sql<'_>, job_id: &str) -> Result<JobRow> {
     let row = c
-        .query_row(
+        .query_opt(
             "SELECT collective_id, spec, status, reason, rounds_done, next_round, model_hash,
                     velocity, spent, stop_requested
              FROM jobs WHERE id = ?1",
             params![job_id],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<Vec<u8>>>(7)?,
-                    r.get::<_, i64>(8)?,
-                    r.get::<_, i64>(9)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<Option<String>>(3)?,
+                    r.get::<i64>(4)?,
+                    r.get::<i64>(5)?,
+                    r.get::<String>(6)?,
+                    r.get::<Option<Vec<u8>>>(7)?,
+                    r.get::<i64>(8)?,
+                    r.get::<i64>(9)?,
                 ))
             },
-        )
-        .optional()?
+        )?
         .ok_or_else(|| BrokerError::NotFound(format!("no job '{job_id}'")))?;
     Ok(JobRow {
         id: job_id.to_string(),
@@ -100,12 +100,7 @@ pub fn load(c: &Connection, job_id: &str) -> Result<JobRow> {
 }
 
 /// Ends a running job; `false` if it had ended already.
-pub fn finish_in(
-    tx: &Transaction<'_>,
-    job_id: &str,
-    state: JobState,
-    reason: &str,
-) -> Result<bool> {
+pub fn finish_in(tx: &Sql<'_>, job_id: &str, state: JobState, reason: &str) -> Result<bool> {
     let changed = tx.execute(
         "UPDATE jobs SET status = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1 AND status = 'running'",
         params![job_id, state.as_str(), reason, now_ms() as i64],
@@ -114,7 +109,7 @@ pub fn finish_in(
 }
 
 /// Asks a job to stop after its current round.
-pub fn request_stop_in(tx: &Transaction<'_>, job_id: &str) -> Result<()> {
+pub fn request_stop_in(tx: &Sql<'_>, job_id: &str) -> Result<()> {
     tx.execute(
         "UPDATE jobs SET stop_requested = 1 WHERE id = ?1",
         params![job_id],
@@ -125,7 +120,7 @@ pub fn request_stop_in(tx: &Transaction<'_>, job_id: &str) -> Result<()> {
 /// Moves a job past a round that released a batch: its new model, its
 /// server momentum, one more round done.
 pub fn released_in(
-    tx: &Transaction<'_>,
+    tx: &Sql<'_>,
     job_id: &str,
     round: u32,
     model_hash: &str,
@@ -147,7 +142,7 @@ pub fn released_in(
 }
 
 /// Moves a job past a round that released nothing (or that was abandoned).
-pub fn skipped_in(tx: &Transaction<'_>, job_id: &str, round: u32) -> Result<()> {
+pub fn skipped_in(tx: &Sql<'_>, job_id: &str, round: u32) -> Result<()> {
     tx.execute(
         "UPDATE jobs SET next_round = MAX(next_round, ?2), updated_ms = ?3 WHERE id = ?1",
         params![job_id, round + 1, now_ms() as i64],
@@ -156,20 +151,19 @@ pub fn skipped_in(tx: &Transaction<'_>, job_id: &str, round: u32) -> Result<()> 
 }
 
 /// What a job has paid.
-pub fn spent_in(tx: &Transaction<'_>, job_id: &str) -> Result<Amount> {
+pub fn spent_in(tx: &Sql<'_>, job_id: &str) -> Result<Amount> {
     let spent: i64 = tx
-        .query_row(
+        .query_opt(
             "SELECT spent FROM jobs WHERE id = ?1",
             params![job_id],
             |r| r.get(0),
-        )
-        .optional()?
+        )?
         .unwrap_or(0);
     Ok(Amount(spent as u64))
 }
 
 /// Adds a payment to a job's spending.
-pub fn add_spent_in(tx: &Transaction<'_>, job_id: &str, amount: Amount) -> Result<()> {
+pub fn add_spent_in(tx: &Sql<'_>, job_id: &str, amount: Amount) -> Result<()> {
     tx.execute(
         "UPDATE jobs SET spent = spent + ?2 WHERE id = ?1",
         params![job_id, amount.0 as i64],
@@ -178,19 +172,21 @@ pub fn add_spent_in(tx: &Transaction<'_>, job_id: &str, amount: Amount) -> Resul
 }
 
 /// A collective's jobs, oldest first.
-pub fn ids(c: &Connection, collective_id: &str) -> Result<Vec<String>> {
-    let mut stmt = c.prepare("SELECT id FROM jobs WHERE collective_id = ?1 ORDER BY created_ms")?;
-    let ids = stmt
-        .query_map(params![collective_id], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+pub fn ids(c: &Sql<'_>, collective_id: &str) -> Result<Vec<String>> {
+    let ids = c.query_map(
+        "SELECT id FROM jobs WHERE collective_id = ?1 ORDER BY created_ms",
+        params![collective_id],
+        |r| r.get::<String>(0),
+    )?;
     Ok(ids)
 }
 
 /// Every running job, oldest first.
-pub fn running(c: &Connection) -> Result<Vec<String>> {
-    let mut stmt = c.prepare("SELECT id FROM jobs WHERE status = 'running' ORDER BY created_ms")?;
-    let ids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+pub fn running(c: &Sql<'_>) -> Result<Vec<String>> {
+    let ids = c.query_map(
+        "SELECT id FROM jobs WHERE status = 'running' ORDER BY created_ms",
+        &[],
+        |r| r.get::<String>(0),
+    )?;
     Ok(ids)
 }

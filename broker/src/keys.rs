@@ -2,8 +2,8 @@
 //! tasks, round control messages, ledger entries and receipts, and every
 //! manifest the broker serves names it.
 
+use crate::params;
 use c2ssi_protocol::SigningKey;
-use rusqlite::{OptionalExtension, params};
 
 use crate::database::Database;
 use crate::error::Result;
@@ -12,10 +12,9 @@ use crate::error::Result;
 pub fn broker_key(db: &Database) -> Result<SigningKey> {
     let existing: Option<Vec<u8>> = db.read(|c| {
         Ok(
-            c.query_row("SELECT pkcs8 FROM keys WHERE name = 'broker'", [], |r| {
+            c.query_opt("SELECT pkcs8 FROM keys WHERE name = 'broker'", &[], |r| {
                 r.get(0)
-            })
-            .optional()?,
+            })?,
         )
     })?;
     if let Some(pkcs8) = existing {

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{
     EntryKind, LedgerEntry, LedgerSummary, PublicKey, Signer, SigningKey, entry_hash, genesis_hash,
     now_ms, verify_chain,
 };
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -40,17 +41,15 @@ impl Ledger {
     /// Appends an entry inside the caller's transaction.
     pub fn append_in(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Sql<'_>,
         collective_id: &str,
         kind: EntryKind,
     ) -> Result<LedgerEntry> {
-        let last: Option<(u64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM ledger WHERE collective_id = ?1 ORDER BY seq DESC LIMIT 1",
-                params![collective_id],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .optional()?;
+        let last: Option<(u64, String)> = tx.query_opt(
+            "SELECT seq, hash FROM ledger WHERE collective_id = ?1 ORDER BY seq DESC LIMIT 1",
+            params![collective_id],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
+        )?;
         let (seq, prev_hash) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, genesis_hash()),
@@ -99,23 +98,24 @@ impl Ledger {
 /// `collective ledger verify --db` checks a database file this way).
 pub fn read_entries(db: &Database, collective_id: &str) -> Result<Vec<LedgerEntry>> {
     db.read(|c| {
-        let mut stmt = c.prepare(
+        let rows = c.query_map(
             "SELECT seq, time_ms, prev_hash, kind, hash, signature FROM ledger
              WHERE collective_id = ?1 ORDER BY seq",
+            params![collective_id],
+            |r| {
+                Ok((
+                    r.get::<i64>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
+                ))
+            },
         )?;
-        let rows = stmt.query_map(params![collective_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, time_ms, prev_hash, kind, hash, signature) = row?;
+            let (seq, time_ms, prev_hash, kind, hash, signature) = row;
             out.push(LedgerEntry {
                 seq: seq as u64,
                 collective_id: collective_id.to_string(),

@@ -2,8 +2,9 @@
 //! released aggregate (FedAvg with a server learning rate and momentum), and
 //! the versions it produces, content-addressed, stored with their provenance.
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{ModelSummary, ModelVersion, Provenance, model_hash};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -62,7 +63,7 @@ impl Models {
     /// round); the same parameters in two jobs are two versions with one
     /// content address.
     pub fn insert_in(
-        tx: &Transaction<'_>,
+        tx: &Sql<'_>,
         collective_id: &str,
         params_: &[f32],
         provenance: &Provenance,
@@ -89,22 +90,23 @@ impl Models {
     /// Every version of a collective, oldest first.
     pub fn list(&self, collective_id: &str, job_id: Option<&str>) -> Result<Vec<ModelSummary>> {
         self.db.read(|c| {
-            let mut stmt = c.prepare(
+            let rows = c.query_map(
                 "SELECT hash, length(params), provenance, created_ms FROM models
                  WHERE collective_id = ?1 AND (?2 IS NULL OR job_id = ?2)
                  ORDER BY created_ms, round",
+                params![collective_id, job_id],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<i64>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<i64>(3)?,
+                    ))
+                },
             )?;
-            let rows = stmt.query_map(params![collective_id, job_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?;
             let mut out = Vec::new();
             for row in rows {
-                let (hash, len, provenance, created) = row?;
+                let (hash, len, provenance, created) = row;
                 out.push(ModelSummary {
                     hash,
                     parameters: len as usize / 4,
@@ -120,13 +122,12 @@ impl Models {
     pub fn get(&self, collective_id: &str, hash: &str) -> Result<ModelVersion> {
         self.db.read(|c| {
             let row: Option<(Vec<u8>, String, i64)> = c
-                .query_row(
+                .query_opt(
                     "SELECT params, provenance, created_ms FROM models WHERE collective_id = ?1 AND hash = ?2
                      ORDER BY created_ms LIMIT 1",
                     params![collective_id, hash],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
+                )?;
             let (params_, provenance, created) = row.ok_or_else(|| {
                 BrokerError::NotFound(format!("collective '{collective_id}' has no model {hash}"))
             })?;

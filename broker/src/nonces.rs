@@ -1,8 +1,9 @@
 //! The nonces of signed requests already taken (table `seen_nonces`), so
 //! that no signed request is accepted twice.
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_protocol::{Header, PublicKey, now_ms};
-use rusqlite::{Transaction, params};
 
 use crate::error::{BrokerError, Result};
 
@@ -11,7 +12,7 @@ use crate::error::{BrokerError, Result};
 pub const MAX_REQUEST_VALIDITY_MS: u64 = 3600 * 1000;
 
 /// Records a request's nonce; a nonce seen before is a replay.
-pub fn remember_in(tx: &Transaction<'_>, signer: &PublicKey, header: &Header) -> Result<()> {
+pub fn remember_in(tx: &Sql<'_>, signer: &PublicKey, header: &Header) -> Result<()> {
     let now = now_ms();
     if header.expires_at_ms > now.saturating_add(MAX_REQUEST_VALIDITY_MS) {
         return Err(BrokerError::Unauthorized(format!(
@@ -24,7 +25,8 @@ pub fn remember_in(tx: &Transaction<'_>, signer: &PublicKey, header: &Header) ->
         params![now as i64],
     )?;
     let inserted = tx.execute(
-        "INSERT OR IGNORE INTO seen_nonces (signer, nonce, expires_ms) VALUES (?1, ?2, ?3)",
+        "INSERT INTO seen_nonces (signer, nonce, expires_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
         params![signer.to_hex(), header.nonce, header.expires_at_ms as i64],
     )?;
     if inserted == 0 {

@@ -5,11 +5,11 @@
 //! and records the receipt, so the balance never goes below zero and a
 //! crash can neither lose a payment nor make one twice.
 
+use crate::params;
 use c2ssi_protocol::{
     Amount, EntryKind, Header, LedgerEntry, PublicKey, Purpose, Receipt, Signed, new_nonce,
     payee_commitment,
 };
-use rusqlite::{OptionalExtension, params};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -83,13 +83,11 @@ impl Payments {
     /// Deposits and payments so far.
     pub fn balance(&self, collective_id: &str) -> Result<(Amount, Amount)> {
         self.db.read(|c| {
-            let row: Option<(i64, i64)> = c
-                .query_row(
-                    "SELECT deposited, paid FROM accounts WHERE collective_id = ?1",
-                    params![collective_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+            let row: Option<(i64, i64)> = c.query_opt(
+                "SELECT deposited, paid FROM accounts WHERE collective_id = ?1",
+                params![collective_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let (d, p) = row.unwrap_or((0, 0));
             Ok((Amount(d as u64), Amount(p as u64)))
         })
@@ -107,23 +105,20 @@ impl Payments {
         budget: Amount,
     ) -> Result<Payment> {
         self.db.write(|tx| {
-            let existing: Option<String> = tx
-                .query_row(
-                    "SELECT receipt FROM payments WHERE job_id = ?1 AND round = ?2 AND wallet = ?3",
-                    params![job_id, round, wallet.to_hex()],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let existing: Option<String> = tx.query_opt(
+                "SELECT receipt FROM payments WHERE job_id = ?1 AND round = ?2 AND wallet = ?3",
+                params![job_id, round, wallet.to_hex()],
+                |r| r.get(0),
+            )?;
             if let Some(receipt) = existing {
                 return Ok(Payment::AlreadyPaid(serde_json::from_str(&receipt)?));
             }
             let (deposited, paid): (i64, i64) = tx
-                .query_row(
+                .query_opt(
                     "SELECT deposited, paid FROM accounts WHERE collective_id = ?1",
                     params![collective_id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?
+                )?
                 .unwrap_or((0, 0));
             let available = (deposited as u64).saturating_sub(paid as u64);
             if available < rate.0 {
@@ -189,17 +184,15 @@ impl Payments {
         after: u64,
     ) -> Result<Vec<Signed<Receipt>>> {
         self.db.read(|c| {
-            let mut stmt = c.prepare(
+            let rows = c.query_map(
                 "SELECT receipt FROM payments WHERE collective_id = ?1 AND wallet = ?2 AND seq > ?3
                  ORDER BY seq LIMIT 1000",
+                params![collective_id, wallet.to_hex(), after as i64],
+                |r| r.get::<String>(0),
             )?;
-            let rows = stmt
-                .query_map(params![collective_id, wallet.to_hex(), after as i64], |r| {
-                    r.get::<_, String>(0)
-                })?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(serde_json::from_str(&row?)?);
+                out.push(serde_json::from_str(&row)?);
             }
             Ok(out)
         })
@@ -211,7 +204,7 @@ impl Payments {
             Ok(c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM payments WHERE collective_id = ?1 AND wallet = ?2)",
                 params![collective_id, wallet.to_hex()],
-                |r| r.get::<_, bool>(0),
+                |r| r.get::<bool>(0),
             )?)
         })
     }
@@ -219,11 +212,11 @@ impl Payments {
     /// The wallets paid for an access in a round.
     pub fn paid_in_round(&self, job_id: &str, round: u32) -> Result<Vec<PublicKey>> {
         self.db.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT wallet FROM payments WHERE job_id = ?1 AND round = ?2")?;
-            let rows: Vec<String> = stmt
-                .query_map(params![job_id, round], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            let rows: Vec<String> = c.query_map(
+                "SELECT wallet FROM payments WHERE job_id = ?1 AND round = ?2",
+                params![job_id, round],
+                |r| r.get(0),
+            )?;
             rows.iter().map(|w| Ok(PublicKey::from_hex(w)?)).collect()
         })
     }
@@ -233,7 +226,7 @@ impl Payments {
     pub fn reserved(&self, collective_id: &str, except_job: &str, rate: Amount) -> Result<u64> {
         self.db.read(|c| {
             let sampled: i64 = c.query_row(
-                "SELECT COALESCE(SUM(r.sampled), 0) FROM rounds r JOIN jobs j ON j.id = r.job_id
+                "SELECT CAST(COALESCE(SUM(r.sampled), 0) AS BIGINT) FROM rounds r JOIN jobs j ON j.id = r.job_id
                  WHERE j.collective_id = ?1 AND r.status = 'open' AND j.id <> ?2",
                 params![collective_id, except_job],
                 |r| r.get(0),
@@ -261,13 +254,11 @@ mod tests {
         let db = Database::in_memory().unwrap();
         db.write(|tx| {
             tx.execute(
-                "INSERT INTO collectives VALUES ('c', 'k', 1, 'd', 0)",
-                [],
+                "INSERT INTO collectives VALUES ('c', 'k', 1, 'd', 0)", &[],
             )?;
             tx.execute(
                 "INSERT INTO jobs (id, collective_id, spec, status, rounds_done, next_round, model_hash, created_ms, updated_ms)
-                 VALUES ('j', 'c', '{}', 'running', 0, 1, '', 0, 0)",
-                [],
+                 VALUES ('j', 'c', '{}', 'running', 0, 1, '', 0, 0)", &[],
             )?;
             Ok(())
         })

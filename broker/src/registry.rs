@@ -2,8 +2,9 @@
 //! (tables `collectives` and `manifests`). The consumer signs manifests;
 //! the registry only keeps them and says which version is current.
 
+use crate::database::{Dialect, Sql};
+use crate::params;
 use c2ssi_protocol::{Manifest, Signed, now_ms, open_manifest};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -41,15 +42,13 @@ fn not_found(id: &str) -> BrokerError {
     BrokerError::NotFound(format!("no collective '{id}'"))
 }
 
-fn load_current(c: &Connection, id: &str) -> Result<Stored> {
-    let text: Option<String> = c
-        .query_row(
-            "SELECT m.signed FROM manifests m JOIN collectives c ON c.id = m.collective_id
+fn load_current(c: &Sql<'_>, id: &str) -> Result<Stored> {
+    let text: Option<String> = c.query_opt(
+        "SELECT m.signed FROM manifests m JOIN collectives c ON c.id = m.collective_id
              WHERE m.collective_id = ?1 AND m.version = c.version",
-            params![id],
-            |r| r.get(0),
-        )
-        .optional()?;
+        params![id],
+        |r| r.get(0),
+    )?;
     let text = text.ok_or_else(|| not_found(id))?;
     Stored::open(serde_json::from_str(&text)?, id)
 }
@@ -63,10 +62,9 @@ impl Registry {
     /// Every collective's id.
     pub fn list(&self) -> Result<Vec<String>> {
         self.db.read(|c| {
-            let mut stmt = c.prepare("SELECT id FROM collectives ORDER BY created_ms")?;
-            let ids = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+            let ids = c.query_map("SELECT id FROM collectives ORDER BY created_ms", &[], |r| {
+                r.get::<String>(0)
+            })?;
             Ok(ids)
         })
     }
@@ -77,14 +75,23 @@ impl Registry {
     /// the DID, and only those are opened and checked.
     pub fn issuer_is_named(&self, issuer: &c2ssi_credentials::Did) -> Result<bool> {
         let candidates: Vec<String> = self.db.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT m.collective_id FROM manifests m JOIN collectives c
-                   ON c.id = m.collective_id AND m.version = c.version
-                 WHERE instr(m.signed, ?1) > 0",
+            let ids = c.query_map(
+                // `?1` appears in the manifest's text (LIKE would need escaping).
+                match c.dialect() {
+                    Dialect::Sqlite => {
+                        "SELECT m.collective_id FROM manifests m JOIN collectives c
+                           ON c.id = m.collective_id AND m.version = c.version
+                         WHERE instr(m.signed, ?1) > 0"
+                    }
+                    Dialect::Postgres => {
+                        "SELECT m.collective_id FROM manifests m JOIN collectives c
+                           ON c.id = m.collective_id AND m.version = c.version
+                         WHERE strpos(m.signed, ?1) > 0"
+                    }
+                },
+                params![issuer.as_str()],
+                |r| r.get::<String>(0),
             )?;
-            let ids = stmt
-                .query_map(params![issuer.as_str()], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
             Ok(ids)
         })?;
         for id in candidates {
@@ -107,12 +114,12 @@ impl Registry {
     }
 
     /// The current manifest, inside a transaction.
-    pub fn current_in(tx: &Transaction<'_>, id: &str) -> Result<Stored> {
+    pub fn current_in(tx: &Sql<'_>, id: &str) -> Result<Stored> {
         load_current(tx, id)
     }
 
     /// The current manifest, or `None` for a collective not registered yet.
-    pub fn current_or_none_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Stored>> {
+    pub fn current_or_none_in(tx: &Sql<'_>, id: &str) -> Result<Option<Stored>> {
         match load_current(tx, id) {
             Ok(s) => Ok(Some(s)),
             Err(BrokerError::NotFound(_)) => Ok(None),
@@ -123,13 +130,11 @@ impl Registry {
     /// The version of collective `id` whose digest is `digest`.
     pub fn by_digest(&self, id: &str, digest: &str) -> Result<Stored> {
         self.db.read(|c| {
-            let text: Option<String> = c
-                .query_row(
-                    "SELECT signed FROM manifests WHERE collective_id = ?1 AND digest = ?2",
-                    params![id, digest],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let text: Option<String> = c.query_opt(
+                "SELECT signed FROM manifests WHERE collective_id = ?1 AND digest = ?2",
+                params![id, digest],
+                |r| r.get(0),
+            )?;
             let text = text.ok_or_else(|| {
                 BrokerError::NotFound(format!("collective '{id}' has no manifest {digest}"))
             })?;
@@ -140,7 +145,7 @@ impl Registry {
     /// Stores `stored` as the collective's new current version (the caller
     /// checked that it is version 1 of a new collective or the current
     /// version plus one).
-    pub fn put_in(tx: &Transaction<'_>, stored: &Stored) -> Result<()> {
+    pub fn put_in(tx: &Sql<'_>, stored: &Stored) -> Result<()> {
         let id = &stored.manifest.header.collective_id;
         let version = stored.manifest.version as i64;
         let now = now_ms() as i64;

@@ -4,23 +4,22 @@
 //! collective here names. A newer list replaces an older one, and every
 //! subscription whose credential it revokes ends in the same transaction.
 
+use crate::database::Sql;
+use crate::params;
 use c2ssi_credentials::{Credential, Did, StatusList};
 use c2ssi_protocol::PublicKey;
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::distributor;
 use crate::error::{BrokerError, Result};
 
 /// Issuer `issuer`'s list `id` as stored, if any. Lists are kept per
 /// issuer: one issuer cannot take another's list id.
-pub fn get_in(tx: &Transaction<'_>, issuer: &Did, id: &str) -> Result<Option<StatusList>> {
-    let json: Option<String> = tx
-        .query_row(
-            "SELECT credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
-            params![issuer.as_str(), id],
-            |r| r.get(0),
-        )
-        .optional()?;
+pub fn get_in(tx: &Sql<'_>, issuer: &Did, id: &str) -> Result<Option<StatusList>> {
+    let json: Option<String> = tx.query_opt(
+        "SELECT credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
+        params![issuer.as_str(), id],
+        |r| r.get(0),
+    )?;
     let Some(json) = json else { return Ok(None) };
     let value: serde_json::Value = serde_json::from_str(&json)?;
     // Stored only after it verified; a row that no longer does is damage.
@@ -32,7 +31,7 @@ pub fn get_in(tx: &Transaction<'_>, issuer: &Did, id: &str) -> Result<Option<Sta
 /// Whether `credential` is revoked by the status list this broker holds for
 /// it. A credential with a status entry whose list this broker has never
 /// received is refused: its issuer publishes the list first (fail closed).
-pub fn check_in(tx: &Transaction<'_>, credential: &Credential) -> Result<()> {
+pub fn check_in(tx: &Sql<'_>, credential: &Credential) -> Result<()> {
     let Some(status) = credential.status() else {
         return Ok(());
     };
@@ -54,20 +53,18 @@ pub fn check_in(tx: &Transaction<'_>, credential: &Credential) -> Result<()> {
 /// Stores `list` if it is newer than the one held (the issuer must be named
 /// by `known_issuers`), and ends every subscription whose credential it
 /// revokes. Returns how many ended.
-pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) -> Result<u64> {
+pub fn put_in(tx: &Sql<'_>, list: &StatusList, issuer_is_named: bool) -> Result<u64> {
     if !issuer_is_named {
         return Err(BrokerError::Forbidden(format!(
             "no collective here requires credentials from {}",
             list.issuer()
         )));
     }
-    let held: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT valid_from_ms, credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
-            params![list.issuer().as_str(), list.id()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let held: Option<(i64, String)> = tx.query_opt(
+        "SELECT valid_from_ms, credential FROM status_lists WHERE issuer = ?1 AND id = ?2",
+        params![list.issuer().as_str(), list.id()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((from, stored)) = held {
         // An older list never replaces a newer one (that would undo a
         // revocation); at the same moment, only the very same list is taken
@@ -90,25 +87,19 @@ pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) ->
             serde_json::to_string(list.json())?
         ],
     )?;
-    let mut stmt = tx.prepare(
+    let rows = tx.query_map(
         "SELECT collective_id, wallet, status_index FROM subscriptions
          WHERE status_list = ?1 AND credential_issuer = ?2",
+        params![list.id(), list.issuer().as_str()],
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?)),
     )?;
-    let rows = stmt.query_map(params![list.id(), list.issuer().as_str()], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
     let mut revoked = Vec::new();
     for row in rows {
-        let (collective, wallet, index) = row?;
+        let (collective, wallet, index) = row;
         if list.is_revoked(index as u64) {
             revoked.push((collective, wallet));
         }
     }
-    drop(stmt);
     for (collective, wallet) in &revoked {
         end_in(tx, collective, &PublicKey::from_hex(wallet)?)?;
     }
@@ -117,7 +108,7 @@ pub fn put_in(tx: &Transaction<'_>, list: &StatusList, issuer_is_named: bool) ->
 
 /// Ends a subscription whose credential no longer holds: the row goes, and
 /// the wallet's undelivered tasks are withdrawn.
-pub fn end_in(tx: &Transaction<'_>, collective: &str, wallet: &PublicKey) -> Result<()> {
+pub fn end_in(tx: &Sql<'_>, collective: &str, wallet: &PublicKey) -> Result<()> {
     tx.execute(
         "DELETE FROM subscriptions WHERE collective_id = ?1 AND wallet = ?2",
         params![collective, wallet.to_hex()],

@@ -2,12 +2,12 @@
 //! one version of a collective's manifest, and when it last checked in. Only
 //! wallets that consented to the current version are sampled.
 
+use crate::params;
 use c2ssi_credentials::{Credential, Did};
 use c2ssi_protocol::{
     CheckIn, CredentialRequirement, Message, PublicKey, Purpose, Signed, Subscription,
     Unsubscription, now_ms,
 };
-use rusqlite::{OptionalExtension, params};
 
 use crate::database::Database;
 use crate::distributor;
@@ -137,13 +137,12 @@ impl Subscriptions {
             if let Some(c) = &credential {
                 status_lists::check_in(tx, c)?;
                 let holder: Option<String> = tx
-                    .query_row(
+                    .query_opt(
                         "SELECT wallet FROM subscriptions WHERE collective_id = ?1
                          AND (credential_subject = ?2 OR credential_id = ?3)",
                         params![id, c.subject().as_str(), c.id()],
                         |r| r.get(0),
-                    )
-                    .optional()?;
+                    )?;
                 if holder.is_some_and(|w| w != body.wallet.to_hex()) {
                     return Err(BrokerError::Conflict(
                         "this credential already admitted another subscription to this                          collective: one per credential subject"
@@ -221,13 +220,12 @@ impl Subscriptions {
         let expired = self.db.write(|tx| {
             nonces::remember_in(tx, &request.signer, body.header())?;
             let until: Option<Option<i64>> = tx
-                .query_row(
+                .query_opt(
                     "SELECT credential_valid_until_ms FROM subscriptions
                      WHERE collective_id = ?1 AND wallet = ?2",
                     params![id, body.wallet.to_hex()],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             if let Some(Some(until)) = until
                 && until as u64 <= now_ms()
             {
@@ -259,19 +257,17 @@ impl Subscriptions {
     /// Wallets that consented to `digest` and checked in at or after `since_ms`.
     pub fn live(&self, id: &str, digest: &str, since_ms: u64) -> Result<Vec<PublicKey>> {
         self.db.read(|c| {
-            let mut stmt = c.prepare(
+            let rows = c.query_map(
                 "SELECT wallet FROM subscriptions
                  WHERE collective_id = ?1 AND manifest_digest = ?2 AND last_checkin_ms >= ?3
                    AND (credential_valid_until_ms IS NULL OR credential_valid_until_ms > ?4)
                  ORDER BY wallet",
+                params![id, digest, since_ms as i64, now_ms() as i64],
+                |r| r.get::<String>(0),
             )?;
-            let rows = stmt
-                .query_map(params![id, digest, since_ms as i64, now_ms() as i64], |r| {
-                    r.get::<_, String>(0)
-                })?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(PublicKey::from_hex(&row?)?);
+                out.push(PublicKey::from_hex(&row)?);
             }
             Ok(out)
         })
@@ -281,10 +277,12 @@ impl Subscriptions {
     pub fn counts(&self, id: &str, digest: &str) -> Result<(u64, u64)> {
         self.db.read(|c| {
             Ok(c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(manifest_digest = ?2), 0) FROM subscriptions
+                "SELECT COUNT(*),
+                        CAST(COALESCE(SUM(CASE WHEN manifest_digest = ?2 THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 FROM subscriptions
                  WHERE collective_id = ?1",
                 params![id, digest],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                |r| Ok((r.get::<i64>(0)? as u64, r.get::<i64>(1)? as u64)),
             )?)
         })
     }
@@ -292,12 +290,11 @@ impl Subscriptions {
     /// Whether `wallet` is subscribed to `id`.
     pub fn is_subscribed(&self, id: &str, wallet: &PublicKey) -> Result<bool> {
         self.db.read(|c| {
-            Ok(c.query_row(
+            Ok(c.query_opt(
                 "SELECT 1 FROM subscriptions WHERE collective_id = ?1 AND wallet = ?2",
                 params![id, wallet.to_hex()],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some())
         })
     }
