@@ -568,10 +568,33 @@ impl Sql<'_> {
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
+/// The connection pool, closed on a thread of its own when the last handle
+/// drops: PostgreSQL's client closes a connection by blocking on its own
+/// runtime, which cannot happen inside an async task.
+struct PostgresPool(Option<Pool>);
+
+impl PostgresPool {
+    fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, BrokerError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| BrokerError::Database("the pool is closed".into()))?
+            .get()
+            .map_err(|e| BrokerError::Database(format!("no PostgreSQL connection: {e}")))
+    }
+}
+
+impl Drop for PostgresPool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(Arc<Mutex<Connection>>),
-    Postgres(Pool),
+    Postgres(Arc<PostgresPool>),
 }
 
 /// A handle on the database; cheap to clone.
@@ -658,9 +681,8 @@ impl Database {
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
-        let mut client = pool
-            .get()
-            .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
+        let pool = PostgresPool(Some(pool));
+        let mut client = pool.get()?;
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
@@ -677,7 +699,7 @@ impl Database {
         tx.commit()?;
         drop(client);
         Ok(Database {
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(Arc::new(pool)),
         })
     }
 
@@ -711,13 +733,6 @@ impl Database {
         })
     }
 
-    fn postgres_client(
-        pool: &Pool,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, BrokerError> {
-        pool.get()
-            .map_err(|e| BrokerError::Database(format!("no PostgreSQL connection: {e}")))
-    }
-
     /// Runs `f` on one consistent snapshot of the database.
     pub fn read<R>(
         &self,
@@ -728,7 +743,7 @@ impl Database {
                 handle: Handle::Sqlite(&lock(conn)),
             }),
             Backend::Postgres(pool) => {
-                let mut client = Database::postgres_client(pool)?;
+                let mut client = pool.get()?;
                 let tx = client
                     .build_transaction()
                     .isolation_level(IsolationLevel::RepeatableRead)
@@ -763,7 +778,7 @@ impl Database {
                 Ok(out)
             }
             Backend::Postgres(pool) => {
-                let mut client = Database::postgres_client(pool)?;
+                let mut client = pool.get()?;
                 let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
                 let sql = Sql {

@@ -41,6 +41,7 @@ pub mod payments;
 pub mod registry;
 pub mod rounds;
 pub mod runner;
+pub mod scratch_postgres;
 pub mod service;
 pub mod status_lists;
 pub mod subscriptions;

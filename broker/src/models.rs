@@ -92,7 +92,7 @@ impl Models {
         self.db.read(|c| {
             let rows = c.query_map(
                 "SELECT hash, length(params), provenance, created_ms FROM models
-                 WHERE collective_id = ?1 AND (?2 IS NULL OR job_id = ?2)
+                 WHERE collective_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR job_id = ?2)
                  ORDER BY created_ms, round",
                 params![collective_id, job_id],
                 |r| {

@@ -73,7 +73,7 @@ impl Payments {
             )?;
             tx.execute(
                 "INSERT INTO accounts (collective_id, deposited, paid) VALUES (?1, ?2, 0)
-                 ON CONFLICT (collective_id) DO UPDATE SET deposited = deposited + ?2",
+                 ON CONFLICT (collective_id) DO UPDATE SET deposited = accounts.deposited + ?2",
                 params![collective_id, amount.0 as i64],
             )?;
             Ok(entry)

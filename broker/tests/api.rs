@@ -1,5 +1,6 @@
 //! The broker's HTTP API, driven with `oneshot` requests on the router over
-//! a real broker (SQLite in a temporary directory): errors come back as JSON
+//! a real broker, each test twice: on SQLite in a temporary directory, and
+//! on a real PostgreSQL server started for these tests. Errors come back as JSON
 //! with the right status, bodies are bounded, a manifest is taken only when
 //! it names this broker and its aggregator, follows the current version and
 //! adds noise, every command is checked against the collective's key and
@@ -45,15 +46,86 @@ impl AggregatorLink for KeysOnly {
     }
 }
 
-fn broker(dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
+/// Where a test's broker keeps its state.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// One PostgreSQL server for this test binary; each test gets a database.
+fn postgres_server() -> &'static c2ssi_broker::scratch_postgres::ScratchPostgres {
+    static SERVER: std::sync::OnceLock<c2ssi_broker::scratch_postgres::ScratchPostgres> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        c2ssi_broker::scratch_postgres::ScratchPostgres::start()
+            .unwrap_or_else(|e| panic!("these tests run on PostgreSQL too: {e}"))
+    })
+}
+
+/// A fresh database in `store`.
+async fn database(store: Store, dir: &std::path::Path) -> c2ssi_broker::database::Database {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = dir.to_path_buf();
+    // Opening blocks (PostgreSQL's client runs its own runtime).
+    tokio::task::spawn_blocking(move || match store {
+        Store::Sqlite => c2ssi_broker::database::Database::open(&dir.join("broker.db")),
+        Store::Postgres => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let url = postgres_server()
+                .create_database(&format!("api_{n}"))
+                .expect("a database");
+            c2ssi_broker::database::Database::connect(&url)
+        }
+    })
+    .await
+    .expect("opening")
+    .expect("a database")
+}
+
+/// Each test, once on each store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Store::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Store::Postgres).await
+            }
+        })*
+    };
+}
+
+on_both_stores!(
+    errors_are_json_with_the_right_status,
+    a_manifest_is_taken_only_under_this_brokers_rules,
+    commands_are_checked_against_the_collective_key_and_never_replayed,
+    no_route_says_who_subscribed,
+    sybils_get_one_subscription_per_credential_and_revocation_ends_it,
+    reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read,
+    an_expired_credential_ends_its_subscription_at_the_next_check_in,
+);
+
+async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
     let keys = AggregatorKeys::generate().expect("keys");
     let aggregator = KeysOnly(AggregatorIdentity {
         public_key: keys.public_key(),
         recipient: keys.recipient(),
         url: "http://127.0.0.1:9".into(),
     });
-    let db = c2ssi_broker::database::Database::open(&dir.join("broker.db")).expect("a database");
-    let key = Arc::new(c2ssi_broker::keys::broker_key(&db).expect("a key"));
+    let db = database(store, dir).await;
+    let key = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || c2ssi_broker::keys::broker_key(&db))
+            .await
+            .expect("the key")
+            .expect("a key")
+    };
+    let key = Arc::new(key);
     let broker = Arc::new(Broker::new(
         db,
         key,
@@ -181,10 +253,9 @@ fn deposit(key: &SigningKey, id: &str, amount: &str) -> Signed<OperatorCommand> 
     .expect("signed")
 }
 
-#[tokio::test]
-async fn errors_are_json_with_the_right_status() {
+async fn errors_are_json_with_the_right_status(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, _) = broker(dir.path());
+    let (router, _) = broker(store, dir.path()).await;
 
     let (status, body) = call(&router, "GET", "/health", Vec::new()).await;
     assert_eq!((status, &body["ok"]), (StatusCode::OK, &Value::Bool(true)));
@@ -225,10 +296,9 @@ async fn errors_are_json_with_the_right_status() {
     }
 }
 
-#[tokio::test]
-async fn a_manifest_is_taken_only_under_this_brokers_rules() {
+async fn a_manifest_is_taken_only_under_this_brokers_rules(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let path = format!("/collectives/{id}/manifest");
@@ -314,7 +384,14 @@ async fn a_manifest_is_taken_only_under_this_brokers_rules() {
     assert_eq!(body["version"], 2);
 
     // Every version can be fetched by digest (the aggregator does).
-    let current = broker.registry().current(&id).expect("current").digest;
+    let current = {
+        let (broker, id) = (broker.clone(), id.clone());
+        tokio::task::spawn_blocking(move || broker.registry().current(&id))
+            .await
+            .expect("the registry")
+            .expect("current")
+            .digest
+    };
     let (status, _) = call(
         &router,
         "GET",
@@ -325,10 +402,9 @@ async fn a_manifest_is_taken_only_under_this_brokers_rules() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
+async fn commands_are_checked_against_the_collective_key_and_never_replayed(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = manifest(&key, &broker, 1, privacy::default_terms());
@@ -395,10 +471,9 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed() {
     assert_eq!(status, StatusCode::OK, "{verified}");
 }
 
-#[tokio::test]
-async fn no_route_says_who_subscribed() {
+async fn no_route_says_who_subscribed(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = manifest(&key, &broker, 1, privacy::default_terms());
@@ -526,10 +601,9 @@ fn subscription(id: &str, digest: &str, wallet: &SigningKey, credentials: Vec<Va
     )
 }
 
-#[tokio::test]
-async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
+async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let issuer = Issuer::new();
     // A second issuer the manifest also names, who tries to take the first
     // one's status list id.
@@ -715,10 +789,9 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it() {
     assert!(body.to_string().contains("revoked"), "{body}");
 }
 
-#[tokio::test]
-async fn reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read() {
+async fn reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
     let m = manifest(&key, &broker, 1, privacy::default_terms());
@@ -824,10 +897,9 @@ fn poisoned_stream()
     Poisoned
 }
 
-#[tokio::test]
-async fn an_expired_credential_ends_its_subscription_at_the_next_check_in() {
+async fn an_expired_credential_ends_its_subscription_at_the_next_check_in(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
-    let (router, broker) = broker(dir.path());
+    let (router, broker) = broker(store, dir.path()).await;
     let issuer = Issuer::new();
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
