@@ -115,7 +115,12 @@ pub struct Broker {
     aggregator: Arc<dyn AggregatorLink>,
     randomness: Randomness,
     config: BrokerConfig,
+    driver: String,
 }
+
+/// How long a broker's lease on driving a job lasts unless renewed; a job
+/// whose broker died is taken over by another after this.
+pub const JOB_LEASE_MS: u64 = 15_000;
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +152,14 @@ impl Broker {
         config: BrokerConfig,
     ) -> Broker {
         let ledger = Ledger::new(db.clone(), key.clone());
+        // One SQLite file has one broker, which takes its jobs back at once
+        // after a restart; brokers sharing PostgreSQL are told apart.
+        let driver = match db.dialect() {
+            crate::database::Dialect::Sqlite => "sqlite".to_string(),
+            crate::database::Dialect::Postgres => new_id("broker"),
+        };
         Broker {
+            driver,
             registry: Registry::new(db.clone()),
             algorithms: Algorithms::new(db.clone()),
             subscriptions: Subscriptions::new(db.clone()),
@@ -161,6 +173,24 @@ impl Broker {
             randomness,
             config,
         }
+    }
+
+    /// Takes or renews this broker's lease on driving `job_id`; false when
+    /// the job has ended or another broker drives it.
+    pub fn lease_job(&self, job_id: &str) -> Result<bool> {
+        let now = now_ms();
+        self.db
+            .write(|tx| jobs::lease_in(tx, job_id, &self.driver, now, now + JOB_LEASE_MS))
+    }
+
+    /// A job's state.
+    pub fn job_state(&self, job_id: &str) -> Result<JobState> {
+        Ok(self.db.read(|c| jobs::load(c, job_id))?.state)
+    }
+
+    /// Running jobs no other broker drives now.
+    pub fn jobs_to_drive(&self) -> Result<Vec<String>> {
+        self.db.read(|c| jobs::to_drive(c, &self.driver, now_ms()))
     }
 
     /// The registry.
@@ -575,9 +605,15 @@ impl Broker {
     pub fn check_in(&self, id: &str, request: &Signed<CheckIn>) -> Result<CheckInResponse> {
         let current = self.registry.current(id)?;
         let body: CheckIn = self.subscriptions.check_in(id, request)?;
-        let task = self
+        let task = if self
             .db
-            .write(|tx| distributor::take_task_in(tx, id, &body.wallet))?;
+            .read(|c| distributor::has_task(c, id, &body.wallet))?
+        {
+            self.db
+                .write(|tx| distributor::take_task_in(tx, id, &body.wallet))?
+        } else {
+            None
+        };
         let receipts = self
             .payments
             .receipts(id, &body.wallet, body.receipts_after)?;
@@ -719,6 +755,8 @@ impl Broker {
             self.finish(&job, JobState::BudgetExhausted, &reason)?;
             return Ok(RoundStart::Finished(JobState::BudgetExhausted));
         }
+        // Check-ins this process holds in memory count too.
+        self.subscriptions.write_check_ins()?;
         let since = now_ms().saturating_sub(self.config.liveness_ms);
         let live = self.subscriptions.live(id, &current.digest, since)?;
         let saturated = self

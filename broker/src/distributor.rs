@@ -109,17 +109,7 @@ pub fn take_task_in(
     collective_id: &str,
     wallet: &PublicKey,
 ) -> Result<Option<Signed<Task>>> {
-    let row: Option<(String, i64, String)> = tx.query_opt(
-        "SELECT a.job_id, a.round, a.task FROM assignments a
-             JOIN rounds r ON r.job_id = a.job_id AND r.round = a.round
-             JOIN jobs j ON j.id = a.job_id
-             WHERE j.collective_id = ?1 AND a.wallet = ?2 AND a.delivered = 0
-               AND a.task IS NOT NULL AND r.status = 'open' AND r.deadline_ms > ?3
-             ORDER BY r.opened_ms LIMIT 1",
-        params![collective_id, wallet.to_hex(), now_ms() as i64],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let Some((job, round, task)) = row else {
+    let Some((job, round, task)) = next_task(tx, collective_id, wallet)? else {
         return Ok(None);
     };
     tx.execute(
@@ -129,17 +119,41 @@ pub fn take_task_in(
     Ok(Some(serde_json::from_str(&task)?))
 }
 
+/// Whether the wallet has a task waiting (a read: most check-ins find none
+/// and need no write).
+pub fn has_task(c: &Sql<'_>, collective_id: &str, wallet: &PublicKey) -> Result<bool> {
+    Ok(next_task(c, collective_id, wallet)?.is_some())
+}
+
+/// The wallet's first undelivered task in an open round: its job, round
+/// and signed text.
+fn next_task(
+    tx: &Sql<'_>,
+    collective_id: &str,
+    wallet: &PublicKey,
+) -> Result<Option<(String, i64, String)>> {
+    tx.query_opt(
+        "SELECT a.job_id, a.round, a.task FROM assignments a
+             JOIN rounds r ON r.job_id = a.job_id AND r.round = a.round
+             JOIN jobs j ON j.id = a.job_id
+             WHERE j.collective_id = ?1 AND a.wallet = ?2 AND a.delivered = 0
+               AND a.task IS NOT NULL AND r.status = 'open' AND r.deadline_ms > ?3
+             ORDER BY r.opened_ms LIMIT 1",
+        params![collective_id, wallet.to_hex(), now_ms() as i64],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
 /// Every undelivered task of a round, marked delivered: the distributor
 /// handing tasks to wallets in this process (the simulation).
 pub fn push_in(tx: &Sql<'_>, job_id: &str, round: u32) -> Result<Vec<(PublicKey, Signed<Task>)>> {
     let rows: Vec<(String, String)> = {
-        let rows = tx.query_map(
+        tx.query_map(
             "SELECT wallet, task FROM assignments
              WHERE job_id = ?1 AND round = ?2 AND delivered = 0 AND task IS NOT NULL",
             params![job_id, round],
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        rows
+        )?
     };
     tx.execute(
         "UPDATE assignments SET delivered = 1, task = NULL WHERE job_id = ?1 AND round = ?2",
@@ -170,11 +184,11 @@ pub fn task_digest(
     round: u32,
     wallet: &PublicKey,
 ) -> Result<Option<String>> {
-    Ok(c.query_opt(
+    c.query_opt(
         "SELECT task_digest FROM assignments WHERE job_id = ?1 AND round = ?2 AND wallet = ?3",
         params![job_id, round, wallet.to_hex()],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Wallets that were handed tasks in at least `limit` rounds of the job.

@@ -181,6 +181,32 @@ pub fn ids(c: &Sql<'_>, collective_id: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// Takes, or renews, the lease on driving `job_id` for `driver` until
+/// `until_ms`: false when the job is not running or another driver holds
+/// a lease that has not run out (brokers sharing one database drive each
+/// job from one of them).
+pub fn lease_in(tx: &Sql<'_>, job_id: &str, driver: &str, now: u64, until_ms: u64) -> Result<bool> {
+    let taken = tx.execute(
+        "UPDATE jobs SET driver = ?2, driver_until_ms = ?4
+         WHERE id = ?1 AND status = 'running'
+           AND (driver IS NULL OR driver = ?2 OR driver_until_ms IS NULL OR driver_until_ms < ?3)",
+        params![job_id, driver, now as i64, until_ms as i64],
+    )?;
+    Ok(taken == 1)
+}
+
+/// Running jobs that `driver` may drive: no other driver's lease on them
+/// is still running. Oldest first.
+pub fn to_drive(c: &Sql<'_>, driver: &str, now: u64) -> Result<Vec<String>> {
+    c.query_map(
+        "SELECT id FROM jobs WHERE status = 'running'
+           AND (driver IS NULL OR driver = ?1 OR driver_until_ms IS NULL OR driver_until_ms < ?2)
+         ORDER BY created_ms",
+        params![driver, now as i64],
+        |r| r.get::<String>(0),
+    )
+}
+
 /// Every running job, oldest first.
 pub fn running(c: &Sql<'_>) -> Result<Vec<String>> {
     let ids = c.query_map(

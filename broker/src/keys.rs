@@ -11,11 +11,9 @@ use crate::error::Result;
 /// The broker's key, loaded from the database or created on first use.
 pub fn broker_key(db: &Database) -> Result<SigningKey> {
     let existing: Option<Vec<u8>> = db.read(|c| {
-        Ok(
-            c.query_opt("SELECT pkcs8 FROM keys WHERE name = 'broker'", &[], |r| {
-                r.get(0)
-            })?,
-        )
+        c.query_opt("SELECT pkcs8 FROM keys WHERE name = 'broker'", &[], |r| {
+            r.get(0)
+        })
     })?;
     if let Some(pkcs8) = existing {
         return Ok(SigningKey::from_pkcs8(&pkcs8)?);

@@ -10,7 +10,8 @@
 //! - [`registry`]: collectives and every version of their manifests;
 //! - [`algorithms`]: components, and the privacy audit of each;
 //! - [`subscriptions`]: consents, the credentials that admitted them, and
-//!   check-ins; [`status_lists`]: issuers' revocation lists; [`nonces`]: replays;
+//!   check-ins ([`checkins`]: held in memory, written every second);
+//!   [`status_lists`]: issuers' revocation lists; [`nonces`]: replays;
 //! - [`distributor`]: samples, tasks and their seeds (from the OS generator);
 //! - [`jobs`] and [`rounds`]; [`job_spec`]: the pure checks of a job;
 //! - [`ledger`] and [`payments`]; [`models`]: the server optimizer and
@@ -27,6 +28,7 @@ pub mod access;
 pub mod aggregator_link;
 pub mod algorithms;
 pub mod broker;
+pub mod checkins;
 pub mod database;
 pub mod distributor;
 pub mod error;

@@ -36,8 +36,23 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Where the broker keeps its state (SQLite) and its key
-    #[arg(long, env = "BROKER_DATA", value_name = "DIR")]
-    data: PathBuf,
+    #[arg(
+        long,
+        env = "BROKER_DATA",
+        value_name = "DIR",
+        required_unless_present = "database"
+    )]
+    data: Option<PathBuf>,
+    /// Keep the state in PostgreSQL instead (`postgres://user@127.0.0.1/db`):
+    /// brokers given the same database serve the same collectives. The
+    /// server must be on this machine (the connection is not encrypted).
+    #[arg(
+        long,
+        env = "BROKER_DATABASE",
+        value_name = "URL",
+        conflicts_with = "data"
+    )]
+    database: Option<String>,
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -72,8 +87,16 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct VerifyArgs {
     /// The broker's database file (`broker.db` in its data directory)
-    #[arg(long, value_name = "FILE")]
-    db: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "database")]
+    db: Option<PathBuf>,
+    /// The broker's PostgreSQL database instead
+    #[arg(
+        long,
+        env = "BROKER_DATABASE",
+        value_name = "URL",
+        conflicts_with = "db"
+    )]
+    database: Option<String>,
     /// The collective
     #[arg(long = "collective", env = "COLLECTIVE_ID")]
     collective: String,
@@ -150,13 +173,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let aggregator =
         RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
-    let broker = service::open(
-        &args.data,
-        config,
-        SandboxLimits::default(),
-        Arc::new(aggregator),
-    )
-    .with_context(|| format!("opening the broker in {}", args.data.display()))?;
+    let (broker, state) = match (&args.database, &args.data) {
+        (Some(url), _) => {
+            let db = Database::connect(url).context("opening the broker's PostgreSQL database")?;
+            let broker =
+                service::open_on(db, config, SandboxLimits::default(), Arc::new(aggregator))
+                    .context("opening the broker on PostgreSQL")?;
+            (broker, "PostgreSQL".to_string())
+        }
+        (None, Some(data)) => {
+            let broker =
+                service::open(data, config, SandboxLimits::default(), Arc::new(aggregator))
+                    .with_context(|| format!("opening the broker in {}", data.display()))?;
+            (broker, data.display().to_string())
+        }
+        (None, None) => bail!("give --data DIR or --database URL"),
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -165,8 +197,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
         println!(
-            "broker on {scheme}://{address} (state in {}, aggregator {})",
-            args.data.display(),
+            "broker on {scheme}://{address} (state in {state}, aggregator {})",
             args.aggregator
         );
         service::serve(listener, broker, tls, creators).await?;
@@ -175,10 +206,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    if !args.db.exists() {
-        bail!("no database at {}", args.db.display());
-    }
-    let db = Database::open(&args.db)?;
+    let db = match (&args.database, &args.db) {
+        (Some(url), _) => Database::connect(url)?,
+        (None, Some(file)) => {
+            if !file.exists() {
+                bail!("no database at {}", file.display());
+            }
+            Database::open(file)?
+        }
+        (None, None) => bail!("give --db FILE or --database URL"),
+    };
     let id = &args.collective;
     let manifest = Registry::new(db.clone()).current(id)?.manifest;
     let entries = c2ssi_broker::ledger::read_entries(&db, id)?;

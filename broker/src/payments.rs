@@ -201,11 +201,11 @@ impl Payments {
     /// Whether `wallet` was ever paid by collective `collective_id`.
     pub fn ever_paid(&self, collective_id: &str, wallet: &PublicKey) -> Result<bool> {
         self.db.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM payments WHERE collective_id = ?1 AND wallet = ?2)",
                 params![collective_id, wallet.to_hex()],
                 |r| r.get::<bool>(0),
-            )?)
+            )
         })
     }
 

@@ -110,10 +110,10 @@ params![job_id], |r| r.get(0))?;
 
 /// A job's open round, if any: its number and deadline.
 pub fn open_of(c: &Sql<'_>, job_id: &str) -> Result<Option<(u32, u64)>> {
-    Ok(c.query_opt(
+    c.query_opt(
         "SELECT round, deadline_ms FROM rounds WHERE job_id = ?1 AND status = 'open'
          ORDER BY round DESC LIMIT 1",
         params![job_id],
         |r| Ok((r.get::<i64>(0)? as u32, r.get::<i64>(1)? as u64)),
-    )?)
+    )
 }

@@ -1,6 +1,8 @@
 //! Drives running jobs: opens a round, waits until every sampled wallet
 //! answered or the deadline passed, closes it, and goes on until the job
-//! ends. One tokio task per job; the broker's blocking work runs on the
+//! ends, holding a lease on the job that it renews (brokers that share a
+//! database drive each job from one of them, and take over the jobs of a
+//! broker that died). One tokio task per job; the broker's blocking work runs on the
 //! blocking pool. An aggregator that cannot be reached is retried with a
 //! growing pause (the job goes on when it is back); a round it lost in a
 //! restart is opened again with the same tasks; a round it cannot close
@@ -20,6 +22,8 @@ use crate::error::{BrokerError, Result};
 const POLL: Duration = Duration::from_millis(50);
 /// How long to wait for live wallets before trying again.
 const WAIT_FOR_WALLETS: Duration = Duration::from_millis(250);
+/// How often a driver renews its lease on a job while it waits.
+const RENEW_EVERY_MS: u64 = crate::broker::JOB_LEASE_MS / 3;
 /// How long past its deadline a round that cannot be closed is retried.
 const CLOSE_GRACE_MS: u64 = 60_000;
 
@@ -45,8 +49,18 @@ async fn finish_round(
     round: u32,
     deadline_ms: u64,
 ) -> Result<()> {
+    let mut renewed = now_ms();
     while now_ms() < deadline_ms {
         tokio::time::sleep(POLL).await;
+        if now_ms() > renewed + RENEW_EVERY_MS {
+            let id = job_id.to_string();
+            if !blocking(broker, move |b| b.lease_job(&id)).await? {
+                return Err(BrokerError::Conflict(
+                    "another broker took over the job".into(),
+                ));
+            }
+            renewed = now_ms();
+        }
         let id = job_id.to_string();
         match blocking(broker, move |b| b.round_progress(&id, round)).await {
             Ok(Some((answered, assigned))) if answered < assigned => {}
@@ -96,10 +110,33 @@ async fn finish_round(
     }
 }
 
-/// Runs one job to its end.
+/// Runs one job to its end, or until another broker drives it (then
+/// `Running`).
 pub async fn drive_job(broker: Arc<Broker>, job_id: String) -> Result<JobState> {
     let mut errors = 0u32;
+    let mut leased_at = 0u64;
     loop {
+        let id = job_id.clone();
+        if now_ms() < leased_at + RENEW_EVERY_MS {
+            // Leased a moment ago.
+        } else {
+            match blocking(&broker, move |b| b.lease_job(&id)).await {
+                Ok(true) => leased_at = now_ms(),
+                Ok(false) => {
+                    // Ended, or driven by another broker: a job that ended says so.
+                    let id = job_id.clone();
+                    let state = blocking(&broker, move |b| b.job_state(&id)).await?;
+                    tracing::info!(job = %job_id, ?state, "not driving the job here");
+                    return Ok(state);
+                }
+                Err(e) => {
+                    errors += 1;
+                    tracing::error!(job = %job_id, error = %e, errors, "leasing the job; retrying");
+                    tokio::time::sleep(backoff(errors)).await;
+                    continue;
+                }
+            }
+        }
         let id = job_id.clone();
         let open = blocking(&broker, move |b| b.open_round_of(&id)).await;
         let step = match open {
@@ -131,6 +168,8 @@ pub async fn drive_job(broker: Arc<Broker>, job_id: String) -> Result<JobState> 
             Ok(_) => errors = 0,
             Err(e) => {
                 errors += 1;
+                // The lease is checked again first: it may be what failed.
+                leased_at = 0;
                 tracing::error!(job = %job_id, error = %e, errors, "the job's round failed; retrying");
                 tokio::time::sleep(backoff(errors)).await;
             }

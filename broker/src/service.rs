@@ -1,7 +1,8 @@
 //! Putting a broker together: its database and key under a data directory,
 //! the sandbox that checks components, the link to its aggregator, and the
-//! HTTP server. On start, running jobs are resumed (a round left open is
-//! waited for and closed).
+//! HTTP server. Running jobs that no broker drives are taken up at start
+//! and every few seconds (a round left open is waited for and closed), and
+//! check-ins held in memory are written every second.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +18,12 @@ use crate::http::{AppState, app};
 use crate::keys::broker_key;
 use crate::runner::Runner;
 
+/// How often check-ins held in memory are written to the database.
+pub const CHECK_IN_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often running jobs that no broker drives are looked for.
+pub const ADOPT_JOBS: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The database file under the data directory.
 pub const DATABASE_FILE: &str = "broker.db";
 
@@ -30,6 +37,17 @@ pub fn open(
     std::fs::create_dir_all(data_dir)
         .map_err(|e| BrokerError::Internal(format!("{}: {e}", data_dir.display())))?;
     let db = Database::open(&data_dir.join(DATABASE_FILE))?;
+    open_on(db, config, limits, aggregator)
+}
+
+/// Opens the broker on `db` (SQLite or PostgreSQL), driving `aggregator`.
+/// Brokers that share one PostgreSQL database share its key and state.
+pub fn open_on(
+    db: Database,
+    config: BrokerConfig,
+    limits: SandboxLimits,
+    aggregator: Arc<dyn AggregatorLink>,
+) -> Result<Arc<Broker>> {
     let key = Arc::new(broker_key(&db)?);
     let sandbox =
         Arc::new(Sandbox::new(limits).map_err(|e| BrokerError::Internal(format!("sandbox: {e}")))?);
@@ -51,15 +69,44 @@ pub async fn serve(
     tls: Option<c2ssi_server::Tls>,
     creators: crate::access::Creators,
 ) -> Result<()> {
-    let b = broker.clone();
-    let running = tokio::task::spawn_blocking(move || b.running_jobs())
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    // Check-ins are held in memory and written once a second.
+    let writer = broker.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECK_IN_WRITES);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let b = writer.clone();
+            match tokio::task::spawn_blocking(move || b.subscriptions().write_check_ins()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "writing check-ins; kept for the next try")
+                }
+                Err(e) => tracing::error!(error = %e, "the check-in writer failed"),
+            }
+        }
+    });
     let runner = Runner::default();
-    for job in running {
-        tracing::info!(%job, "resuming job");
-        runner.spawn(broker.clone(), job);
-    }
+    // Running jobs that no broker drives (this one restarted, or another
+    // one sharing the database died) are taken up, now and every few
+    // seconds.
+    let (adopter, jobs) = (broker.clone(), runner.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ADOPT_JOBS);
+        loop {
+            every.tick().await;
+            let b = adopter.clone();
+            match tokio::task::spawn_blocking(move || b.jobs_to_drive()).await {
+                Ok(Ok(ids)) => {
+                    for job in ids {
+                        jobs.spawn(adopter.clone(), job);
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "looking for jobs to drive"),
+                Err(e) => tracing::error!(error = %e, "the job adopter failed"),
+            }
+        }
+    });
     let router = app(AppState {
         broker,
         runner,

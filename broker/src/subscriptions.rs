@@ -9,6 +9,7 @@ use c2ssi_protocol::{
     Unsubscription, now_ms,
 };
 
+use crate::checkins::CheckIns;
 use crate::database::Database;
 use crate::distributor;
 use crate::error::{BrokerError, Result};
@@ -82,6 +83,7 @@ fn admitting_credential(
 #[derive(Clone, Debug)]
 pub struct Subscriptions {
     db: Database,
+    checkins: std::sync::Arc<CheckIns>,
 }
 
 fn check_collective(collective_id: &str, id: &str) -> Result<()> {
@@ -96,7 +98,10 @@ fn check_collective(collective_id: &str, id: &str) -> Result<()> {
 impl Subscriptions {
     /// The store in `db`.
     pub fn new(db: Database) -> Subscriptions {
-        Subscriptions { db }
+        Subscriptions {
+            db,
+            checkins: std::sync::Arc::default(),
+        }
     }
 
     /// Records a wallet's signed consent to the manifest whose digest is
@@ -217,33 +222,29 @@ impl Subscriptions {
                 "a check-in must be signed by the wallet".into(),
             ));
         }
-        let expired = self.db.write(|tx| {
-            nonces::remember_in(tx, &request.signer, body.header())?;
-            let until: Option<Option<i64>> = tx
-                .query_opt(
-                    "SELECT credential_valid_until_ms FROM subscriptions
-                     WHERE collective_id = ?1 AND wallet = ?2",
-                    params![id, body.wallet.to_hex()],
-                    |r| r.get(0),
-                )?;
-            if let Some(Some(until)) = until
-                && until as u64 <= now_ms()
-            {
-                status_lists::end_in(tx, id, &body.wallet)?;
-                return Ok(true);
-            }
-            let touched = tx.execute(
-                "UPDATE subscriptions SET last_checkin_ms = ?3 WHERE collective_id = ?1 AND wallet = ?2",
-                params![id, body.wallet.to_hex(), now_ms() as i64],
-            )?;
-            if touched == 0 {
-                return Err(BrokerError::Forbidden(format!(
-                    "wallet {} is not subscribed to '{id}'",
-                    body.wallet.short()
-                )));
-            }
-            Ok(false)
+        // A read: the check-in itself is kept in memory (`checkins`).
+        let until: Option<Option<i64>> = self.db.read(|c| {
+            c.query_opt(
+                "SELECT credential_valid_until_ms FROM subscriptions
+                 WHERE collective_id = ?1 AND wallet = ?2",
+                params![id, body.wallet.to_hex()],
+                |r| r.get(0),
+            )
         })?;
+        let Some(until) = until else {
+            return Err(BrokerError::Forbidden(format!(
+                "wallet {} is not subscribed to '{id}'",
+                body.wallet.short()
+            )));
+        };
+        let expired = match until {
+            Some(until) if until as u64 <= now_ms() => {
+                self.db
+                    .write(|tx| status_lists::end_in(tx, id, &body.wallet))?;
+                true
+            }
+            _ => false,
+        };
         if expired {
             return Err(BrokerError::Forbidden(format!(
                 "the credential that admitted wallet {} to '{id}' expired: the subscription \
@@ -251,7 +252,14 @@ impl Subscriptions {
                 body.wallet.short()
             )));
         }
+        self.checkins.take(id, &body.wallet, body.header())?;
         Ok(body)
+    }
+
+    /// Writes the check-ins taken in memory to the database (every second,
+    /// and before a round samples live wallets); how many.
+    pub fn write_check_ins(&self) -> Result<usize> {
+        self.checkins.write(&self.db)
     }
 
     /// Wallets that consented to `digest` and checked in at or after `since_ms`.
@@ -276,14 +284,14 @@ impl Subscriptions {
     /// Wallets subscribed, and those that consented to `digest`.
     pub fn counts(&self, id: &str, digest: &str) -> Result<(u64, u64)> {
         self.db.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT COUNT(*),
                         CAST(COALESCE(SUM(CASE WHEN manifest_digest = ?2 THEN 1 ELSE 0 END), 0) AS BIGINT)
                  FROM subscriptions
                  WHERE collective_id = ?1",
                 params![id, digest],
                 |r| Ok((r.get::<i64>(0)? as u64, r.get::<i64>(1)? as u64)),
-            )?)
+            )
         })
     }
 
