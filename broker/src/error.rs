@@ -46,7 +46,11 @@ impl From<rusqlite::Error> for BrokerError {
 
 impl From<postgres::Error> for BrokerError {
     fn from(e: postgres::Error) -> Self {
-        BrokerError::Database(e.to_string())
+        // The server's own words (for the log; a response never carries them).
+        BrokerError::Database(match e.as_db_error() {
+            Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+            None => e.to_string(),
+        })
     }
 }
 

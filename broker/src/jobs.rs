@@ -144,7 +144,8 @@ pub fn released_in(
 /// Moves a job past a round that released nothing (or that was abandoned).
 pub fn skipped_in(tx: &Sql<'_>, job_id: &str, round: u32) -> Result<()> {
     tx.execute(
-        "UPDATE jobs SET next_round = MAX(next_round, ?2), updated_ms = ?3 WHERE id = ?1",
+        "UPDATE jobs SET next_round = CASE WHEN next_round > ?2 THEN next_round ELSE ?2 END,
+             updated_ms = ?3 WHERE id = ?1",
         params![job_id, round + 1, now_ms() as i64],
     )?;
     Ok(())

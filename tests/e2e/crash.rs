@@ -10,12 +10,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Service, WalletDir, aggregator_command, assert_paid_once, binary, broker_command, eventually,
-    receipts, run_ok, start_server, wallets,
+    Service, WalletDir, aggregator_command, assert_paid_once, broker_command, eventually, receipts,
+    start_server, wallets,
 };
 
-#[test]
-fn a_killed_service_restarts_without_losing_or_repeating_anything() {
+pub(crate) fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "c", 200, 8);
@@ -30,17 +29,10 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     service.process.kill();
 
     // What the database holds after the crash.
-    let db = service.data.join("broker.db");
-    let before = run_ok(
-        std::process::Command::new(binary("broker"))
-            .arg("verify-ledger")
-            .arg("--db")
-            .arg(&db)
-            .args(["--collective", &service.collective]),
-    );
+    let before = service.verify_ledger_offline();
     assert!(before.contains("verifies"), "{before}");
     let ledger_before: Vec<(u64, String)> = {
-        let db = c2ssi_broker::database::Database::open(&db).expect("the database");
+        let db = service.open_database();
         c2ssi_broker::ledger::read_entries(&db, &service.collective)
             .expect("the entries")
             .into_iter()
@@ -52,7 +44,12 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     // The same address again: the wallets know the service by it.
     let address = service.url.trim_start_matches("https://").to_string();
     let (process, url) = start_server(
-        broker_command(&service.data, &address, &service.aggregator_url),
+        broker_command(
+            &service.data,
+            service.database.as_deref(),
+            &address,
+            &service.aggregator_url,
+        ),
         "broker serve (restarted)",
     );
     service.process = process;
@@ -104,8 +101,7 @@ fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     assert_eq!(models.len() as u64, done + 1, "{models:#?}");
 }
 
-#[test]
-fn a_killed_aggregator_loses_no_payment_and_the_job_completes() {
+pub(crate) fn a_killed_aggregator_loses_no_payment_and_the_job_completes() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "g", 300, 8);

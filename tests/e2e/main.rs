@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `collective` and `wallet` binaries, talking
-//! HTTP on 127.0.0.1, as their users run them.
+//! HTTP on 127.0.0.1, as their users run them. Each test runs twice: with
+//! the broker on SQLite, and on a real PostgreSQL server that the test run
+//! starts (Debian's `postgresql` package).
 
 mod attacks;
 mod crash;
@@ -9,3 +11,32 @@ mod roles;
 mod support;
 mod sybils;
 mod training;
+
+/// Each test, once with its brokers on each store: `MODULE::TEST::sqlite`
+/// and `MODULE::TEST::postgres`.
+macro_rules! on_both_stores {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        $(mod $test {
+            #[test]
+            fn sqlite() {
+                crate::support::on(crate::support::Store::Sqlite, crate::$module::$test)
+            }
+            #[test]
+            fn postgres() {
+                crate::support::on(crate::support::Store::Postgres, crate::$module::$test)
+            }
+        })*
+    };
+}
+
+on_both_stores!(
+    attacks::the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_allows,
+    crash::a_killed_service_restarts_without_losing_or_repeating_anything,
+    crash::a_killed_aggregator_loses_no_payment_and_the_job_completes,
+    meddling::a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid,
+    roles::a_consumer_sees_no_wallet_key_seed_or_private_key,
+    roles::consent_and_the_owners_budget_are_enforced_by_the_wallet,
+    roles::only_an_admitted_consumer_creates_and_only_the_collective_reads_its_jobs,
+    sybils::one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription,
+    training::twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid,
+);

@@ -111,15 +111,13 @@ impl Meddler for Attacker {
     }
 }
 
-#[test]
-fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
+pub(crate) fn a_man_in_the_middle_gets_no_forged_task_run_and_no_altered_update_paid() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     // Wallets reach the aggregator through the attacker, at a port chosen now.
     let aggregator_proxy = free_port();
     let service = Service::start_with(dir.path(), "10", Some(aggregator_proxy));
     let broker_key = {
-        let db = c2ssi_broker::database::Database::open(&service.data.join("broker.db"))
-            .expect("the broker's database");
+        let db = service.open_database();
         c2ssi_broker::keys::broker_key(&db).expect("the broker's key")
     };
     let attacker = Arc::new(Attacker {

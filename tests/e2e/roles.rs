@@ -48,8 +48,7 @@ fn wallet_id(w: &WalletDir) -> String {
     meta["wallet_id"].as_str().expect("an id").to_string()
 }
 
-#[test]
-fn a_consumer_sees_no_wallet_key_seed_or_private_key() {
+pub(crate) fn a_consumer_sees_no_wallet_key_seed_or_private_key() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "r", 40, 6);
@@ -148,8 +147,7 @@ fn a_consumer_sees_no_wallet_key_seed_or_private_key() {
     }
 }
 
-#[test]
-fn consent_and_the_owners_budget_are_enforced_by_the_wallet() {
+pub(crate) fn consent_and_the_owners_budget_are_enforced_by_the_wallet() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "o", 60, 5);
@@ -254,8 +252,7 @@ fn consent_and_the_owners_budget_are_enforced_by_the_wallet() {
     );
 }
 
-#[test]
-fn only_an_admitted_consumer_creates_and_only_the_collective_reads_its_jobs() {
+pub(crate) fn only_an_admitted_consumer_creates_and_only_the_collective_reads_its_jobs() {
     let dir = tempfile::tempdir().expect("a directory");
     let service = Service::start(dir.path(), "10");
     // Another consumer, whose key the operator did not list: refused, with

@@ -11,6 +11,51 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Where a test's broker keeps its state; every test runs on each (see
+/// `main.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// A SQLite file in the broker's data directory (the default).
+    Sqlite,
+    /// A database of its own on the test run's PostgreSQL server.
+    Postgres,
+}
+
+thread_local! {
+    static STORE: std::cell::Cell<Store> = const { std::cell::Cell::new(Store::Sqlite) };
+}
+
+/// Runs `test` with its brokers on `store`.
+pub(crate) fn on(store: Store, test: fn()) {
+    STORE.with(|s| s.set(store));
+    test();
+}
+
+/// The store of the test running on this thread.
+pub(crate) fn store() -> Store {
+    STORE.with(std::cell::Cell::get)
+}
+
+/// One PostgreSQL server for this test run (it stops when the run exits).
+pub(crate) fn postgres_server() -> &'static c2ssi_broker::scratch_postgres::ScratchPostgres {
+    static SERVER: std::sync::OnceLock<c2ssi_broker::scratch_postgres::ScratchPostgres> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        c2ssi_broker::scratch_postgres::ScratchPostgres::start()
+            .unwrap_or_else(|e| panic!("the end-to-end tests run on PostgreSQL too: {e}"))
+    })
+}
+
+/// A new database on the test run's PostgreSQL server; its URL.
+pub(crate) fn new_postgres_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    postgres_server()
+        .create_database(&format!("e2e_{n}"))
+        .expect("a database")
+}
+
 /// How long any wait in these tests may take before it fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -170,8 +215,10 @@ pub(crate) struct Service {
     pub(crate) url: String,
     /// The aggregator's own URL.
     pub(crate) aggregator_url: String,
-    /// The broker's data directory.
+    /// The broker's data directory (its SQLite file, unless `database`).
     pub(crate) data: PathBuf,
+    /// The broker's PostgreSQL database, when the test runs on one.
+    pub(crate) database: Option<String>,
     /// The aggregator's data directory.
     pub(crate) aggregator_data: PathBuf,
     /// The consumer's data directory (`COLLECTIVE_HOME`).
@@ -188,13 +235,21 @@ pub(crate) fn creators_file(data: &Path) -> PathBuf {
     data.with_extension("creators")
 }
 
-/// How a broker is started.
-pub(crate) fn broker_command(data: &Path, listen: &str, aggregator: &str) -> Command {
+/// How a broker is started: its state in `database` (PostgreSQL) when
+/// given, else in `data`; its creators file is beside `data` either way.
+pub(crate) fn broker_command(
+    data: &Path,
+    database: Option<&str>,
+    listen: &str,
+    aggregator: &str,
+) -> Command {
     let mut cmd = Command::new(binary("broker"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(data)
-        .arg("--listen")
+    cmd.arg("serve");
+    match database {
+        Some(url) => cmd.arg("--database").arg(url),
+        None => cmd.arg("--data").arg(data),
+    };
+    cmd.arg("--listen")
         .arg(listen)
         .arg("--aggregator")
         .arg(aggregator)
@@ -258,8 +313,14 @@ impl Service {
             "aggregator serve",
         );
         let data = dir.join("broker");
+        let database = (store() == Store::Postgres).then(new_postgres_database);
         let (process, broker_url) = start_server(
-            broker_command(&data, &format!("127.0.0.1:{port}"), &aggregator_url),
+            broker_command(
+                &data,
+                database.as_deref(),
+                &format!("127.0.0.1:{port}"),
+                &aggregator_url,
+            ),
             "broker serve",
         );
         assert_eq!(broker_url, url);
@@ -269,6 +330,7 @@ impl Service {
             url,
             aggregator_url,
             data,
+            database,
             aggregator_data,
             home: dir.join("consumer"),
             collective: String::new(),
@@ -296,6 +358,26 @@ impl Service {
         .trim()
         .to_string();
         service
+    }
+
+    /// The broker's database, opened from this process.
+    pub(crate) fn open_database(&self) -> c2ssi_broker::database::Database {
+        match &self.database {
+            Some(url) => c2ssi_broker::database::Database::connect(url),
+            None => c2ssi_broker::database::Database::open(&self.data.join("broker.db")),
+        }
+        .expect("the broker's database")
+    }
+
+    /// `broker verify-ledger` on the broker's database, offline.
+    pub(crate) fn verify_ledger_offline(&self) -> String {
+        let mut cmd = Command::new(binary("broker"));
+        cmd.arg("verify-ledger");
+        match &self.database {
+            Some(url) => cmd.arg("--database").arg(url),
+            None => cmd.arg("--db").arg(self.data.join("broker.db")),
+        };
+        run_ok(cmd.args(["--collective", &self.collective]))
     }
 
     /// `collective ARGS...` as this collective's consumer.

@@ -25,8 +25,7 @@ fn did_of(wallet: &WalletDir) -> String {
         .to_string()
 }
 
-#[test]
-fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription() {
+pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription() {
     let dir = tempfile::tempdir().expect("a directory");
     let service = Service::start(dir.path(), "10");
     let issuer_home = dir.path().join("issuer");

@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use crate::support::{Service, WalletDir, assert_paid_once, payments, receipts, run_ok, wallets};
 
-#[test]
-fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid() {
+pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let service = Service::start(dir.path(), "10");
     let people = wallets(dir.path(), "w", 0, 21);
