@@ -8,6 +8,7 @@ mod crash;
 mod meddling;
 mod proxy;
 mod roles;
+mod scale_out;
 mod support;
 mod sybils;
 mod training;
@@ -40,3 +41,12 @@ on_both_stores!(
     sybils::one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription,
     training::twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid,
 );
+
+/// Scaling out needs a database that several brokers share.
+#[test]
+fn two_brokers_on_one_database_pay_each_access_once_through_a_crash() {
+    support::on(
+        support::Store::Postgres,
+        scale_out::two_brokers_on_one_database_pay_each_access_once_through_a_crash,
+    )
+}
