@@ -162,7 +162,7 @@ impl Broker {
             driver,
             registry: Registry::new(db.clone()),
             algorithms: Algorithms::new(db.clone()),
-            subscriptions: Subscriptions::new(db.clone()),
+            subscriptions: Subscriptions::new(db.clone(), config.liveness_ms),
             payments: Payments::new(db.clone(), ledger.clone()),
             models: Models::new(db.clone()),
             ledger,
@@ -603,24 +603,27 @@ impl Broker {
     /// A wallet agent checks in: its task, if it has one in an open round,
     /// and its new receipts.
     pub fn check_in(&self, id: &str, request: &Signed<CheckIn>) -> Result<CheckInResponse> {
-        let current = self.registry.current(id)?;
-        let body: CheckIn = self.subscriptions.check_in(id, request)?;
-        let task = if self
-            .db
-            .read(|c| distributor::has_task(c, id, &body.wallet))?
-        {
+        // One read for the manifest, the subscription, a waiting task and
+        // new receipts; a write only to hand out a task.
+        let (body, (version, has_task, receipts)) =
+            self.subscriptions.check_in(id, request, |c, body| {
+                let current = self.registry.current_with(c, id)?;
+                Ok((
+                    current.manifest.version,
+                    distributor::has_task(c, id, &body.wallet)?,
+                    crate::payments::receipts_in(c, id, &body.wallet, body.receipts_after)?,
+                ))
+            })?;
+        let task = if has_task {
             self.db
                 .write(|tx| distributor::take_task_in(tx, id, &body.wallet))?
         } else {
             None
         };
-        let receipts = self
-            .payments
-            .receipts(id, &body.wallet, body.receipts_after)?;
         Ok(CheckInResponse {
             task,
             receipts,
-            manifest_version: current.manifest.version,
+            manifest_version: version,
             retry_after_ms: self.config.checkin_retry_ms,
         })
     }

@@ -2,7 +2,9 @@
 //! write: each wallet's last check-in time, written to `subscriptions`
 //! (`last_checkin_ms`) for all wallets at once every second and before a
 //! round samples, and the last signed check-in each wallet made, against
-//! replays.
+//! replays. A wallet's time is written again only once it has moved by a
+//! tenth of the liveness window: the database may say a wallet was last
+//! seen up to that much earlier than it was.
 //!
 //! Replays: a check-in is taken only if it was issued after the wallet's
 //! last one that this process took, and after this process started (what a
@@ -26,26 +28,27 @@ struct Last {
     issued_ms: u64,
     nonce: String,
     seen_ms: u64,
-    written: bool,
+    written_ms: Option<u64>,
 }
 
 /// Check-ins taken by this process.
 #[derive(Debug)]
 pub struct CheckIns {
     started_ms: u64,
+    granularity_ms: u64,
     last: Mutex<HashMap<(String, PublicKey), Last>>,
 }
 
-impl Default for CheckIns {
-    fn default() -> Self {
+impl CheckIns {
+    /// Check-ins of wallets that count as live for `liveness_ms` after one.
+    pub fn new(liveness_ms: u64) -> CheckIns {
         CheckIns {
             started_ms: now_ms(),
+            granularity_ms: liveness_ms / 10,
             last: Mutex::default(),
         }
     }
-}
 
-impl CheckIns {
     /// Takes a check-in of `wallet` (already verified and subscribed to
     /// `collective_id`), or refuses it as a replay.
     pub fn take(&self, collective_id: &str, wallet: &PublicKey, header: &Header) -> Result<()> {
@@ -74,13 +77,14 @@ impl CheckIns {
                 ));
             }
         }
+        let written_ms = last.get(&key).and_then(|l| l.written_ms);
         last.insert(
             key,
             Last {
                 issued_ms: header.issued_at_ms,
                 nonce: header.nonce.clone(),
                 seen_ms: now,
-                written: false,
+                written_ms,
             },
         );
         Ok(())
@@ -92,7 +96,10 @@ impl CheckIns {
         let pending: Vec<((String, PublicKey), u64)> = {
             let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             last.iter()
-                .filter(|(_, l)| !l.written)
+                .filter(|(_, l)| {
+                    l.written_ms
+                        .is_none_or(|w| l.seen_ms >= w + self.granularity_ms.max(1))
+                })
                 .map(|(k, l)| (k.clone(), l.seen_ms))
                 .collect()
         };
@@ -112,10 +119,8 @@ impl CheckIns {
         })?;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         for (key, seen) in &pending {
-            if let Some(l) = last.get_mut(key)
-                && l.seen_ms == *seen
-            {
-                l.written = true;
+            if let Some(l) = last.get_mut(key) {
+                l.written_ms = Some(l.written_ms.map_or(*seen, |w| w.max(*seen)));
             }
         }
         Ok(pending.len())
@@ -130,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_check_in_is_taken_once_and_only_newer_ones_after_it() {
-        let checkins = CheckIns::default();
+        let checkins = CheckIns::new(30_000);
         let wallet = SigningKey::generate().unwrap().public_key();
         let first = Header::new(Purpose::CheckIn, "c", 60_000);
         checkins.take("c", &wallet, &first).unwrap();
@@ -157,8 +162,31 @@ mod tests {
     }
 
     #[test]
+    fn a_wallet_is_written_when_new_and_again_once_its_time_moved_enough() {
+        let db = Database::in_memory().unwrap();
+        let checkins = CheckIns::new(30_000);
+        let wallet = SigningKey::generate().unwrap().public_key();
+        checkins
+            .take("c", &wallet, &Header::new(Purpose::CheckIn, "c", 60_000))
+            .unwrap();
+        // (No such subscription: the update changes no row, but is made.)
+        assert_eq!(checkins.write(&db).unwrap(), 1);
+        let mut again = Header::new(Purpose::CheckIn, "c", 60_000);
+        again.issued_at_ms += 1;
+        checkins.take("c", &wallet, &again).unwrap();
+        assert_eq!(checkins.write(&db).unwrap(), 0, "moved less than 3 s");
+        checkins
+            .last
+            .lock()
+            .unwrap()
+            .values_mut()
+            .for_each(|l| l.seen_ms += 3_000);
+        assert_eq!(checkins.write(&db).unwrap(), 1);
+    }
+
+    #[test]
     fn a_check_in_signed_before_the_process_started_is_refused() {
-        let checkins = CheckIns::default();
+        let checkins = CheckIns::new(30_000);
         let wallet = SigningKey::generate().unwrap().public_key();
         let mut before = Header::new(Purpose::CheckIn, "c", 60_000);
         before.issued_at_ms = checkins.started_ms - 1;

@@ -11,7 +11,7 @@ use c2ssi_protocol::{
     payee_commitment,
 };
 
-use crate::database::Database;
+use crate::database::{Database, Sql};
 use crate::error::{BrokerError, Result};
 use crate::jobs;
 use crate::ledger::Ledger;
@@ -183,19 +183,8 @@ impl Payments {
         wallet: &PublicKey,
         after: u64,
     ) -> Result<Vec<Signed<Receipt>>> {
-        self.db.read(|c| {
-            let rows = c.query_map(
-                "SELECT receipt FROM payments WHERE collective_id = ?1 AND wallet = ?2 AND seq > ?3
-                 ORDER BY seq LIMIT 1000",
-                params![collective_id, wallet.to_hex(), after as i64],
-                |r| r.get::<String>(0),
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row)?);
-            }
-            Ok(out)
-        })
+        self.db
+            .read(|c| receipts_in(c, collective_id, wallet, after))
     }
 
     /// Whether `wallet` was ever paid by collective `collective_id`.
@@ -240,6 +229,26 @@ impl Payments {
             Ok((sampled - paid).max(0) as u64 * rate.0)
         })
     }
+}
+
+/// A wallet's receipts after ledger sequence `after` (at most 1,000), read in `c`.
+pub fn receipts_in(
+    c: &Sql<'_>,
+    collective_id: &str,
+    wallet: &PublicKey,
+    after: u64,
+) -> Result<Vec<Signed<Receipt>>> {
+    let rows = c.query_map(
+        "SELECT receipt FROM payments WHERE collective_id = ?1 AND wallet = ?2 AND seq > ?3
+         ORDER BY seq LIMIT 1000",
+        params![collective_id, wallet.to_hex(), after as i64],
+        |r| r.get::<String>(0),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! (tables `collectives` and `manifests`). The consumer signs manifests;
 //! the registry only keeps them and says which version is current.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::database::{Dialect, Sql};
 use crate::params;
 use c2ssi_protocol::{Manifest, Signed, now_ms, open_manifest};
@@ -32,10 +35,13 @@ impl Stored {
     }
 }
 
-/// The registry, over the database.
+/// The registry, over the database. The current manifest of each
+/// collective is kept opened in memory, and taken again from the database
+/// when the digest there changes (another broker may change it).
 #[derive(Clone, Debug)]
 pub struct Registry {
     db: Database,
+    opened: Arc<Mutex<HashMap<String, Stored>>>,
 }
 
 fn not_found(id: &str) -> BrokerError {
@@ -56,7 +62,36 @@ fn load_current(c: &Sql<'_>, id: &str) -> Result<Stored> {
 impl Registry {
     /// The registry in `db`.
     pub fn new(db: Database) -> Registry {
-        Registry { db }
+        Registry {
+            db,
+            opened: Arc::default(),
+        }
+    }
+
+    /// The current manifest of `id`, read in `c`: one small query when it
+    /// is the version opened before.
+    pub fn current_with(&self, c: &Sql<'_>, id: &str) -> Result<Stored> {
+        let digest: String = c
+            .query_opt(
+                "SELECT digest FROM collectives WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?
+            .ok_or_else(|| not_found(id))?;
+        {
+            let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(stored) = opened.get(id)
+                && stored.digest == digest
+            {
+                return Ok(stored.clone());
+            }
+        }
+        let stored = load_current(c, id)?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), stored.clone());
+        Ok(stored)
     }
 
     /// Every collective's id.
@@ -110,7 +145,7 @@ impl Registry {
 
     /// The current manifest.
     pub fn current(&self, id: &str) -> Result<Stored> {
-        self.db.read(|c| load_current(c, id))
+        self.db.read(|c| self.current_with(c, id))
     }
 
     /// The current manifest, inside a transaction.

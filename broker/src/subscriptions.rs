@@ -10,7 +10,7 @@ use c2ssi_protocol::{
 };
 
 use crate::checkins::CheckIns;
-use crate::database::Database;
+use crate::database::{Database, Sql};
 use crate::distributor;
 use crate::error::{BrokerError, Result};
 use crate::nonces;
@@ -96,11 +96,12 @@ fn check_collective(collective_id: &str, id: &str) -> Result<()> {
 }
 
 impl Subscriptions {
-    /// The store in `db`.
-    pub fn new(db: Database) -> Subscriptions {
+    /// The store in `db`, for wallets that count as live for `liveness_ms`
+    /// after a check-in.
+    pub fn new(db: Database, liveness_ms: u64) -> Subscriptions {
         Subscriptions {
             db,
-            checkins: std::sync::Arc::default(),
+            checkins: std::sync::Arc::new(CheckIns::new(liveness_ms)),
         }
     }
 
@@ -213,8 +214,14 @@ impl Subscriptions {
         })
     }
 
-    /// Checks a wallet agent's check-in and records that it is alive.
-    pub fn check_in(&self, id: &str, request: &Signed<CheckIn>) -> Result<CheckIn> {
+    /// Checks a wallet agent's check-in and records that it is alive (in
+    /// memory); `also` reads what the answer needs in the same snapshot.
+    pub fn check_in<T>(
+        &self,
+        id: &str,
+        request: &Signed<CheckIn>,
+        also: impl FnOnce(&Sql<'_>, &CheckIn) -> Result<T>,
+    ) -> Result<(CheckIn, T)> {
         let body = request.open(None, Purpose::CheckIn, now_ms())?;
         check_collective(&body.header.collective_id, id)?;
         if body.wallet != request.signer {
@@ -222,14 +229,19 @@ impl Subscriptions {
                 "a check-in must be signed by the wallet".into(),
             ));
         }
-        // A read: the check-in itself is kept in memory (`checkins`).
-        let until: Option<Option<i64>> = self.db.read(|c| {
-            c.query_opt(
+        // One read: the check-in itself is kept in memory (`checkins`).
+        let (until, more) = self.db.read(|c| {
+            let until: Option<Option<i64>> = c.query_opt(
                 "SELECT credential_valid_until_ms FROM subscriptions
                  WHERE collective_id = ?1 AND wallet = ?2",
                 params![id, body.wallet.to_hex()],
                 |r| r.get(0),
-            )
+            )?;
+            let more = match until {
+                Some(_) => Some(also(c, &body)?),
+                None => None,
+            };
+            Ok((until, more))
         })?;
         let Some(until) = until else {
             return Err(BrokerError::Forbidden(format!(
@@ -253,7 +265,9 @@ impl Subscriptions {
             )));
         }
         self.checkins.take(id, &body.wallet, body.header())?;
-        Ok(body)
+        let more =
+            more.ok_or_else(|| BrokerError::Internal("read with the subscription".into()))?;
+        Ok((body, more))
     }
 
     /// Writes the check-ins taken in memory to the database (every second,
