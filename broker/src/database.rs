@@ -17,9 +17,10 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use r2d2_postgres::postgres::{self, IsolationLevel, NoTls};
+use std::collections::HashMap;
+
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{IsolationLevel, NoTls};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -184,7 +185,7 @@ const WRITE_LOCK: i64 = 0x6332_7373_6900_0001;
 /// together migrate once.
 const MIGRATION_LOCK: i64 = 0x6332_7373_6900_0002;
 /// PostgreSQL connections a broker keeps at most.
-const POSTGRES_CONNECTIONS: u32 = 12;
+const POSTGRES_CONNECTIONS: u32 = 16;
 
 /// Which engine a handle talks to, for the rare statement that differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,7 +454,40 @@ fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row, BrokerErro
 
 enum Handle<'a> {
     Sqlite(&'a Connection),
-    Postgres(RefCell<postgres::Transaction<'a>>),
+    Postgres(RefCell<PostgresTx<'a>>),
+}
+
+/// A PostgreSQL transaction, and its connection's prepared statements.
+struct PostgresTx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl PostgresTx<'_> {
+    /// The statement for `sql` (`?N` placeholders), prepared once per
+    /// connection: each later use is one round trip.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, BrokerError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(&postgres_sql(sql))?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<postgres::Row>, BrokerError> {
+        let statement = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(self.tx.query(&statement, &refs)?)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, BrokerError> {
+        let statement = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(self.tx.execute(&statement, &refs)?)
+    }
 }
 
 /// A connection inside a transaction: what the modules' SQL functions get.
@@ -486,12 +520,7 @@ impl Sql<'_> {
             Handle::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(params))?),
-            Handle::Postgres(tx) => {
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let n = tx.borrow_mut().execute(&postgres_sql(sql), &refs)?;
-                Ok(n as usize)
-            }
+            Handle::Postgres(tx) => Ok(tx.borrow_mut().execute(sql, params)? as usize),
         }
     }
 
@@ -513,9 +542,7 @@ impl Sql<'_> {
                 }
             }
             Handle::Postgres(tx) => {
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let rows = tx.borrow_mut().query(&postgres_sql(sql), &refs)?;
+                let rows = tx.borrow_mut().query(sql, params)?;
                 for row in &rows {
                     out.push(f(&postgres_row(row)?)?);
                 }
@@ -542,9 +569,7 @@ impl Sql<'_> {
                 }
             }
             Handle::Postgres(tx) => {
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let rows = tx.borrow_mut().query(&postgres_sql(sql), &refs)?;
+                let rows = tx.borrow_mut().query(sql, params)?;
                 match rows.first() {
                     Some(row) => Some(postgres_row(row)?),
                     None => None,
@@ -566,7 +591,38 @@ impl Sql<'_> {
     }
 }
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// A pooled PostgreSQL connection and the statements prepared on it.
+struct PostgresConnection {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+/// Opens, checks and drops pooled connections. (r2d2_postgres's manager
+/// pools bare clients; this one keeps each connection's prepared
+/// statements with it.)
+struct PostgresManager(postgres::Config);
+
+impl r2d2::ManageConnection for PostgresManager {
+    type Connection = PostgresConnection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PostgresConnection, postgres::Error> {
+        Ok(PostgresConnection {
+            client: self.0.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PostgresConnection) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PostgresConnection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+type Pool = r2d2::Pool<PostgresManager>;
 
 /// The connection pool, closed on a thread of its own when the last handle
 /// drops: PostgreSQL's client closes a connection by blocking on its own
@@ -574,7 +630,7 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 struct PostgresPool(Option<Pool>);
 
 impl PostgresPool {
-    fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, BrokerError> {
+    fn get(&self) -> Result<r2d2::PooledConnection<PostgresManager>, BrokerError> {
         self.0
             .as_ref()
             .ok_or_else(|| BrokerError::Database("the pool is closed".into()))?
@@ -674,7 +730,7 @@ impl Database {
                 "the database URL names no host (give host=... or postgres://user@host/db)".into(),
             ));
         }
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresManager(config);
         let pool = r2d2::Pool::builder()
             .max_size(POSTGRES_CONNECTIONS)
             .min_idle(Some(1))
@@ -682,8 +738,8 @@ impl Database {
             .build(manager)
             .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
         let pool = PostgresPool(Some(pool));
-        let mut client = pool.get()?;
-        let mut tx = client.transaction()?;
+        let mut conn = pool.get()?;
+        let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
         let version: i64 = tx
@@ -697,7 +753,7 @@ impl Database {
             )?;
         }
         tx.commit()?;
-        drop(client);
+        drop(conn);
         Ok(Database {
             backend: Backend::Postgres(Arc::new(pool)),
         })
@@ -743,18 +799,19 @@ impl Database {
                 handle: Handle::Sqlite(&lock(conn)),
             }),
             Backend::Postgres(pool) => {
-                let mut client = pool.get()?;
+                let mut conn = pool.get()?;
+                let PostgresConnection { client, statements } = &mut *conn;
                 let tx = client
                     .build_transaction()
                     .isolation_level(IsolationLevel::RepeatableRead)
                     .read_only(true)
                     .start()?;
                 let sql = Sql {
-                    handle: Handle::Postgres(RefCell::new(tx)),
+                    handle: Handle::Postgres(RefCell::new(PostgresTx { tx, statements })),
                 };
                 let out = f(&sql)?;
                 if let Handle::Postgres(tx) = sql.handle {
-                    tx.into_inner().commit()?;
+                    tx.into_inner().tx.commit()?;
                 }
                 Ok(out)
             }
@@ -778,15 +835,16 @@ impl Database {
                 Ok(out)
             }
             Backend::Postgres(pool) => {
-                let mut client = pool.get()?;
+                let mut conn = pool.get()?;
+                let PostgresConnection { client, statements } = &mut *conn;
                 let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
                 let sql = Sql {
-                    handle: Handle::Postgres(RefCell::new(tx)),
+                    handle: Handle::Postgres(RefCell::new(PostgresTx { tx, statements })),
                 };
                 let out = f(&sql)?;
                 if let Handle::Postgres(tx) = sql.handle {
-                    tx.into_inner().commit()?;
+                    tx.into_inner().tx.commit()?;
                 }
                 Ok(out)
             }
@@ -823,6 +881,20 @@ mod tests {
             .read(|c| c.query_row("SELECT COUNT(*) FROM keys", &[], |r| r.get(0)))
             .unwrap();
         assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn a_postgres_server_off_this_machine_is_refused_before_connecting() {
+        for url in [
+            "postgres://someone@db.example.com/c2ssi",
+            "host=10.0.0.5 dbname=c2ssi",
+            "dbname=c2ssi",
+        ] {
+            assert!(
+                matches!(Database::connect(url), Err(BrokerError::Invalid(_))),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! wallet's DID, the collective requires that credential, the wallet
 //! imports it and subscribes; a second wallet (a Sybil) cannot subscribe
 //! without one, cannot import or present the first one's, and a revocation
-//! the issuer publishes ends the subscription at the broker.
+//! the issuer publishes ends the subscription at the broker. 300 keys that
+//! present the one credential past the wallet program are all refused.
 
 use std::process::Command;
 
@@ -93,6 +94,55 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
     );
     let out = run(&mut sybil.command(&["subscribe", &service.url, &service.collective, "--yes"]));
     assert!(!out.status.success());
+    let info = run_ok(&mut service.operator(&["info"]));
+    assert!(info.contains("subscribers 1 "), "{info}");
+
+    // 300 Sybil keys present the person's credential past the wallet
+    // program, each subscription signed by its own key: none is admitted
+    // (the credential is about another DID, and its subject has its one
+    // subscription), so only the person's wallet can be sampled and paid,
+    // at most once per round.
+    let credential_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&credential).expect("the credential"))
+            .expect("JSON");
+    let client = c2ssi_client::Client::new(&service.url);
+    let digest = hex::encode(
+        client
+            .manifest(&service.collective)
+            .expect("the manifest")
+            .digest(),
+    );
+    let mut admitted = 0;
+    for _ in 0..300 {
+        use c2ssi_protocol::Signer;
+        let key = c2ssi_protocol::SigningKey::generate().expect("a key");
+        let subscription = c2ssi_protocol::Signed::sign(
+            &c2ssi_protocol::Subscription {
+                header: c2ssi_protocol::Header::new(
+                    c2ssi_protocol::Purpose::Subscription,
+                    &service.collective,
+                    60_000,
+                ),
+                wallet: key.public_key(),
+                manifest_digest: digest.clone(),
+                consent: "yes".into(),
+                credentials: vec![credential_json.clone()],
+            },
+            &key,
+        )
+        .expect("signed");
+        match client.subscribe(&service.collective, &subscription) {
+            Ok(_) => admitted += 1,
+            Err(c2ssi_client::ClientError::Refused { status, .. }) => {
+                assert!((400..500).contains(&status), "{status}")
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        admitted, 0,
+        "a Sybil key was admitted with another's credential"
+    );
     let info = run_ok(&mut service.operator(&["info"]));
     assert!(info.contains("subscribers 1 "), "{info}");
 
