@@ -3,7 +3,8 @@
 //! imports it and subscribes; a second wallet (a Sybil) cannot subscribe
 //! without one, cannot import or present the first one's, and a revocation
 //! the issuer publishes ends the subscription at the broker. 300 keys that
-//! present the one credential past the wallet program are all refused.
+//! present the one credential past the wallet program are all refused, and
+//! in a job of five credentialed people no round pays more than five.
 
 use std::process::Command;
 
@@ -112,9 +113,10 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
             .expect("the manifest")
             .digest(),
     );
+    use c2ssi_protocol::Signer;
     let mut admitted = 0;
+    let mut sybils = Vec::new();
     for _ in 0..300 {
-        use c2ssi_protocol::Signer;
         let key = c2ssi_protocol::SigningKey::generate().expect("a key");
         let subscription = c2ssi_protocol::Signed::sign(
             &c2ssi_protocol::Subscription {
@@ -138,6 +140,7 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
             }
             Err(e) => panic!("{e}"),
         }
+        sybils.push(key);
     }
     assert_eq!(
         admitted, 0,
@@ -146,7 +149,71 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
     let info = run_ok(&mut service.operator(&["info"]));
     assert!(info.contains("subscribers 1 "), "{info}");
 
-    // The issuer revokes it and publishes: the broker ends the subscription.
+    // A real job: four more people, each with a credential of their own,
+    // beside the 300 Sybil keys, which cannot even check in. Each round
+    // pays each of the five at most once.
+    let mut people = vec![person];
+    for i in 1..5 {
+        let other = WalletDir::create(dir.path(), &format!("person{i}"), 10 + i);
+        let file = dir.path().join(format!("person{i}-credential.json"));
+        run_ok(&mut issuer(
+            &issuer_home,
+            &[
+                "issue",
+                "--subject",
+                &did_of(&other),
+                "--out",
+                file.to_str().expect("utf-8"),
+            ],
+        ));
+        run_ok(&mut other.command(&["credential", "import", file.to_str().expect("utf-8")]));
+        other.subscribe(&service.url, &service.collective);
+        people.push(other);
+    }
+    let agents: Vec<_> = people.iter().map(WalletDir::agent).collect();
+    let job = service.train(2, 5, "1");
+    for key in &sybils[..10] {
+        let check_in = c2ssi_protocol::Signed::sign(
+            &c2ssi_protocol::CheckIn {
+                header: c2ssi_protocol::Header::new(
+                    c2ssi_protocol::Purpose::CheckIn,
+                    &service.collective,
+                    60_000,
+                ),
+                wallet: key.public_key(),
+                receipts_after: 0,
+            },
+            key,
+        )
+        .expect("signed");
+        assert!(matches!(
+            client.check_in(&service.collective, &check_in),
+            Err(c2ssi_client::ClientError::Refused { status: 403, .. })
+        ));
+    }
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+    drop(agents);
+    let ledger = service.ledger();
+    assert_paid_once(&ledger);
+    let paid = payments(&ledger);
+    for round in 1..=2 {
+        let in_round = paid
+            .iter()
+            .filter(|(j, r, _)| *j == job && *r == round)
+            .count();
+        assert!(in_round <= 5, "round {round} paid {in_round} accesses");
+    }
+    let received: usize = people.iter().map(|w| receipts(w).len()).sum();
+    assert!(
+        0 < received && received <= paid.len(),
+        "{received} of {}",
+        paid.len()
+    );
+    let person = &people[0];
+
+    // The issuer revokes the first person's and publishes: the broker ends
+    // that subscription, and only that one.
     let id = std::fs::read_to_string(&credential).expect("the credential");
     let id: serde_json::Value = serde_json::from_str(&id).expect("JSON");
     let id = id["id"].as_str().expect("an id");
@@ -154,7 +221,7 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
     let published = run_ok(&mut issuer(&issuer_home, &["publish", &service.url]));
     assert!(published.contains("1 subscription(s) ended"), "{published}");
     let info = run_ok(&mut service.operator(&["info"]));
-    assert!(info.contains("subscribers 0 "), "{info}");
+    assert!(info.contains("subscribers 4 "), "{info}");
     let out = run(&mut person.command(&["subscribe", &service.url, &service.collective, "--yes"]));
     assert!(!out.status.success());
     assert!(
