@@ -51,6 +51,25 @@ pub fn binaries() -> Result<PathBuf, String> {
     )
 }
 
+/// One server for this whole process, started on first use: the tests of
+/// one test binary share it, each in a database of its own.
+pub fn shared() -> Result<&'static ScratchPostgres, String> {
+    static SERVER: std::sync::OnceLock<Result<ScratchPostgres, String>> =
+        std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(ScratchPostgres::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A new empty database on the [`shared`] server, named `PREFIX_N`; its URL.
+pub fn fresh_database(prefix: &str) -> Result<String, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    shared()?.create_database(&format!("{prefix}_{n}"))
+}
+
 /// A running throwaway server.
 #[derive(Debug)]
 pub struct ScratchPostgres {

@@ -53,29 +53,15 @@ enum Store {
     Postgres,
 }
 
-/// One PostgreSQL server for this test binary; each test gets a database.
-fn postgres_server() -> &'static c2ssi_broker::scratch_postgres::ScratchPostgres {
-    static SERVER: std::sync::OnceLock<c2ssi_broker::scratch_postgres::ScratchPostgres> =
-        std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
-        c2ssi_broker::scratch_postgres::ScratchPostgres::start()
-            .unwrap_or_else(|e| panic!("these tests run on PostgreSQL too: {e}"))
-    })
-}
-
 /// A fresh database in `store`.
 async fn database(store: Store, dir: &std::path::Path) -> c2ssi_broker::database::Database {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = dir.to_path_buf();
     // Opening blocks (PostgreSQL's client runs its own runtime).
     tokio::task::spawn_blocking(move || match store {
         Store::Sqlite => c2ssi_broker::database::Database::open(&dir.join("broker.db")),
         Store::Postgres => {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let url = postgres_server()
-                .create_database(&format!("api_{n}"))
-                .expect("a database");
+            let url = c2ssi_broker::scratch_postgres::fresh_database("api")
+                .unwrap_or_else(|e| panic!("these tests run on PostgreSQL too: {e}"));
             c2ssi_broker::database::Database::connect(&url)
         }
     })

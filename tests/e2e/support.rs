@@ -36,24 +36,11 @@ pub(crate) fn store() -> Store {
     STORE.with(std::cell::Cell::get)
 }
 
-/// One PostgreSQL server for this test run (it stops when the run exits).
-pub(crate) fn postgres_server() -> &'static c2ssi_broker::scratch_postgres::ScratchPostgres {
-    static SERVER: std::sync::OnceLock<c2ssi_broker::scratch_postgres::ScratchPostgres> =
-        std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
-        c2ssi_broker::scratch_postgres::ScratchPostgres::start()
-            .unwrap_or_else(|e| panic!("the end-to-end tests run on PostgreSQL too: {e}"))
-    })
-}
-
-/// A new database on the test run's PostgreSQL server; its URL.
+/// A new database on the test run's PostgreSQL server (started on first
+/// use, stopped when the run exits); its URL.
 pub(crate) fn new_postgres_database() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    postgres_server()
-        .create_database(&format!("e2e_{n}"))
-        .expect("a database")
+    c2ssi_broker::scratch_postgres::fresh_database("e2e")
+        .unwrap_or_else(|e| panic!("the end-to-end tests run on PostgreSQL too: {e}"))
 }
 
 /// How long any wait in these tests may take before it fails.
