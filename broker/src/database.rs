@@ -388,6 +388,22 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
+/// Refuses text that holds a NUL character: PostgreSQL cannot store one, and
+/// SQLite is held to the same rule so that both stores take the same input.
+/// (Stored JSON escapes it; only a raw field, such as a name in a manifest,
+/// can carry one.)
+fn no_nul(params: &[Value]) -> Result<(), BrokerError> {
+    if params
+        .iter()
+        .any(|p| matches!(p, Value::Text(t) if t.contains('\0')))
+    {
+        return Err(BrokerError::Invalid(
+            "a text field holds a NUL character (\\u0000), which is not stored".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A PostgreSQL row as values, by its columns' types.
 fn postgres_row(row: &postgres::Row) -> Result<Row, BrokerError> {
     let mut values = Vec::with_capacity(row.len());
@@ -516,6 +532,7 @@ impl Sql<'_> {
 
     /// Runs a statement; how many rows it changed.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, BrokerError> {
+        no_nul(params)?;
         match &self.handle {
             Handle::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
@@ -531,6 +548,7 @@ impl Sql<'_> {
         params: &[Value],
         mut f: impl FnMut(&Row) -> Result<T, BrokerError>,
     ) -> Result<Vec<T>, BrokerError> {
+        no_nul(params)?;
         let mut out = Vec::new();
         match &self.handle {
             Handle::Sqlite(c) => {
@@ -558,6 +576,7 @@ impl Sql<'_> {
         params: &[Value],
         f: impl FnOnce(&Row) -> Result<T, BrokerError>,
     ) -> Result<Option<T>, BrokerError> {
+        no_nul(params)?;
         let first = match &self.handle {
             Handle::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
@@ -877,6 +896,22 @@ mod tests {
         assert!(result.is_err());
         drop(db);
         let db = Database::open(&path).unwrap();
+        let count: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM keys", &[], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused_as_invalid_and_nothing_is_written() {
+        let db = Database::in_memory().unwrap();
+        let result = db.write(|tx| {
+            tx.execute(
+                "INSERT INTO keys VALUES (?1, ?2)",
+                crate::params!["a\0b", vec![0u8]],
+            )
+        });
+        assert!(matches!(result, Err(BrokerError::Invalid(_))), "{result:?}");
         let count: i64 = db
             .read(|c| c.query_row("SELECT COUNT(*) FROM keys", &[], |r| r.get(0)))
             .unwrap();

@@ -151,7 +151,8 @@ impl Subscriptions {
                     )?;
                 if holder.is_some_and(|w| w != body.wallet.to_hex()) {
                     return Err(BrokerError::Conflict(
-                        "this credential already admitted another subscription to this                          collective: one per credential subject"
+                        "this credential already admitted another subscription to this \
+                         collective: one per credential subject"
                             .into(),
                     ));
                 }

@@ -94,6 +94,7 @@ on_both_stores!(
     sybils_get_one_subscription_per_credential_and_revocation_ends_it,
     reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read,
     an_expired_credential_ends_its_subscription_at_the_next_check_in,
+    a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store,
 );
 
 async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
@@ -455,6 +456,64 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed(stor
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{verified}");
+}
+
+/// PostgreSQL cannot store a NUL character in text; a wallet that signs one
+/// into its header's nonce gets a 422 that says so, on either store, and
+/// nothing is stored.
+async fn a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store(store: Store) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(store, dir.path()).await;
+    let key = SigningKey::generate().expect("a key");
+    let id = collective_id(&key.public_key());
+    let m = manifest(&key, &broker, 1, privacy::default_terms());
+    let (status, outcome) = call_as(
+        &router,
+        &key,
+        "POST",
+        &format!("/collectives/{id}/manifest"),
+        json(&submission(&key, &m)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let digest = outcome["digest"].as_str().expect("a digest").to_string();
+    let wallet = SigningKey::generate().expect("a key");
+    let mut header = Header::new(Purpose::Subscription, &id, 60_000);
+    header.nonce = "a\u{0}b".into();
+    let subscription = Signed::sign(
+        &Subscription {
+            header,
+            wallet: wallet.public_key(),
+            manifest_digest: digest,
+            consent: "yes".into(),
+            credentials: Vec::new(),
+        },
+        &wallet,
+    )
+    .expect("signed");
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/subscriptions"),
+        json(&subscription),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NUL")),
+        "{body}"
+    );
+    let (_, summary) = call_as(
+        &router,
+        &key,
+        "GET",
+        &format!("/collectives/{id}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(summary["subscribers"], 0, "{summary}");
 }
 
 async fn no_route_says_who_subscribed(store: Store) {

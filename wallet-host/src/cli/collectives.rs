@@ -172,7 +172,9 @@ fn consent_to(
                 .next()
             else {
                 bail!(
-                    "collective {id} requires {requirement} about this wallet ({}); this wallet                      holds none that is valid now. Ask the issuer for one, import it with                      `wallet credential import FILE`, and subscribe again (nothing was consented to)",
+                    "collective {id} requires {requirement} about this wallet ({}); this wallet \
+                     holds none that is valid now. Ask the issuer for one, import it with \
+                     `wallet credential import FILE`, and subscribe again (nothing was consented to)",
                     credentials::did(wallet)
                 );
             };
