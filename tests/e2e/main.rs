@@ -3,6 +3,7 @@
 //! the broker on SQLite, and on a real PostgreSQL server that the test run
 //! starts (Debian's `postgresql` package).
 
+mod abuse;
 mod attacks;
 mod crash;
 mod meddling;
@@ -31,6 +32,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    abuse::malformed_requests_get_no_5xx_from_either_server,
     attacks::the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_allows,
     crash::a_killed_service_restarts_without_losing_or_repeating_anything,
     crash::a_killed_aggregator_loses_no_payment_and_the_job_completes,
