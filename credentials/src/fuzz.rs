@@ -2,20 +2,12 @@
 //! mutations of a real credential and status list never panic, and a
 //! mutated credential verifies only if its canonical content is unchanged.
 
+use c2ssi_fuzzing::config;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 
 use crate::{Credential, Did, Issuance, MIN_BITS, StatusEntry, StatusList, issue, issue_list};
-
-/// 256 cases by default, raisable with `PROPTEST_CASES`; no regression files.
-fn config() -> Config {
-    Config {
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 fn key() -> (Ed25519KeyPair, Did) {
     let rng = ring::rand::SystemRandom::new();

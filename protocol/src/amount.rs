@@ -95,7 +95,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::fuzzing::config;
+    use c2ssi_fuzzing::config;
 
     proptest! {
         #![proptest_config(config())]

@@ -351,8 +351,8 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
     use crate::signing::{Signer, SigningKey};
+    use c2ssi_fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
 
     static KEY: LazyLock<SigningKey> =
         LazyLock::new(|| SigningKey::generate().expect("the system has randomness"));

@@ -16,8 +16,6 @@ mod amount;
 mod api;
 mod consumer;
 mod error;
-#[cfg(test)]
-mod fuzzing;
 mod ledger;
 mod manifest;
 pub mod privacy;

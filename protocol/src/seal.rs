@@ -202,7 +202,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
+    use c2ssi_fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
 
     /// The aggregator's identity, a real payload, its plaintext and its
     /// sealed form.

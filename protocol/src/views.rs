@@ -306,7 +306,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
+    use c2ssi_fuzzing::{config, json_mutations, mutate, mutate_json, mutations};
 
     /// A real job status and model version, as JSON.
     static VIEWS: LazyLock<(serde_json::Value, serde_json::Value)> = LazyLock::new(|| {

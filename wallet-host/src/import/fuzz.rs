@@ -4,19 +4,11 @@ use std::path::{Path, PathBuf};
 
 use c2ssi_guest_sdk::ColumnSpec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::Value;
 
 use super::*;
 
-/// proptest's default of 256 cases, raisable with `PROPTEST_CASES` (which
-/// `Config::default` reads), and no regression files in the source tree.
-fn config() -> Config {
-    Config {
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use c2ssi_fuzzing::{config, mutations};
 
 const CSV: &str = "age,bmi,smoker,city,score\n\
                    50,22.5,yes,Delft,7\n\
@@ -64,57 +56,8 @@ const TOKENS: &[&[u8]] = &[
     b" ",
 ];
 
-/// One change to a byte string; positions are taken modulo its length.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bit: u8 },
-    Set { at: usize, byte: u8 },
-    Truncate { at: usize },
-    Delete { at: usize, len: usize },
-    Token { at: usize, which: usize },
-    Splice { from: usize, len: usize, to: usize },
-}
-
-fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
-    let at = any::<usize>();
-    let one = prop_oneof![
-        2 => (at, 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        2 => (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        1 => at.prop_map(|at| Mutation::Truncate { at }),
-        1 => (at, 1usize..32).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        3 => (at, any::<usize>()).prop_map(|(at, which)| Mutation::Token { at, which }),
-        1 => (at, 1usize..64, any::<usize>())
-            .prop_map(|(from, len, to)| Mutation::Splice { from, len, to }),
-    ];
-    proptest::collection::vec(one, 1..=4)
-}
-
-fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for m in mutations {
-        let len = out.len();
-        match m {
-            Mutation::Flip { at, bit } if len > 0 => out[at % len] ^= 1 << bit,
-            Mutation::Set { at, byte } if len > 0 => out[at % len] = *byte,
-            Mutation::Truncate { at } => out.truncate(at % (len + 1)),
-            Mutation::Delete { at, len: n } if len > 0 => {
-                let start = at % len;
-                out.drain(start..(start + n).min(len));
-            }
-            Mutation::Token { at, which } => {
-                let at = at % (len + 1);
-                out.splice(at..at, TOKENS[which % TOKENS.len()].iter().copied());
-            }
-            Mutation::Splice { from, len: n, to } if len > 0 => {
-                let start = from % len;
-                let chunk = out[start..(start + n).min(len)].to_vec();
-                let to = to % (len + 1);
-                out.splice(to..to, chunk);
-            }
-            _ => {}
-        }
-    }
-    out
+fn mutate(input: &[u8], mutations: &[c2ssi_fuzzing::Mutation]) -> Vec<u8> {
+    c2ssi_fuzzing::mutate_with(input, mutations, TOKENS)
 }
 
 /// A JSON value likely to be out of place in a row.

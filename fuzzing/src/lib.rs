@@ -1,4 +1,8 @@
-//! Shared strategies of the property-based fuzz tests: byte mutations of valid encodings, JSON value mutations, and the test configuration.
+//! What the property-based fuzz tests of every crate share: the test
+//! configuration, byte mutations of valid encodings (with the tokens that
+//! break a given format), JSON values out of place, and mutations of JSON
+//! documents. A dev-dependency only.
+#![deny(missing_docs)]
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -8,15 +12,15 @@ use serde_json::Value;
 /// raisable with the `PROPTEST_CASES` environment variable (which
 /// `Config::default` reads), and no regression files written into the
 /// source tree (failures found become plain regression tests instead).
-pub(crate) fn config() -> Config {
+pub fn config() -> Config {
     Config {
         failure_persistence: None,
         ..Config::default()
     }
 }
 
-/// Tokens that break parsers more often than random bytes do.
-const TOKENS: &[&[u8]] = &[
+/// Tokens that break JSON parsers more often than random bytes do.
+pub const JSON_TOKENS: &[&[u8]] = &[
     b"\"",
     b"\\",
     b"\\u0000",
@@ -46,22 +50,57 @@ const TOKENS: &[&[u8]] = &[
 
 /// One change to a byte string; positions are taken modulo its length.
 #[derive(Debug, Clone)]
-pub(crate) enum Mutation {
+pub enum Mutation {
     /// Flips one bit.
-    Flip { at: usize, bit: u8 },
+    Flip {
+        /// The byte.
+        at: usize,
+        /// The bit in it.
+        bit: u8,
+    },
     /// Overwrites one byte.
-    Set { at: usize, byte: u8 },
+    Set {
+        /// The byte.
+        at: usize,
+        /// Its new value.
+        byte: u8,
+    },
     /// Cuts the tail off.
-    Truncate { at: usize },
+    Truncate {
+        /// Where.
+        at: usize,
+    },
     /// Removes a range.
-    Delete { at: usize, len: usize },
+    Delete {
+        /// Where it starts.
+        at: usize,
+        /// How long it is.
+        len: usize,
+    },
     /// Inserts bytes.
-    Insert { at: usize, bytes: Vec<u8> },
-    /// Inserts one of [`TOKENS`].
-    Token { at: usize, which: usize },
+    Insert {
+        /// Where.
+        at: usize,
+        /// What.
+        bytes: Vec<u8>,
+    },
+    /// Inserts one of the format's tokens.
+    Token {
+        /// Where.
+        at: usize,
+        /// Which token (modulo their number).
+        which: usize,
+    },
     /// Copies a range of the input to another place (duplicated fields,
     /// repeated chunks).
-    Splice { from: usize, len: usize, to: usize },
+    Splice {
+        /// Where the range starts.
+        from: usize,
+        /// How long it is.
+        len: usize,
+        /// Where it goes.
+        to: usize,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -80,12 +119,18 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 /// One to four mutations.
-pub(crate) fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
     proptest::collection::vec(mutation(), 1..=4)
 }
 
-/// `input` with `mutations` applied in order.
-pub(crate) fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
+/// `input` with `mutations` applied in order, inserting [`JSON_TOKENS`].
+pub fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
+    mutate_with(input, mutations, JSON_TOKENS)
+}
+
+/// `input` with `mutations` applied in order, inserting `tokens` (those
+/// that break the format at hand).
+pub fn mutate_with(input: &[u8], mutations: &[Mutation], tokens: &[&[u8]]) -> Vec<u8> {
     let mut out = input.to_vec();
     for m in mutations {
         let len = out.len();
@@ -104,7 +149,10 @@ pub(crate) fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
             }
             Mutation::Token { at, which } => {
                 let at = at % (len + 1);
-                let token = TOKENS[which % TOKENS.len()];
+                let token = tokens
+                    .get(which % tokens.len().max(1))
+                    .copied()
+                    .unwrap_or(b"");
                 out.splice(at..at, token.iter().copied());
             }
             Mutation::Splice { from, len: n, to } if len > 0 => {
@@ -120,7 +168,7 @@ pub(crate) fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
 }
 
 /// A JSON value that is likely to be out of place where it lands.
-pub(crate) fn json_value() -> impl Strategy<Value = Value> {
+pub fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -155,26 +203,47 @@ pub(crate) fn json_value() -> impl Strategy<Value = Value> {
 /// One change to a JSON document; the node is a pre-order index taken
 /// modulo the number of nodes.
 #[derive(Debug, Clone)]
-pub(crate) enum JsonMutation {
+pub enum JsonMutation {
     /// The node becomes another value.
-    Replace { node: usize, with: Value },
+    Replace {
+        /// The node.
+        node: usize,
+        /// Its new value.
+        with: Value,
+    },
     /// A node other than the root goes from its object or array (the
     /// `node % (nodes - 1) + 1`th in pre-order).
-    Remove { node: usize },
+    Remove {
+        /// The node.
+        node: usize,
+    },
     /// An object gains a field (an array, an element).
     Add {
+        /// The object or array.
         node: usize,
+        /// The field's name.
         key: String,
+        /// Its value.
         with: Value,
     },
     /// An array's elements are repeated, or an object's field values swapped
     /// around.
-    Shuffle { node: usize, seed: usize },
+    Shuffle {
+        /// The array or object.
+        node: usize,
+        /// How.
+        seed: usize,
+    },
     /// The node keeps its type and gets an edge value of it (a number
     /// zero, negative, huge or tiny; a string empty, long or edited; an
     /// array emptied), so that decoding succeeds and the checks after it
     /// are reached.
-    Tweak { node: usize, seed: usize },
+    Tweak {
+        /// The node.
+        node: usize,
+        /// Which edge value.
+        seed: usize,
+    },
 }
 
 /// An edge value of the same type as `value`, picked by `seed`.
@@ -237,7 +306,7 @@ fn json_mutation() -> impl Strategy<Value = JsonMutation> {
 }
 
 /// One to three JSON mutations.
-pub(crate) fn json_mutations() -> impl Strategy<Value = Vec<JsonMutation>> {
+pub fn json_mutations() -> impl Strategy<Value = Vec<JsonMutation>> {
     proptest::collection::vec(json_mutation(), 1..=3)
 }
 
@@ -312,7 +381,7 @@ fn remove_node(value: &mut Value, n: usize) -> usize {
 }
 
 /// `value` with `mutations` applied in order.
-pub(crate) fn mutate_json(value: &Value, mutations: &[JsonMutation]) -> Value {
+pub fn mutate_json(value: &Value, mutations: &[JsonMutation]) -> Value {
     let mut out = value.clone();
     for m in mutations {
         let nodes = count(&out);
