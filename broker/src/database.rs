@@ -737,8 +737,12 @@ impl Database {
                 }
             };
             if !local {
+                let name = match host {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
                 return Err(BrokerError::Invalid(format!(
-                    "the database URL names {host:?}, which is not on this machine: the broker \
+                    "the database URL names host {name}, which is not this machine: the broker \
                      talks to PostgreSQL without TLS, so it takes only a server on loopback or \
                      a Unix socket"
                 )));

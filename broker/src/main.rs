@@ -171,24 +171,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Ok(address) = args.listen.parse::<std::net::SocketAddr>() {
         args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
     }
-    let aggregator =
-        RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
-    let (broker, state) = match (&args.database, &args.data) {
-        (Some(url), _) => {
-            let db = Database::connect(url).context("opening the broker's PostgreSQL database")?;
-            let broker =
-                service::open_on(db, config, SandboxLimits::default(), Arc::new(aggregator))
-                    .context("opening the broker on PostgreSQL")?;
-            (broker, "PostgreSQL".to_string())
-        }
+    // The database before the aggregator: a wrong URL or file is said at once.
+    let (db, state) = match (&args.database, &args.data) {
+        (Some(url), _) => (
+            Database::connect(url).context("opening the broker's PostgreSQL database")?,
+            "PostgreSQL".to_string(),
+        ),
         (None, Some(data)) => {
-            let broker =
-                service::open(data, config, SandboxLimits::default(), Arc::new(aggregator))
-                    .with_context(|| format!("opening the broker in {}", data.display()))?;
-            (broker, data.display().to_string())
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            let file = data.join(service::DATABASE_FILE);
+            (
+                Database::open(&file).with_context(|| format!("opening {}", file.display()))?,
+                data.display().to_string(),
+            )
         }
         (None, None) => bail!("give --data DIR or --database URL"),
     };
+    let aggregator =
+        RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
+    let broker = service::open_on(db, config, SandboxLimits::default(), Arc::new(aggregator))
+        .with_context(|| format!("opening the broker on {state}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
