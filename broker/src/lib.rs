@@ -19,8 +19,9 @@
 //!
 //! [`access`] says who may make which request. [`broker`] composes them (each multi-table change in one transaction),
 //! [`aggregator_link`] reaches the aggregator, [`runner`] drives jobs, and
-//! [`http`] and [`service`] are the process. State lives in SQLite
-//! ([`database`]).
+//! [`http`] and [`service`] are the process. State lives in SQLite, or
+//! in PostgreSQL that several brokers share ([`database`];
+//! [`scratch_postgres`] starts a throwaway server for tests and benchmarks).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
