@@ -88,16 +88,11 @@ impl Algorithms {
     /// The audits of a collective's components.
     pub fn audits(&self, id: &str) -> Result<Vec<AuditSummary>> {
         self.db.read(|c| {
-            let rows = c.query_map(
+            c.query_map(
                 "SELECT summary FROM audits WHERE collective_id = ?1 ORDER BY sha256",
                 params![id],
-                |r| r.get::<String>(0),
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row)?);
-            }
-            Ok(out)
+                |r| r.json(0),
+            )
         })
     }
 }

@@ -341,6 +341,11 @@ impl Row {
             .ok_or_else(|| BrokerError::Database(format!("no column {index}")))?;
         T::from_value(value)
     }
+
+    /// Column `index`, text holding JSON, decoded as `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, index: usize) -> Result<T, BrokerError> {
+        Ok(serde_json::from_str(&self.get::<String>(index)?)?)
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -433,6 +438,24 @@ fn postgres_row(row: &postgres::Row) -> Result<Row, BrokerError> {
         values.push(value.unwrap_or(Value::Null));
     }
     Ok(Row(values))
+}
+
+/// The hosts and ports a PostgreSQL configuration names, for messages.
+fn hosts(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                postgres::config::Host::Unix(path) => format!("{} port {port}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A statement's `?N` placeholders as PostgreSQL's `$N`. The broker's SQL
@@ -658,6 +681,40 @@ impl PostgresPool {
     }
 }
 
+impl PostgresPool {
+    /// Runs `f` in a transaction on a pooled connection, committed if it
+    /// returns `Ok`. A write first takes the write lock; a read is one
+    /// read-only snapshot.
+    fn run<R>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Sql<'_>) -> Result<R, BrokerError>,
+    ) -> Result<R, BrokerError> {
+        let mut conn = self.get()?;
+        let PostgresConnection { client, statements } = &mut *conn;
+        let mut tx = if write {
+            client.transaction()?
+        } else {
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?
+        };
+        if write {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        }
+        let sql = Sql {
+            handle: Handle::Postgres(RefCell::new(PostgresTx { tx, statements })),
+        };
+        let out = f(&sql)?;
+        if let Handle::Postgres(tx) = sql.handle {
+            tx.into_inner().tx.commit()?;
+        }
+        Ok(out)
+    }
+}
+
 impl Drop for PostgresPool {
     fn drop(&mut self) {
         if let Some(pool) = self.0.take() {
@@ -723,9 +780,12 @@ impl Database {
     /// (loopback or a Unix socket) is taken. Must not be called from inside
     /// an async task (it blocks).
     pub fn connect(url: &str) -> Result<Database, BrokerError> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| BrokerError::Invalid(format!("the database URL: {e}")))?;
+        let config: postgres::Config = url.parse().map_err(|e| {
+            BrokerError::Invalid(format!(
+                "the database URL: {e} (give postgres://USER@127.0.0.1/DB or \
+                     host=/run/postgresql dbname=DB)"
+            ))
+        })?;
         for host in config.get_hosts() {
             let local = match host {
                 postgres::config::Host::Unix(_) => true,
@@ -753,16 +813,15 @@ impl Database {
                 "the database URL names no host (give host=... or postgres://user@host/db)".into(),
             ));
         }
-        let manager = PostgresManager(config);
-        let pool = r2d2::Pool::builder()
-            .max_size(POSTGRES_CONNECTIONS)
-            .min_idle(Some(1))
-            .connection_timeout(std::time::Duration::from_secs(10))
-            .build(manager)
-            .map_err(|e| BrokerError::Database(format!("connecting to PostgreSQL: {e}")))?;
-        let pool = PostgresPool(Some(pool));
-        let mut conn = pool.get()?;
-        let mut tx = conn.client.transaction()?;
+        // One connection first, for the migrations: a server that is not
+        // there is said at once, in its own words.
+        let mut client = config.connect(NoTls).map_err(|e| {
+            BrokerError::Database(format!(
+                "connecting to PostgreSQL ({}): {e}",
+                hosts(&config)
+            ))
+        })?;
+        let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
         let version: i64 = tx
@@ -776,7 +835,14 @@ impl Database {
             )?;
         }
         tx.commit()?;
-        drop(conn);
+        let pool = r2d2::Pool::builder()
+            .max_size(POSTGRES_CONNECTIONS)
+            .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build_unchecked(PostgresManager(config));
+        let pool = PostgresPool(Some(pool));
+        // (The client closes here; the caller is not an async task.)
+        drop(client);
         Ok(Database {
             backend: Backend::Postgres(Arc::new(pool)),
         })
@@ -821,23 +887,7 @@ impl Database {
             Backend::Sqlite(conn) => f(&Sql {
                 handle: Handle::Sqlite(&lock(conn)),
             }),
-            Backend::Postgres(pool) => {
-                let mut conn = pool.get()?;
-                let PostgresConnection { client, statements } = &mut *conn;
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()?;
-                let sql = Sql {
-                    handle: Handle::Postgres(RefCell::new(PostgresTx { tx, statements })),
-                };
-                let out = f(&sql)?;
-                if let Handle::Postgres(tx) = sql.handle {
-                    tx.into_inner().tx.commit()?;
-                }
-                Ok(out)
-            }
+            Backend::Postgres(pool) => pool.run(false, f),
         }
     }
 
@@ -857,20 +907,7 @@ impl Database {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres(pool) => {
-                let mut conn = pool.get()?;
-                let PostgresConnection { client, statements } = &mut *conn;
-                let mut tx = client.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-                let sql = Sql {
-                    handle: Handle::Postgres(RefCell::new(PostgresTx { tx, statements })),
-                };
-                let out = f(&sql)?;
-                if let Handle::Postgres(tx) = sql.handle {
-                    tx.into_inner().tx.commit()?;
-                }
-                Ok(out)
-            }
+            Backend::Postgres(pool) => pool.run(true, f),
         }
     }
 }

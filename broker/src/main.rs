@@ -40,19 +40,12 @@ struct ServeArgs {
         long,
         env = "BROKER_DATA",
         value_name = "DIR",
-        required_unless_present = "database"
+        required_unless_present = "database",
+        conflicts_with = "database"
     )]
     data: Option<PathBuf>,
-    /// Keep the state in PostgreSQL instead (`postgres://user@127.0.0.1/db`):
-    /// brokers given the same database serve the same collectives. The
-    /// server must be on this machine (the connection is not encrypted).
-    #[arg(
-        long,
-        env = "BROKER_DATABASE",
-        value_name = "URL",
-        conflicts_with = "data"
-    )]
-    database: Option<String>,
+    #[command(flatten)]
+    postgres: PostgresArg,
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -84,19 +77,29 @@ struct ServeArgs {
     anyone_may_create: bool,
 }
 
+/// The broker's state in PostgreSQL, for every command that opens it.
+#[derive(Debug, Args)]
+struct PostgresArg {
+    /// The broker's state in PostgreSQL instead (`postgres://USER@127.0.0.1/DB`
+    /// or `host=/run/postgresql dbname=DB`): brokers given the same database
+    /// serve the same collectives. The server must be on this machine (the
+    /// connection is not encrypted)
+    #[arg(long, env = "BROKER_DATABASE", value_name = "URL")]
+    database: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct VerifyArgs {
     /// The broker's database file (`broker.db` in its data directory)
-    #[arg(long, value_name = "FILE", required_unless_present = "database")]
-    db: Option<PathBuf>,
-    /// The broker's PostgreSQL database instead
     #[arg(
         long,
-        env = "BROKER_DATABASE",
-        value_name = "URL",
-        conflicts_with = "db"
+        value_name = "FILE",
+        required_unless_present = "database",
+        conflicts_with = "database"
     )]
-    database: Option<String>,
+    db: Option<PathBuf>,
+    #[command(flatten)]
+    postgres: PostgresArg,
     /// The collective
     #[arg(long = "collective", env = "COLLECTIVE_ID")]
     collective: String,
@@ -172,7 +175,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.tls.check_plain(address).map_err(anyhow::Error::msg)?;
     }
     // The database before the aggregator: a wrong URL or file is said at once.
-    let (db, state) = match (&args.database, &args.data) {
+    let (db, state) = match (&args.postgres.database, &args.data) {
         (Some(url), _) => (
             Database::connect(url).context("opening the broker's PostgreSQL database")?,
             "PostgreSQL".to_string(),
@@ -209,7 +212,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let db = match (&args.database, &args.db) {
+    let db = match (&args.postgres.database, &args.db) {
         (Some(url), _) => Database::connect(url)?,
         (None, Some(file)) => {
             if !file.exists() {

@@ -238,17 +238,12 @@ pub fn receipts_in(
     wallet: &PublicKey,
     after: u64,
 ) -> Result<Vec<Signed<Receipt>>> {
-    let rows = c.query_map(
+    c.query_map(
         "SELECT receipt FROM payments WHERE collective_id = ?1 AND wallet = ?2 AND seq > ?3
          ORDER BY seq LIMIT 1000",
         params![collective_id, wallet.to_hex(), after as i64],
-        |r| r.get::<String>(0),
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(serde_json::from_str(&row)?);
-    }
-    Ok(out)
+        |r| r.json(0),
+    )
 }
 
 #[cfg(test)]

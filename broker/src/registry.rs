@@ -41,7 +41,7 @@ impl Stored {
 #[derive(Clone, Debug)]
 pub struct Registry {
     db: Database,
-    opened: Arc<Mutex<HashMap<String, Stored>>>,
+    opened: Arc<Mutex<HashMap<String, Arc<Stored>>>>,
 }
 
 fn not_found(id: &str) -> BrokerError {
@@ -69,8 +69,8 @@ impl Registry {
     }
 
     /// The current manifest of `id`, read in `c`: one small query when it
-    /// is the version opened before.
-    pub fn current_with(&self, c: &Sql<'_>, id: &str) -> Result<Stored> {
+    /// is the version opened before (a check-in's path).
+    pub fn current_with(&self, c: &Sql<'_>, id: &str) -> Result<Arc<Stored>> {
         let digest: String = c
             .query_opt(
                 "SELECT digest FROM collectives WHERE id = ?1",
@@ -86,7 +86,7 @@ impl Registry {
                 return Ok(stored.clone());
             }
         }
-        let stored = load_current(c, id)?;
+        let stored = Arc::new(load_current(c, id)?);
         self.opened
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -145,7 +145,8 @@ impl Registry {
 
     /// The current manifest.
     pub fn current(&self, id: &str) -> Result<Stored> {
-        self.db.read(|c| self.current_with(c, id))
+        let stored = self.db.read(|c| self.current_with(c, id))?;
+        Ok(Stored::clone(&stored))
     }
 
     /// The current manifest, inside a transaction.

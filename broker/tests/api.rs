@@ -95,6 +95,7 @@ on_both_stores!(
     reads_are_the_collectives_and_uploads_are_refused_before_their_body_is_read,
     an_expired_credential_ends_its_subscription_at_the_next_check_in,
     a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store,
+    a_check_in_is_never_taken_twice,
 );
 
 async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
@@ -458,39 +459,111 @@ async fn commands_are_checked_against_the_collective_key_and_never_replayed(stor
     assert_eq!(status, StatusCode::OK, "{verified}");
 }
 
-/// PostgreSQL cannot store a NUL character in text; a wallet that signs one
-/// into its header's nonce gets a 422 that says so, on either store, and
-/// nothing is stored.
-async fn a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store(store: Store) {
+/// A check-in is taken once: the same signed check-in again, an older one,
+/// or one signed before the broker started is refused (409), on either
+/// store, although no check-in is written to the database as it comes.
+async fn a_check_in_is_never_taken_twice(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
+    let signed_before_start = Header::new(Purpose::CheckIn, "placeholder", 60_000);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (router, broker) = broker(store, dir.path()).await;
+    let (_, id, digest) = new_collective(&router, &broker).await;
+    let wallet = SigningKey::generate().expect("a key");
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/collectives/{id}/subscriptions"),
+        json(&signed_subscription(
+            Header::new(Purpose::Subscription, &id, 60_000),
+            &wallet,
+            &digest,
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let check_in = |header: Header| {
+        json(
+            &Signed::sign(
+                &c2ssi_protocol::CheckIn {
+                    header,
+                    wallet: wallet.public_key(),
+                    receipts_after: 0,
+                },
+                &wallet,
+            )
+            .expect("signed"),
+        )
+    };
+    let path = format!("/collectives/{id}/checkin");
+    let first = Header::new(Purpose::CheckIn, &id, 60_000);
+    let (status, body) = call(&router, "POST", &path, check_in(first.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The very same request again: a replay.
+    let (status, body) = call(&router, "POST", &path, check_in(first.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    // One issued before the last one taken.
+    let mut older = Header::new(Purpose::CheckIn, &id, 60_000);
+    older.issued_at_ms = first.issued_at_ms - 1;
+    let (status, body) = call(&router, "POST", &path, check_in(older)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // One signed before this broker started (what a restart forgot).
+    let mut before = signed_before_start;
+    before.collective_id = id.clone();
+    let (status, body) = call(&router, "POST", &path, check_in(before)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A fresh one is taken.
+    let mut fresh = Header::new(Purpose::CheckIn, &id, 60_000);
+    fresh.issued_at_ms = fresh.issued_at_ms.max(first.issued_at_ms + 1);
+    let (status, body) = call(&router, "POST", &path, check_in(fresh)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A new collective with the default terms, created through the API: its
+/// key, id and current manifest digest.
+async fn new_collective(router: &axum::Router, broker: &Broker) -> (SigningKey, String, String) {
     let key = SigningKey::generate().expect("a key");
     let id = collective_id(&key.public_key());
-    let m = manifest(&key, &broker, 1, privacy::default_terms());
+    let m = manifest(&key, broker, 1, privacy::default_terms());
     let (status, outcome) = call_as(
-        &router,
+        router,
         &key,
         "POST",
         &format!("/collectives/{id}/manifest"),
         json(&submission(&key, &m)),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
     let digest = outcome["digest"].as_str().expect("a digest").to_string();
-    let wallet = SigningKey::generate().expect("a key");
-    let mut header = Header::new(Purpose::Subscription, &id, 60_000);
-    header.nonce = "a\u{0}b".into();
-    let subscription = Signed::sign(
+    (key, id, digest)
+}
+
+/// A subscription of `wallet` to `digest` under `header`.
+fn signed_subscription(header: Header, wallet: &SigningKey, digest: &str) -> Signed<Subscription> {
+    Signed::sign(
         &Subscription {
             header,
             wallet: wallet.public_key(),
-            manifest_digest: digest,
+            manifest_digest: digest.to_string(),
             consent: "yes".into(),
             credentials: Vec::new(),
         },
-        &wallet,
+        wallet,
     )
-    .expect("signed");
+    .expect("signed")
+}
+
+/// PostgreSQL cannot store a NUL character in text; a wallet that signs one
+/// into its header's nonce gets a 422 that says so, on either store, and
+/// nothing is stored.
+async fn a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store(store: Store) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(store, dir.path()).await;
+    let (key, id, digest) = new_collective(&router, &broker).await;
+    let wallet = SigningKey::generate().expect("a key");
+    let mut header = Header::new(Purpose::Subscription, &id, 60_000);
+    header.nonce = "a\u{0}b".into();
+    let subscription = signed_subscription(header, &wallet, &digest);
     let (status, body) = call(
         &router,
         "POST",
@@ -519,31 +592,13 @@ async fn a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store
 async fn no_route_says_who_subscribed(store: Store) {
     let dir = tempfile::tempdir().expect("a directory");
     let (router, broker) = broker(store, dir.path()).await;
-    let key = SigningKey::generate().expect("a key");
-    let id = collective_id(&key.public_key());
-    let m = manifest(&key, &broker, 1, privacy::default_terms());
-    let (status, outcome) = call_as(
-        &router,
-        &key,
-        "POST",
-        &format!("/collectives/{id}/manifest"),
-        json(&submission(&key, &m)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let digest = outcome["digest"].as_str().expect("a digest").to_string();
+    let (key, id, digest) = new_collective(&router, &broker).await;
     let wallet = SigningKey::generate().expect("a key");
-    let subscription = Signed::sign(
-        &Subscription {
-            header: Header::new(Purpose::Subscription, &id, 60_000),
-            wallet: wallet.public_key(),
-            manifest_digest: digest,
-            consent: "yes".into(),
-            credentials: Vec::new(),
-        },
+    let subscription = signed_subscription(
+        Header::new(Purpose::Subscription, &id, 60_000),
         &wallet,
-    )
-    .expect("signed");
+        &digest,
+    );
     let (status, body) = call(
         &router,
         "POST",

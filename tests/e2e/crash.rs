@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Service, WalletDir, aggregator_command, assert_paid_once, broker_command, eventually, receipts,
-    start_server, wallets,
+    Service, WalletDir, aggregator_command, assert_paid_once, eventually, receipts, start_server,
+    wallets,
 };
 
 pub(crate) fn a_killed_service_restarts_without_losing_or_repeating_anything() {
@@ -41,19 +41,7 @@ pub(crate) fn a_killed_service_restarts_without_losing_or_repeating_anything() {
     };
     assert!(!ledger_before.is_empty());
 
-    // The same address again: the wallets know the service by it.
-    let address = service.url.trim_start_matches("https://").to_string();
-    let (process, url) = start_server(
-        broker_command(
-            &service.data,
-            service.database.as_deref(),
-            &address,
-            &service.aggregator_url,
-        ),
-        "broker serve (restarted)",
-    );
-    service.process = process;
-    assert_eq!(url, service.url);
+    service.restart_broker();
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
     // The round the crash interrupted was closed after the restart (the

@@ -46,17 +46,7 @@ pub(crate) fn two_brokers_on_one_database_pay_each_access_once_through_a_crash()
     // A dies mid-job and comes back at its address; the job goes on (B or
     // the new A takes it once A's lease has run out).
     service.process.kill();
-    let address = service.url.trim_start_matches("https://").to_string();
-    let (process, _) = start_server(
-        broker_command(
-            &service.data,
-            service.database.as_deref(),
-            &address,
-            &service.aggregator_url,
-        ),
-        "broker serve (A again)",
-    );
-    service.process = process;
+    service.restart_broker();
     let status = service.wait_for_end(&job);
     assert_eq!(status["state"], "completed", "{status:#}");
 

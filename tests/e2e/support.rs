@@ -347,6 +347,23 @@ impl Service {
         service
     }
 
+    /// Starts the broker again (after a kill) on its state and at its
+    /// address: the wallets know it by it.
+    pub(crate) fn restart_broker(&mut self) {
+        let address = self.url.trim_start_matches("https://").to_string();
+        let (process, url) = start_server(
+            broker_command(
+                &self.data,
+                self.database.as_deref(),
+                &address,
+                &self.aggregator_url,
+            ),
+            "broker serve (restarted)",
+        );
+        self.process = process;
+        assert_eq!(url, self.url);
+    }
+
     /// The broker's database, opened from this process.
     pub(crate) fn open_database(&self) -> c2ssi_broker::database::Database {
         match &self.database {
