@@ -817,8 +817,9 @@ impl Database {
         // there is said at once, in its own words.
         let mut client = config.connect(NoTls).map_err(|e| {
             BrokerError::Database(format!(
-                "connecting to PostgreSQL ({}): {e}",
-                hosts(&config)
+                "connecting to PostgreSQL ({}): {}",
+                hosts(&config),
+                crate::error::postgres_text(&e)
             ))
         })?;
         let mut tx = client.transaction()?;
@@ -970,6 +971,18 @@ mod tests {
                 matches!(Database::connect(url), Err(BrokerError::Invalid(_))),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn a_postgres_server_that_is_not_there_is_named_with_the_cause() {
+        let result = Database::connect("postgres://nobody@127.0.0.1:1/c2ssi");
+        match result {
+            Err(BrokerError::Database(text)) => {
+                assert!(text.contains("127.0.0.1:1"), "{text}");
+                assert!(text.contains("refused"), "{text}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

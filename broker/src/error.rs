@@ -44,13 +44,25 @@ impl From<rusqlite::Error> for BrokerError {
     }
 }
 
+/// What PostgreSQL's client said: the server's own words, or the error
+/// with its causes ("error connecting to server: Connection refused").
+pub(crate) fn postgres_text(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 impl From<postgres::Error> for BrokerError {
     fn from(e: postgres::Error) -> Self {
-        // The server's own words (for the log; a response never carries them).
-        BrokerError::Database(match e.as_db_error() {
-            Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-            None => e.to_string(),
-        })
+        // For the log; a response never carries it.
+        BrokerError::Database(postgres_text(&e))
     }
 }
 
