@@ -38,6 +38,18 @@ impl AggregatorKeys {
         })
     }
 
+    /// Keys for a simulation: the signing key derived from `seed`, so that
+    /// a run repeats; the sealing identity is fresh (what it opens does not
+    /// depend on it). Never for a deployed aggregator.
+    pub fn seeded_for_simulation(
+        seed: u64,
+    ) -> Result<AggregatorKeys, c2ssi_protocol::ProtocolError> {
+        Ok(AggregatorKeys {
+            signing: SigningKey::from_seed_for_simulation(seed, "aggregator")?,
+            identity: age::x25519::Identity::generate(),
+        })
+    }
+
     /// The keys in `dir` (`signing.pkcs8`, `identity.txt`), created on first
     /// use with owner-only permissions.
     pub fn load_or_create(dir: &Path) -> Result<AggregatorKeys, KeyError> {

@@ -519,8 +519,9 @@ impl Broker {
                 audit.empirical_epsilon
             ),
             rule: None,
-            server_lr: spec.server_lr,
+            server_lr: spec.schedule.rate(spec.server_lr, 1, spec.rounds),
             momentum: spec.momentum,
+            optimizer: spec.optimizer,
         };
         self.db.write(|tx| {
             let hash = Models::insert_in(tx, id, &model, &provenance)?;
@@ -971,17 +972,9 @@ impl Broker {
         {
             return Err(internal("the batch result does not match the round"));
         }
-        let velocity = job
-            .velocity
-            .clone()
-            .unwrap_or_else(|| vec![0.0; model.params.len()]);
-        let (params, velocity) = server_step(
-            &model.params,
-            &velocity,
-            &batch.aggregate,
-            job.spec.server_lr,
-            job.spec.momentum,
-        );
+        let state = job.velocity.clone().unwrap_or_default();
+        let (params, velocity, lr) =
+            server_step(&job.spec, round, &model.params, &state, &batch.aggregate);
         if params.iter().any(|v| !v.is_finite()) {
             return self.nothing_released(
                 &job,
@@ -999,8 +992,9 @@ impl Broker {
             noise: batch.noise,
             report: batch.report.clone(),
             rule: Some(batch.rule.clone()),
-            server_lr: job.spec.server_lr,
+            server_lr: lr,
             momentum: job.spec.momentum,
+            optimizer: job.spec.optimizer,
         };
         let summary = self.db.write(|tx| {
             let hash = Models::insert_in(tx, &id, &params, &provenance)?;

@@ -61,6 +61,14 @@ pub fn validate<'m>(
     if !(0.0..1.0).contains(&spec.momentum) {
         return Err("the server momentum must be within [0, 1)".into());
     }
+    spec.optimizer.check()?;
+    if !spec.optimizer.is_fed_avg_m() && spec.momentum != 0.0 {
+        return Err(format!(
+            "the server momentum is FedAvgM's; {} has its own (beta1): give momentum 0",
+            spec.optimizer
+        ));
+    }
+    spec.schedule.check()?;
     spec.rule
         .check()
         .map_err(|e| format!("rule {}: {e}", spec.rule))?;
@@ -90,8 +98,8 @@ pub fn validate<'m>(
 mod tests {
     use c2ssi_guest_sdk::{ColumnSpec, ColumnType};
     use c2ssi_protocol::{
-        AllowedAlgorithm, Amount, DataRequirements, Header, PrivacyTerms, Purpose, Signer,
-        SigningKey, collective_id, privacy,
+        AllowedAlgorithm, Amount, DataRequirements, Header, LrSchedule, PrivacyTerms, Purpose,
+        ServerOptimizer, Signer, SigningKey, collective_id, privacy,
     };
 
     use super::*;
@@ -139,6 +147,8 @@ mod tests {
             rule: AggregationRule::Mean,
             server_lr: 1.0,
             momentum: 0.0,
+            optimizer: ServerOptimizer::FedAvgM,
+            schedule: LrSchedule::Constant,
             budget: Amount(1000),
             initial_model: None,
         }
@@ -236,6 +246,48 @@ mod tests {
             let err = validate(&job, &m).unwrap_err();
             assert!(err.contains(words), "{err} does not say '{words}'");
         }
+    }
+
+    #[test]
+    fn optimizers_and_schedules_are_checked() {
+        let m = manifest(privacy::default_terms());
+        let adam = JobSpec {
+            optimizer: ServerOptimizer::FED_ADAM,
+            schedule: LrSchedule::Cosine { floor: 0.1 },
+            ..spec()
+        };
+        validate(&adam, &m).unwrap();
+        let err = validate(
+            &JobSpec {
+                momentum: 0.9,
+                ..adam.clone()
+            },
+            &m,
+        )
+        .unwrap_err();
+        assert!(err.contains("beta1"), "{err}");
+        let err = validate(
+            &JobSpec {
+                optimizer: ServerOptimizer::FedYogi {
+                    beta1: 0.9,
+                    beta2: 1.5,
+                    tau: 1e-3,
+                },
+                ..spec()
+            },
+            &m,
+        )
+        .unwrap_err();
+        assert!(err.contains("beta2"), "{err}");
+        let err = validate(
+            &JobSpec {
+                schedule: LrSchedule::Cosine { floor: -1.0 },
+                ..spec()
+            },
+            &m,
+        )
+        .unwrap_err();
+        assert!(err.contains("floor"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! Model versions (table `models`): the server optimizer that applies each
-//! released aggregate (FedAvg with a server learning rate and momentum), and
-//! the versions it produces, content-addressed, stored with their provenance.
+//! Model versions (table `models`): the server optimizer step that applies
+//! each released aggregate, and the versions it produces, content-addressed,
+//! stored with their provenance.
 
 use crate::database::Sql;
 use crate::params;
-use c2ssi_protocol::{ModelSummary, ModelVersion, Provenance, model_hash};
+use c2ssi_protocol::{JobSpec, ModelSummary, ModelVersion, Provenance, model_hash};
 
 use crate::database::Database;
 use crate::error::{BrokerError, Result};
@@ -22,29 +22,28 @@ pub fn from_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// FedAvg with a server learning rate and momentum (FedAvgM):
-/// `v = momentum * v + aggregate; w = w + lr * v`.
+/// The job's optimizer step for `round`: the new model and the optimizer's
+/// state (kept in `jobs.velocity`: FedAvgM's velocity, or the adaptive
+/// optimizers' two moments one after the other), at the rate the job's
+/// schedule gives that round.
 pub fn server_step(
+    spec: &JobSpec,
+    round: u32,
     model: &[f32],
-    velocity: &[f32],
+    state: &[f32],
     aggregate: &[f32],
-    lr: f64,
-    momentum: f64,
-) -> (Vec<f32>, Vec<f32>) {
-    let velocity: Vec<f32> = aggregate
-        .iter()
-        .enumerate()
-        .map(|(i, &a)| {
-            let v = velocity.get(i).copied().unwrap_or(0.0);
-            (momentum * f64::from(v) + f64::from(a)) as f32
-        })
-        .collect();
-    let model = model
-        .iter()
-        .zip(&velocity)
-        .map(|(&w, &v)| (f64::from(w) + lr * f64::from(v)) as f32)
-        .collect();
-    (model, velocity)
+) -> (Vec<f32>, Vec<f32>, f64) {
+    let lr = spec.schedule.rate(spec.server_lr, round, spec.rounds);
+    // A state of another shape (none yet) starts afresh.
+    let state = if state.len() == spec.optimizer.state_per_parameter() * model.len() {
+        state
+    } else {
+        &[]
+    };
+    let (model, state) = spec
+        .optimizer
+        .step(model, state, aggregate, lr, spec.momentum);
+    (model, state, lr)
 }
 
 /// The model store.
@@ -144,13 +143,50 @@ impl Models {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use c2ssi_protocol::{LrSchedule, ServerOptimizer};
+
+    fn spec(optimizer: ServerOptimizer, schedule: LrSchedule, lr: f64) -> JobSpec {
+        JobSpec {
+            algorithm_sha256: String::new(),
+            table: String::new(),
+            params: Vec::new(),
+            rounds: 3,
+            wallets_per_round: 10,
+            round_deadline_ms: 1000,
+            rule: c2ssi_protocol::AggregationRule::Mean,
+            server_lr: lr,
+            momentum: if optimizer.is_fed_avg_m() { 0.9 } else { 0.0 },
+            optimizer,
+            schedule,
+            budget: c2ssi_protocol::Amount(1),
+            initial_model: None,
+        }
+    }
 
     #[test]
     fn momentum_accumulates_and_the_learning_rate_scales() {
-        let (w, v) = server_step(&[1.0, 1.0], &[0.0, 0.0], &[0.5, -1.0], 1.0, 0.9);
-        assert_eq!((w, v.clone()), (vec![1.5, 0.0], vec![0.5, -1.0]));
-        let (w, v) = server_step(&[1.5, 0.0], &v, &[0.5, -1.0], 0.5, 0.9);
+        let s = spec(ServerOptimizer::FedAvgM, LrSchedule::Constant, 1.0);
+        let (w, v, lr) = server_step(&s, 1, &[1.0, 1.0], &[0.0, 0.0], &[0.5, -1.0]);
+        assert_eq!((w, v.clone(), lr), (vec![1.5, 0.0], vec![0.5, -1.0], 1.0));
+        let s = spec(ServerOptimizer::FedAvgM, LrSchedule::Constant, 0.5);
+        let (w, v, _) = server_step(&s, 2, &[1.5, 0.0], &v, &[0.5, -1.0]);
         assert!((v[0] - 0.95).abs() < 1e-6 && (w[0] - 1.975).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_schedule_sets_each_rounds_rate_and_adaptive_state_has_two_moments() {
+        let s = spec(
+            ServerOptimizer::FED_ADAM,
+            LrSchedule::Cosine { floor: 0.0 },
+            1.0,
+        );
+        let (_, state, lr) = server_step(&s, 1, &[0.0, 0.0], &[], &[1.0, 1.0]);
+        assert_eq!((state.len(), lr), (4, 1.0));
+        let (w, _, lr) = server_step(&s, 3, &[0.0, 0.0], &state, &[1.0, 1.0]);
+        assert_eq!((w, lr), (vec![0.0, 0.0], 0.0));
+        // A FedAvgM-shaped state is not read as moments.
+        let (_, state, _) = server_step(&s, 2, &[0.0, 0.0], &[5.0, 5.0], &[1.0, 1.0]);
+        assert_eq!(state.len(), 4);
     }
 
     #[test]

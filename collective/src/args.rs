@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use c2ssi_guest_sdk::{Param, ParamValue};
-use c2ssi_protocol::AggregationRule;
+use c2ssi_protocol::{AggregationRule, LrSchedule, ServerOptimizer};
 use clap::Args;
 
 /// How a job trains.
@@ -21,9 +21,18 @@ pub struct TrainingArgs {
     /// Server learning rate
     #[arg(long, default_value_t = 1.0)]
     pub server_lr: f64,
-    /// Server momentum
+    /// Server momentum (FedAvgM's; the adaptive optimizers have their own beta1)
     #[arg(long, default_value_t = 0.0)]
     pub momentum: f64,
+    /// Server optimizer: fedavgm (with --momentum),
+    /// fedadam[:BETA1[:BETA2[:TAU]]] or fedyogi[:BETA1[:BETA2[:TAU]]]
+    /// (Reddi et al. 2021; defaults 0.9, 0.99, 0.001)
+    #[arg(long, default_value = "fedavgm")]
+    pub optimizer: String,
+    /// How the server learning rate changes over the rounds: constant, or
+    /// cosine[:FLOOR] (decays to FLOOR times the rate at the last round)
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
 }
 
 impl TrainingArgs {
@@ -32,6 +41,20 @@ impl TrainingArgs {
         self.filter
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--filter: {e}"))
+    }
+
+    /// The server optimizer, parsed.
+    pub fn optimizer(&self) -> anyhow::Result<ServerOptimizer> {
+        self.optimizer
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--optimizer: {e}"))
+    }
+
+    /// The learning-rate schedule, parsed.
+    pub fn schedule(&self) -> anyhow::Result<LrSchedule> {
+        self.lr_schedule
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--lr-schedule: {e}"))
     }
 
     /// The hyper-parameters, parsed.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::manifest::Manifest;
+use crate::optimizer::{LrSchedule, ServerOptimizer};
 use crate::rule::AggregationRule;
 use crate::signing::{Header, Signed};
 
@@ -102,8 +103,14 @@ pub struct JobSpec {
     pub rule: AggregationRule,
     /// The server's learning rate on the aggregate.
     pub server_lr: f64,
-    /// The server's momentum.
+    /// The server's momentum (FedAvgM's; the adaptive optimizers have their own).
     pub momentum: f64,
+    /// How each release moves the model: FedAvgM when absent.
+    #[serde(default, skip_serializing_if = "ServerOptimizer::is_fed_avg_m")]
+    pub optimizer: ServerOptimizer,
+    /// How the server learning rate changes over the rounds: constant when absent.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub schedule: LrSchedule,
     /// The most this job may spend.
     pub budget: Amount,
     /// The starting model; `None`: the algorithm's `init-model`.

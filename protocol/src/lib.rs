@@ -18,6 +18,7 @@ mod consumer;
 mod error;
 mod ledger;
 mod manifest;
+mod optimizer;
 pub mod privacy;
 pub mod request;
 mod rounds;
@@ -39,6 +40,7 @@ pub use manifest::{
     AllowedAlgorithm, Change, CredentialRequirement, DataRequirements, Manifest, TableRequirement,
     check_requirement, collective_id, open_manifest,
 };
+pub use optimizer::{LrSchedule, ServerOptimizer};
 pub use privacy::{MetricBound, PrivacyTerms};
 pub use rounds::{
     AccessReport, AggregatorIdentity, Assignment, BatchCounts, BatchResult, BrokerKeys,
@@ -47,8 +49,8 @@ pub use rounds::{
 pub use rule::AggregationRule;
 pub use seal::{Outcome, UpdatePayload};
 pub use signing::{
-    Header, Message, PublicKey, Purpose, Signed, Signer, SigningKey, canonical_json, new_nonce,
-    now_ms, sha256, write_secret,
+    Header, Message, PublicKey, Purpose, Signed, Signer, SigningKey, canonical_json, derive_seed,
+    ed25519_pkcs8_from_seed, new_nonce, now_ms, sha256, write_secret,
 };
 pub use views::{
     AuditSummary, Balance, CollectiveSummary, JobState, JobStatus, ModelSummary, ModelVersion,

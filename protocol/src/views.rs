@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::consumer::JobSpec;
+use crate::optimizer::ServerOptimizer;
 use crate::rounds::{BatchCounts, NoiseReport};
 use crate::rule::AggregationRule;
 use crate::signing::sha256;
@@ -226,10 +227,13 @@ pub struct Provenance {
     pub report: String,
     /// The rule.
     pub rule: Option<AggregationRule>,
-    /// The server learning rate applied.
+    /// The server learning rate applied (the schedule's, for this round).
     pub server_lr: f64,
     /// The server momentum applied.
     pub momentum: f64,
+    /// The server optimizer applied: FedAvgM when absent.
+    #[serde(default, skip_serializing_if = "ServerOptimizer::is_fed_avg_m")]
+    pub optimizer: ServerOptimizer,
 }
 
 /// A stored model version.
@@ -323,6 +327,7 @@ mod fuzz {
             rule: Some(AggregationRule::TrimmedMean { trim: 0.1 }),
             server_lr: 1.0,
             momentum: 0.9,
+            optimizer: ServerOptimizer::FedAvgM,
         };
         let status = JobStatus {
             id: "j".into(),
@@ -339,6 +344,8 @@ mod fuzz {
                 rule: AggregationRule::Mean,
                 server_lr: 1.0,
                 momentum: 0.0,
+                optimizer: ServerOptimizer::FED_ADAM,
+                schedule: crate::LrSchedule::Cosine { floor: 0.1 },
                 budget: Amount(1000),
                 initial_model: Some(vec![0.0, 1.0]),
             },

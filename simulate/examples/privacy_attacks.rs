@@ -21,6 +21,9 @@ fn attack(path: &str, privacy: PrivacySetting, rounds: u32) -> Summary {
         algorithm: AlgorithmSource::File(path.into()),
         rounds,
         momentum: 0.0,
+        optimizer: c2ssi_protocol::ServerOptimizer::FedAvgM,
+        schedule: c2ssi_protocol::LrSchedule::Constant,
+        server_lr: 1.0,
         privacy,
         keep_releases: true,
         ..SimulateOptions::default()

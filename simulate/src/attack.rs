@@ -19,6 +19,20 @@ pub enum Attack {
     /// send `mean - z * std` of their honest updates, coordinate-wise, with
     /// `z` chosen from the batch size to stay inside the spread of honest updates.
     Alie,
+    /// Inner-product manipulation (Xie, Koyejo and Gupta 2020): the
+    /// colluding attackers send `-scale` times the mean of their honest
+    /// updates, a small vector whose inner product with the true gradient
+    /// is negative.
+    Ipm,
+    /// Min-max (Shejwalkar and Houmansadr 2021, AGR-agnostic): the mean of
+    /// the attackers' honest updates moved against their standard deviation
+    /// as far as keeps its largest distance to any of them within the
+    /// largest distance between two of them.
+    MinMax,
+    /// Min-sum (Shejwalkar and Houmansadr 2021): like min-max, with the sum
+    /// of squared distances to the honest updates bounded by the largest
+    /// such sum of one honest update.
+    MinSum,
 }
 
 impl Attack {
@@ -29,6 +43,8 @@ impl Attack {
             Attack::Scale => 20.0,
             Attack::Noise => 1.0,
             Attack::Alie => 1.0,
+            Attack::Ipm => 0.1,
+            Attack::MinMax | Attack::MinSum => 10.0,
         }
     }
 }
@@ -135,7 +151,86 @@ pub fn tamper(
             }
             vec![malicious; f]
         }
+        Attack::Ipm => {
+            let Some(first) = honest.first() else {
+                return Vec::new();
+            };
+            let (mean, _) = moments(honest, first.len());
+            let malicious: Vec<f32> = mean.iter().map(|m| (-scale * m) as f32).collect();
+            vec![malicious; honest.len()]
+        }
+        Attack::MinMax | Attack::MinSum => {
+            let Some(first) = honest.first() else {
+                return Vec::new();
+            };
+            let (mean, std) = moments(honest, first.len());
+            let at = |gamma: f64| -> Vec<f64> {
+                mean.iter().zip(&std).map(|(m, s)| m - gamma * s).collect()
+            };
+            let distance = |a: &[f64], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, &y)| (x - f64::from(y)).powi(2))
+                    .sum::<f64>()
+            };
+            let as_f64 = |u: &[f32]| -> Vec<f64> { u.iter().map(|&x| f64::from(x)).collect() };
+            // The bound: the honest updates' own largest spread.
+            let per_update: Vec<(f64, f64)> = honest
+                .iter()
+                .map(|u| {
+                    let u64s = as_f64(u);
+                    let d: Vec<f64> = honest.iter().map(|v| distance(&u64s, v)).collect();
+                    (d.iter().copied().fold(0.0, f64::max), d.iter().sum())
+                })
+                .collect();
+            let min_max = attack == Attack::MinMax;
+            let bound = per_update
+                .iter()
+                .map(|&(max, sum)| if min_max { max } else { sum })
+                .fold(0.0, f64::max);
+            let score = |m: &[f64]| -> f64 {
+                let distances = honest.iter().map(|u| distance(m, u));
+                if min_max {
+                    distances.fold(0.0, f64::max)
+                } else {
+                    distances.sum()
+                }
+            };
+            // The authors' search for the largest gamma within the bound,
+            // starting from `scale`.
+            let (mut gamma, mut step, mut good) = (scale, scale / 2.0, 0.0);
+            while (good - gamma).abs() > 1e-5 * scale.max(1e-12) {
+                if score(&at(gamma)) <= bound {
+                    good = gamma;
+                    gamma += step;
+                } else {
+                    gamma -= step;
+                }
+                step /= 2.0;
+            }
+            let malicious: Vec<f32> = at(good).into_iter().map(|x| x as f32).collect();
+            vec![malicious; honest.len()]
+        }
     }
+}
+
+/// The coordinate-wise mean and standard deviation of `updates`.
+fn moments(updates: &[Vec<f32>], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = updates.len().max(1) as f64;
+    let mean: Vec<f64> = (0..d)
+        .map(|j| updates.iter().map(|u| f64::from(u[j])).sum::<f64>() / n)
+        .collect();
+    let std = (0..d)
+        .map(|j| {
+            (updates
+                .iter()
+                .map(|u| (f64::from(u[j]) - mean[j]).powi(2))
+                .sum::<f64>()
+                / n)
+                .sqrt()
+        })
+        .collect();
+    (mean, std)
 }
 
 #[cfg(test)]
@@ -164,5 +259,40 @@ mod tests {
         assert_eq!(alie.len(), 2);
         assert_eq!(alie[0], alie[1], "the colluders send one vector");
         assert!(alie[0][0] < 2.0, "below the mean");
+        let ipm = tamper(Attack::Ipm, &honest, 0.5, 10, 0);
+        assert_eq!(ipm, vec![vec![-1.0, 0.5]; 2]);
+    }
+
+    #[test]
+    fn min_max_and_min_sum_stay_within_the_honest_spread_at_its_edge() {
+        let honest: Vec<Vec<f32>> = (0..8)
+            .map(|i| vec![1.0 + 0.1 * i as f32, -1.0 + 0.05 * (i % 3) as f32, 0.5])
+            .collect();
+        let d2 = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+        };
+        let max_pair = honest
+            .iter()
+            .flat_map(|a| honest.iter().map(|b| d2(a, b)))
+            .fold(0.0, f64::max);
+        let m = &tamper(Attack::MinMax, &honest, 10.0, 20, 0)[0];
+        let worst = honest.iter().map(|u| d2(m, u)).fold(0.0, f64::max);
+        assert!(worst <= max_pair * (1.0 + 1e-4), "{worst} > {max_pair}");
+        assert!(
+            worst >= 0.9 * max_pair,
+            "not pushed to the edge: {worst} of {max_pair}"
+        );
+        let max_sum = honest
+            .iter()
+            .map(|a| honest.iter().map(|b| d2(a, b)).sum::<f64>())
+            .fold(0.0, f64::max);
+        let m = &tamper(Attack::MinSum, &honest, 10.0, 20, 0)[0];
+        let sum: f64 = honest.iter().map(|u| d2(m, u)).sum();
+        assert!(
+            sum <= max_sum * (1.0 + 1e-4) && sum >= 0.9 * max_sum,
+            "{sum} vs {max_sum}"
+        );
+        // Moved against the deviation: the first coordinate (spread 0.23) goes down.
+        assert!(m[0] < 1.35);
     }
 }

@@ -76,7 +76,8 @@ pub(crate) struct SimulateArgs {
     /// How they tamper
     #[arg(long, value_enum, default_value = "sign-flip")]
     attack: Attack,
-    /// The attack's strength [default: 4 for sign-flip, 20 for scale, 1 for noise and alie]
+    /// The attack's strength [default: 4 for sign-flip, 20 for scale, 1 for noise and alie, 0.1
+    /// for ipm (epsilon), 10 for min-max and min-sum (the starting gamma of the search)]
     #[arg(long)]
     attack_scale: Option<f64>,
     /// Fraction of people held out for evaluation
@@ -88,7 +89,8 @@ pub(crate) struct SimulateArgs {
     /// Seed of the split, sampling, noise, attacks and training
     #[arg(long, default_value_t = SimulateOptions::default().seed)]
     seed: u64,
-    /// Keep the wallets and the broker's state here [default: a temporary directory]
+    /// Keep the wallets (encrypted, on disk) and the broker's state here [default: wallets in
+    /// memory, the broker's state in a temporary directory]
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// Where to write the chart of the curves (SVG)
@@ -141,6 +143,8 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         rule: args.training.rule()?,
         server_lr: args.training.server_lr,
         momentum: args.training.momentum,
+        optimizer: args.training.optimizer()?,
+        schedule: args.training.schedule()?,
         attackers: args.attackers,
         attack: args.attack,
         attack_scale: args.attack_scale,

@@ -22,8 +22,9 @@ use c2ssi_guest_sdk::encode::select_features;
 use c2ssi_guest_sdk::{ColumnType, Param, ParamValue, Params};
 use c2ssi_protocol::{
     AggregationRule, AllowedAlgorithm, Amount, Command, DataRequirements, Header, JobSpec,
-    ManifestSubmission, OperatorCommand, PrivacyTerms, PublicKey, Purpose, Signed, Signer,
-    SigningKey, Subscription, TableRequirement, Task, UpdateOutcome, collective_id, now_ms,
+    LrSchedule, ManifestSubmission, OperatorCommand, PrivacyTerms, PublicKey, Purpose,
+    ServerOptimizer, Signed, Signer, SigningKey, Subscription, TableRequirement, Task,
+    UpdateOutcome, collective_id, now_ms,
 };
 use c2ssi_sandbox::{Sandbox, SandboxLimits};
 use collective::manifest_file::{ManifestFile, TermsFile, build};
@@ -115,8 +116,12 @@ pub struct SimulateOptions {
     pub rule: AggregationRule,
     /// Server learning rate.
     pub server_lr: f64,
-    /// Server momentum.
+    /// Server momentum (FedAvgM's).
     pub momentum: f64,
+    /// The server optimizer.
+    pub optimizer: ServerOptimizer,
+    /// The server learning rate's schedule.
+    pub schedule: LrSchedule,
     /// Fraction of wallets that attack.
     pub attackers: f64,
     /// Their attack.
@@ -132,7 +137,8 @@ pub struct SimulateOptions {
     pub wallets: Option<usize>,
     /// Seed of everything the simulation draws.
     pub seed: u64,
-    /// Where wallets and the broker's state go; `None`: a temporary directory.
+    /// Where wallets (on disk) and the broker's state go; `None`: wallets in memory, the
+    /// broker's state in a temporary directory.
     pub workdir: Option<PathBuf>,
     /// Where to draw the chart; `None`: no chart.
     pub chart: Option<PathBuf>,
@@ -154,6 +160,8 @@ impl Default for SimulateOptions {
             rule: AggregationRule::Mean,
             server_lr: 1.0,
             momentum: 0.9,
+            optimizer: ServerOptimizer::FedAvgM,
+            schedule: LrSchedule::Constant,
             attackers: 0.0,
             attack: Attack::SignFlip,
             attack_scale: None,
@@ -422,7 +430,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     let broker_link = Arc::new(InProcessBroker::default());
     let aggregator = AggregatorState::with_link(
         Aggregator::new(
-            AggregatorKeys::generate()?,
+            AggregatorKeys::seeded_for_simulation(options.seed)?,
             NoiseSource::seeded_for_simulation(options.seed ^ 0x0015e),
         ),
         "in-process",
@@ -431,7 +439,10 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     let db = Database::open_with(&workdir.join("broker.db"), false)?;
     let broker = Arc::new(Broker::new(
         db,
-        Arc::new(SigningKey::generate()?),
+        Arc::new(SigningKey::from_seed_for_simulation(
+            options.seed,
+            "broker",
+        )?),
         sandbox.clone(),
         Arc::new(InProcessAggregator::new(aggregator.clone())),
         Randomness::seeded_for_simulation(options.seed),
@@ -469,7 +480,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     );
 
     // The consumer: its key, its signed manifest (with the algorithm), a deposit.
-    let consumer = SigningKey::generate()?;
+    let consumer = SigningKey::from_seed_for_simulation(options.seed, "consumer")?;
     let id = collective_id(&consumer.public_key());
     let sha = hex::encode(c2ssi_protocol::sha256(&bytes));
     let file = ManifestFile {
@@ -563,11 +574,18 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     let made = std::sync::atomic::AtomicUsize::new(0);
     let digest = hex::encode(signed_manifest.digest());
     let create = |i: usize| -> Result<SimWallet> {
-        let dir = wallet_dir.join(format!("{i:06}"));
-        let wallet = Wallet::init(
-            &dir,
-            &KeyProtection::Identity(age::x25519::Identity::generate()),
-        )?;
+        let label = format!("{i:06}");
+        // Keys from the seed, so that sampling (which orders wallets by key)
+        // repeats; stores in memory unless a work directory keeps them.
+        let wallet = match &options.workdir {
+            Some(_) => Wallet::init_for_simulation(
+                &wallet_dir.join(&label),
+                &KeyProtection::Identity(age::x25519::Identity::generate()),
+                options.seed,
+                &label,
+            )?,
+            None => Wallet::in_memory_for_simulation(options.seed, &label)?,
+        };
         let mine = data::rows(&train_table, &[owners[i]]);
         wallet.update_records(|r| r.put(mine, IfExists::Fail))?;
         wallet.update_document(POLICY_FILE, |p: &mut Policy| {
@@ -650,7 +668,13 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         round_deadline_ms: 10 * 60 * 1000,
         rule: options.rule.clone(),
         server_lr: options.server_lr,
-        momentum: options.momentum,
+        momentum: if options.optimizer.is_fed_avg_m() {
+            options.momentum
+        } else {
+            0.0
+        },
+        optimizer: options.optimizer,
+        schedule: options.schedule,
         budget,
         initial_model: None,
     };

@@ -102,6 +102,8 @@ pub(crate) fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         rule: args.training.rule()?,
         server_lr: args.training.server_lr,
         momentum: args.training.momentum,
+        optimizer: args.training.optimizer()?,
+        schedule: args.training.schedule()?,
         budget: args.budget.parse().context("--budget")?,
         initial_model: None,
     };

@@ -60,7 +60,8 @@ pub struct PassReport {
 pub struct Worker<'a> {
     wallet: &'a Wallet,
     sandbox: &'a Sandbox,
-    cache_dir: PathBuf,
+    /// Where downloaded algorithms are kept; `None` (a wallet in memory): not kept.
+    cache_dir: Option<PathBuf>,
 }
 
 impl<'a> Worker<'a> {
@@ -68,7 +69,7 @@ impl<'a> Worker<'a> {
     /// policy (read again at every task, so a change takes effect at once).
     pub fn new(wallet: &'a Wallet, sandbox: &'a Sandbox) -> Worker<'a> {
         Worker {
-            cache_dir: wallet.dir().join("algorithms"),
+            cache_dir: wallet.dir().map(|d| d.join("algorithms")),
             wallet,
             sandbox,
         }
@@ -154,18 +155,23 @@ impl<'a> Worker<'a> {
         if !safe {
             return Err(AgentError::Protocol(format!("'{sha256}' is not a SHA-256")));
         }
-        let path = self.cache_dir.join(format!("{sha256}.wasm"));
-        if let Ok(bytes) = std::fs::read(&path)
+        let path = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{sha256}.wasm")));
+        if let Some(path) = &path
+            && let Ok(bytes) = std::fs::read(path)
             && hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256
         {
             return Ok(bytes);
         }
         let bytes = client.algorithm(id, sha256)?;
-        if hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256 {
+        if let (Some(dir), Some(path)) = (&self.cache_dir, &path)
+            && hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256
+        {
             // The component is the collective's code, not personal data; a
             // failed cache write only means downloading it again.
-            let _ = std::fs::create_dir_all(&self.cache_dir)
-                .and_then(|()| std::fs::write(&path, &bytes));
+            let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(path, &bytes));
         }
         Ok(bytes)
     }

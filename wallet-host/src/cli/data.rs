@@ -83,7 +83,9 @@ pub(crate) struct ExportArgs {
 
 pub(crate) fn init(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (wallet, new_identity) = unlock::create(g)?;
-    println!("created a wallet in {}", wallet.dir().display());
+    if let Some(dir) = wallet.dir() {
+        println!("created a wallet in {}", dir.display());
+    }
     println!("wallet id {}", wallet.id());
     println!(
         "wallet DID {} (what a credential issuer asks for)",

@@ -40,7 +40,44 @@ impl WalletKeys {
             reason: "the system random generator failed".into(),
         })?;
         let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
-        let age_identity = age::x25519::Identity::generate();
+        WalletKeys::assemble(pkcs8, age::x25519::Identity::generate())
+    }
+
+    /// Keys derived from a simulation's seed and the wallet's label, so that
+    /// a simulation repeats bit for bit. Never for a real wallet: whoever
+    /// knows the seed holds the keys.
+    pub(crate) fn from_seed_for_simulation(
+        seed: u64,
+        label: &str,
+    ) -> Result<(WalletKeys, Zeroizing<Vec<u8>>), WalletError> {
+        let signing_seed = Zeroizing::new(c2ssi_protocol::derive_seed(
+            seed,
+            &format!("{label}/ed25519"),
+        ));
+        let pkcs8 = Zeroizing::new(c2ssi_protocol::ed25519_pkcs8_from_seed(&signing_seed));
+        let age_seed = Zeroizing::new(c2ssi_protocol::derive_seed(seed, &format!("{label}/age")));
+        // age reads an identity only from its Bech32 text; any 32 bytes are
+        // an X25519 secret key.
+        let hrp = bech32::Hrp::parse("age-secret-key-").map_err(|e| WalletError::Keys {
+            reason: e.to_string(),
+        })?;
+        let text = Zeroizing::new(
+            bech32::encode::<bech32::Bech32>(hrp, age_seed.as_slice())
+                .map_err(|e| WalletError::Keys {
+                    reason: e.to_string(),
+                })?
+                .to_uppercase(),
+        );
+        let age_identity: age::x25519::Identity = text.parse().map_err(|e| WalletError::Keys {
+            reason: format!("the derived age identity does not parse: {e}"),
+        })?;
+        WalletKeys::assemble(pkcs8, age_identity)
+    }
+
+    fn assemble(
+        pkcs8: Zeroizing<Vec<u8>>,
+        age_identity: age::x25519::Identity,
+    ) -> Result<(WalletKeys, Zeroizing<Vec<u8>>), WalletError> {
         let file = Zeroizing::new(KeyFile {
             format: 1,
             age_identity: age_identity.to_string().expose_secret().to_string(),
@@ -51,7 +88,7 @@ impl WalletKeys {
                 reason: e.to_string(),
             })?);
         let signing = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| WalletError::Keys {
-            reason: format!("the new signing key does not parse: {e}"),
+            reason: format!("the signing key does not parse: {e}"),
         })?;
         Ok((
             WalletKeys {

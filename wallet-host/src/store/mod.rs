@@ -11,6 +11,11 @@
 //! Every write is atomic (temporary file, fsync, rename), so a crash leaves
 //! the old or the new state. A wrong passphrase, or a truncated or tampered
 //! file, is an error that names the file and changes nothing.
+//!
+//! A simulation's wallets may instead live in memory
+//! ([`Wallet::in_memory_for_simulation`]): the same documents and the same
+//! checks, without files, encryption at rest or fsync, and with keys derived
+//! from the simulation's seed.
 
 mod crypt;
 mod files;
@@ -142,14 +147,35 @@ struct Meta {
 /// An unlocked wallet.
 #[derive(Debug)]
 pub struct Wallet {
-    dir: PathBuf,
+    place: Place,
     keys: std::sync::Arc<WalletKeys>,
+}
+
+/// Where a wallet's documents live.
+#[derive(Debug)]
+enum Place {
+    /// Encrypted files in a directory.
+    Dir(PathBuf),
+    /// A simulated wallet's documents, as JSON in memory; `writer` plays the
+    /// lock file's part.
+    Memory {
+        documents: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+        writer: std::sync::Mutex<()>,
+    },
 }
 
 impl Wallet {
     /// Creates a wallet in `dir` (created if missing): new keys, protected as
     /// given, and an empty record store.
     pub fn init(dir: &Path, protection: &KeyProtection) -> Result<Wallet, WalletError> {
+        Wallet::create(dir, protection, WalletKeys::generate)
+    }
+
+    fn create(
+        dir: &Path,
+        protection: &KeyProtection,
+        keys: impl FnOnce() -> Result<(WalletKeys, zeroize::Zeroizing<Vec<u8>>), WalletError>,
+    ) -> Result<Wallet, WalletError> {
         if dir.join(KEYS_FILE).exists() {
             return Err(WalletError::AlreadyExists {
                 dir: dir.to_path_buf(),
@@ -169,9 +195,9 @@ impl Wallet {
                 dir: dir.to_path_buf(),
             });
         }
-        let (keys, key_plaintext) = WalletKeys::generate()?;
+        let (keys, key_plaintext) = keys()?;
         let wallet = Wallet {
-            dir: dir.to_path_buf(),
+            place: Place::Dir(dir.to_path_buf()),
             keys: std::sync::Arc::new(keys),
         };
         wallet.write_document(RECORDS_FILE, &Records::default())?;
@@ -204,7 +230,7 @@ impl Wallet {
             zeroize::Zeroizing::new(crypt::decrypt_protected(protection, &sealed, &key_path)?);
         let keys = WalletKeys::from_plaintext(&plaintext)?;
         let wallet = Wallet {
-            dir: dir.to_path_buf(),
+            place: Place::Dir(dir.to_path_buf()),
             keys: std::sync::Arc::new(keys),
         };
         let meta_path = dir.join(META_FILE);
@@ -223,14 +249,48 @@ impl Wallet {
         Ok(wallet)
     }
 
+    /// A simulated wallet in memory, with keys derived from `seed` and
+    /// `label` (one label per wallet) and an empty record store. Its
+    /// documents go through the same serialization as a wallet's files but
+    /// are neither encrypted nor durable: for simulations only.
+    pub fn in_memory_for_simulation(seed: u64, label: &str) -> Result<Wallet, WalletError> {
+        let (keys, _) = WalletKeys::from_seed_for_simulation(seed, label)?;
+        let wallet = Wallet {
+            place: Place::Memory {
+                documents: Default::default(),
+                writer: Default::default(),
+            },
+            keys: std::sync::Arc::new(keys),
+        };
+        wallet.write_document(RECORDS_FILE, &Records::default())?;
+        Ok(wallet)
+    }
+
+    /// Creates a wallet in `dir` like [`Wallet::init`], with keys derived
+    /// from `seed` and `label`: for simulations that keep durable wallets
+    /// and must repeat bit for bit. Never for a real wallet.
+    pub fn init_for_simulation(
+        dir: &Path,
+        protection: &KeyProtection,
+        seed: u64,
+        label: &str,
+    ) -> Result<Wallet, WalletError> {
+        Wallet::create(dir, protection, || {
+            WalletKeys::from_seed_for_simulation(seed, label)
+        })
+    }
+
     /// Whether `dir` holds a wallet.
     pub fn exists(dir: &Path) -> bool {
         dir.join(KEYS_FILE).exists()
     }
 
-    /// The wallet's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The wallet's directory; `None` for a wallet in memory.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.place {
+            Place::Dir(dir) => Some(dir),
+            Place::Memory { .. } => None,
+        }
     }
 
     /// The wallet's id: its Ed25519 public key, hex.
@@ -254,7 +314,20 @@ impl Wallet {
         &self,
         name: &str,
     ) -> Result<T, WalletError> {
-        let path = self.dir.join(name);
+        let dir = match &self.place {
+            Place::Dir(dir) => dir,
+            Place::Memory { documents, .. } => {
+                let documents = documents.lock().unwrap_or_else(|e| e.into_inner());
+                return match documents.get(name) {
+                    None => Ok(T::default()),
+                    Some(json) => serde_json::from_slice(json).map_err(|e| WalletError::Damaged {
+                        path: PathBuf::from(name),
+                        reason: format!("its content does not parse: {e}"),
+                    }),
+                };
+            }
+        };
+        let path = dir.join(name);
         if !path.exists() {
             if name == RECORDS_FILE {
                 return Err(WalletError::Damaged {
@@ -274,15 +347,26 @@ impl Wallet {
     }
 
     fn write_document<T: Serialize>(&self, name: &str, value: &T) -> Result<(), WalletError> {
-        let path = self.dir.join(name);
         let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|e| {
             WalletError::Crypto {
-                path: path.clone(),
+                path: PathBuf::from(name),
                 reason: e.to_string(),
             }
         })?);
-        let sealed = crypt::encrypt_to(&self.keys.recipient(), &plaintext, &path)?;
-        files::atomic_write(&path, &sealed)
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.join(name);
+                let sealed = crypt::encrypt_to(&self.keys.recipient(), &plaintext, &path)?;
+                files::atomic_write(&path, &sealed)
+            }
+            Place::Memory { documents, .. } => {
+                documents
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), plaintext.to_vec());
+                Ok(())
+            }
+        }
     }
 
     /// Reads, changes and writes back an encrypted document under the
@@ -295,7 +379,12 @@ impl Wallet {
     where
         T: Serialize + DeserializeOwned + Default,
     {
-        let _lock = files::WriteLock::acquire(&self.dir.join(LOCK_FILE))?;
+        let _lock = match &self.place {
+            Place::Dir(dir) => Lock::File(files::WriteLock::acquire(&dir.join(LOCK_FILE))?),
+            Place::Memory { writer, .. } => {
+                Lock::Memory(writer.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+        };
         let mut value: T = self.read_document(name)?;
         let out = change(&mut value)?;
         self.write_document(name, &value)?;
@@ -316,10 +405,66 @@ impl Wallet {
     }
 }
 
+/// The writer's lock, held for a read-change-write.
+enum Lock<'a> {
+    File(#[allow(dead_code, reason = "held for its Drop")] files::WriteLock),
+    Memory(#[allow(dead_code, reason = "held for its Drop")] std::sync::MutexGuard<'a, ()>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use age::secrecy::SecretString;
+
+    #[test]
+    fn simulated_wallets_repeat_from_their_seed_in_memory_and_on_disk() {
+        let a = Wallet::in_memory_for_simulation(7, "000001").unwrap();
+        let b = Wallet::in_memory_for_simulation(7, "000001").unwrap();
+        let c = Wallet::in_memory_for_simulation(7, "000002").unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_eq!(
+            a.keys().recipient().to_string(),
+            b.keys().recipient().to_string()
+        );
+        assert_ne!(a.id(), c.id());
+        assert!(a.dir().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let protection = identity();
+        let d = Wallet::init_for_simulation(dir.path(), &protection, 7, "000001").unwrap();
+        assert_eq!(d.id(), a.id());
+        assert_eq!(Wallet::open(dir.path(), &protection).unwrap().id(), a.id());
+    }
+
+    #[test]
+    fn a_wallet_in_memory_keeps_its_documents_and_refuses_a_failed_change() {
+        let wallet = Wallet::in_memory_for_simulation(1, "w").unwrap();
+        assert!(wallet.records().unwrap().tables.is_empty());
+        let n: u32 = wallet.read_document("count.age").unwrap();
+        assert_eq!(n, 0);
+        wallet
+            .update_document("count.age", |n: &mut u32| {
+                *n += 2;
+                Ok(())
+            })
+            .unwrap();
+        let failed: Result<(), _> = wallet.update_document("count.age", |n: &mut u32| {
+            *n += 40;
+            Err(WalletError::InvalidData {
+                reason: "no".into(),
+            })
+        });
+        assert!(failed.is_err());
+        let n: u32 = wallet.read_document("count.age").unwrap();
+        assert_eq!(n, 2);
+        // A change may read another document while it holds the writer's lock.
+        wallet
+            .update_document("other.age", |o: &mut u32| {
+                *o = wallet.read_document::<u32>("count.age")? + 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(wallet.read_document::<u32>("other.age").unwrap(), 3);
+    }
 
     fn identity() -> KeyProtection {
         KeyProtection::Identity(age::x25519::Identity::generate())

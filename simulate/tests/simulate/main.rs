@@ -1,0 +1,4 @@
+//! The simulation's integration tests: the whole loop in one process.
+
+mod privacy;
+mod repeatable;
