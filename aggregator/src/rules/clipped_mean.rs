@@ -1,6 +1,8 @@
 //! The clipped mean: each update's L2 norm clipped, then the plain mean.
 
-use super::{Aggregate, AggregationError, check, clip, mean_of, norm};
+use rayon::prelude::*;
+
+use super::{Aggregate, AggregationError, check, norm, parallel, weighted_mean_of};
 
 /// The mean of updates clipped to `clip_norm`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,10 +25,25 @@ impl ClippedMean {
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;
         let n = updates.len();
-        let clipped: Vec<Vec<f32>> = updates.iter().map(|u| clip(u, self.clip_norm)).collect();
-        let count = updates.iter().filter(|u| norm(u) > self.clip_norm).count();
+        // Each update's scale as [`super::clip`] computes it (1 where it is
+        // not clipped: multiplying by 1 leaves an `f32` as it is), so the
+        // mean is the mean of the clipped updates, without copying them.
+        let scale = |u: &Vec<f32>| {
+            let length = norm(u);
+            if length > self.clip_norm {
+                (self.clip_norm / length * (1.0 - 1e-6)) as f32
+            } else {
+                1.0
+            }
+        };
+        let scales: Vec<f32> = if parallel(n, d) {
+            updates.par_iter().map(scale).collect()
+        } else {
+            updates.iter().map(scale).collect()
+        };
+        let count = scales.iter().filter(|&&s| s < 1.0).count();
         Ok(Aggregate {
-            update: mean_of(&clipped, d),
+            update: weighted_mean_of(updates, Some(&scales), d),
             report: format!(
                 "{count} of {n} updates clipped to norm {}, then the mean",
                 self.clip_norm

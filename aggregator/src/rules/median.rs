@@ -1,7 +1,8 @@
 //! The coordinate-wise median (the mean of the two middle values for an
 //! even count).
 
-use super::{Aggregate, AggregationError, check, coordinate_wise};
+use super::select::select;
+use super::{Aggregate, AggregationError, check, coordinate_wise, value};
 
 /// The coordinate-wise median.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,14 +11,21 @@ pub struct Median;
 /// The coordinate-wise median of a batch.
 pub(crate) fn median(updates: &[Vec<f32>]) -> Result<Vec<f32>, AggregationError> {
     let d = check(updates)?;
-    Ok(coordinate_wise(updates, d, |sorted| {
-        let n = sorted.len();
-        if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            ((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0) as f32
-        }
-    }))
+    Ok(coordinate_wise(updates, d, median_of_keys))
+}
+
+/// The median of one coordinate's values, given as keys in any order: the
+/// middle one selected (not sorted) for an odd count; for an even count the
+/// mean, in `f64`, of the middle one and the largest below it.
+pub(crate) fn median_of_keys(column: &mut [i32]) -> f32 {
+    let n = column.len();
+    let middle = select(column, n / 2);
+    if n % 2 == 1 {
+        value(middle)
+    } else {
+        let lower = column[..n / 2].iter().copied().max().unwrap_or(middle);
+        ((f64::from(value(lower)) + f64::from(value(middle))) / 2.0) as f32
+    }
 }
 
 impl Median {

@@ -12,9 +12,13 @@ mod clipped_mean;
 mod mean;
 mod median;
 mod multi_krum;
+#[cfg(test)]
+mod reference;
+mod select;
 mod trimmed_mean;
 
 use c2ssi_protocol::AggregationRule;
+use rayon::prelude::*;
 
 pub use centered_clipping::CenteredClipping;
 pub use clipped_mean::ClippedMean;
@@ -86,7 +90,7 @@ impl Rule {
             AggregationRule::MultiKrum {
                 byzantine,
                 selected,
-            } => Rule::MultiKrum(MultiKrum::new(*byzantine, *selected)),
+            } => Rule::MultiKrum(MultiKrum::new(*byzantine, *selected)?),
             AggregationRule::CenteredClipping { radius, iterations } => {
                 Rule::CenteredClipping(CenteredClipping::new(*radius, *iterations)?)
             }
@@ -160,19 +164,155 @@ pub fn clip(v: &[f32], limit: f64) -> Vec<f32> {
     }
 }
 
-/// The plain mean of a non-empty batch of equal-length updates.
-pub(crate) fn mean_of(updates: &[Vec<f32>], d: usize) -> Vec<f32> {
-    let mut acc = vec![0.0f64; d];
-    for u in updates {
-        for (a, &x) in acc.iter_mut().zip(u) {
-            *a += f64::from(x);
-        }
-    }
-    let n = updates.len() as f64;
-    acc.into_iter().map(|a| (a / n) as f32).collect()
+/// Below this many values (updates times coordinates) a rule runs on the
+/// calling thread: waking the pool would cost more than it saves.
+const PARALLEL_WORK: usize = 1 << 16;
+
+/// Whether work of `n` updates of `d` values is worth both cores.
+pub(crate) fn parallel(n: usize, d: usize) -> bool {
+    n.saturating_mul(d) >= PARALLEL_WORK
 }
 
-/// Squared Euclidean distance.
+/// Coordinates per block of the plain mean of `d` coordinates: at most 4,096
+/// (32 KiB of `f64` accumulators, which stay in cache while every update's
+/// slice of the block streams in from memory, long enough for the hardware
+/// prefetcher), and at least 8 blocks where `d` allows, so that both cores
+/// have work. Any blocking gives the same result.
+fn mean_block(d: usize) -> usize {
+    (d / 8).next_multiple_of(64).clamp(256, 4096)
+}
+
+/// Coordinates per block of the coordinate-wise rules for a batch of `n`:
+/// the block transposed (`n` values per coordinate, 4 bytes each) stays
+/// within 128 KiB, at most 256 and at least 8 coordinates. It depends on the
+/// batch only, never on the number of threads, so that sums over
+/// coordinates (centered clipping's distances) come out the same however
+/// many threads run.
+pub(crate) fn column_block(n: usize) -> usize {
+    (32_768 / n.max(1)).clamp(8, 256)
+}
+
+/// Runs `body(state, start, chunk)` on each chunk of `block` values of `out`
+/// (`start` is the chunk's first index), on both cores when `parallel`.
+/// Each chunk is computed on its own by one thread, so the result does not
+/// depend on how many threads there are.
+pub(crate) fn for_blocks<T: Send, S>(
+    out: &mut [T],
+    block: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    body: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
+    if parallel {
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each_init(init, |state, (b, chunk)| body(state, b * block, chunk));
+    } else {
+        let mut state = init();
+        for (b, chunk) in out.chunks_mut(block).enumerate() {
+            body(&mut state, b * block, chunk);
+        }
+    }
+}
+
+/// Runs `body(state, start, a_chunk, b_chunk)` on each chunk of `block_a`
+/// values of `a` together with the matching chunk of `block_b` values of
+/// `b` (`start` is the first index into `a`), on both cores when
+/// `parallel`, each pair computed on its own by one thread as in
+/// [`for_blocks`].
+pub(crate) fn for_block_pairs<A: Send, B: Send, S>(
+    a: &mut [A],
+    block_a: usize,
+    b: &mut [B],
+    block_b: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    body: impl Fn(&mut S, usize, &mut [A], &mut [B]) + Sync + Send,
+) {
+    if parallel {
+        a.par_chunks_mut(block_a)
+            .zip(b.par_chunks_mut(block_b))
+            .enumerate()
+            .for_each_init(init, |state, (k, (x, y))| body(state, k * block_a, x, y));
+    } else {
+        let mut state = init();
+        for (k, (x, y)) in a.chunks_mut(block_a).zip(b.chunks_mut(block_b)).enumerate() {
+            body(&mut state, k * block_a, x, y);
+        }
+    }
+}
+
+/// The plain mean of a non-empty batch of equal-length updates: for each
+/// coordinate, the `f64` sum in the batch's order, divided by the count.
+pub(crate) fn mean_of<U: AsRef<[f32]> + Sync>(updates: &[U], d: usize) -> Vec<f32> {
+    weighted_mean_of(updates, None, d)
+}
+
+/// The mean of `scales[i] * updates[i]` (each product rounded to `f32`, as
+/// [`clip`] rounds it), or of the updates themselves without `scales`.
+/// Blocks of coordinates run in parallel; each coordinate's sum runs over
+/// the updates in order, as a plain loop would, so the result is the same
+/// bit for bit.
+pub(crate) fn weighted_mean_of<U: AsRef<[f32]> + Sync>(
+    updates: &[U],
+    scales: Option<&[f32]>,
+    d: usize,
+) -> Vec<f32> {
+    let n = updates.len() as f64;
+    let block = mean_block(d);
+    let mut out = vec![0.0f32; d];
+    for_blocks(
+        &mut out,
+        block,
+        parallel(updates.len(), d),
+        || vec![0.0f64; block],
+        |acc, start, chunk| {
+            let acc = &mut acc[..chunk.len()];
+            let end = start + chunk.len();
+            acc.fill(0.0);
+            match scales {
+                None => add_rows(acc, updates, start, end),
+                Some(scales) => {
+                    for (u, &s) in updates.iter().zip(scales) {
+                        for (a, &x) in acc.iter_mut().zip(&u.as_ref()[start..end]) {
+                            *a += f64::from(x * s);
+                        }
+                    }
+                }
+            }
+            for (o, a) in chunk.iter_mut().zip(acc.iter()) {
+                *o = (a / n) as f32;
+            }
+        },
+    );
+    out
+}
+
+/// Adds each update's values `start..end` to `acc`, the updates in order,
+/// four at a time (fewer loads and stores of `acc`, the same sums).
+fn add_rows<U: AsRef<[f32]>>(acc: &mut [f64], updates: &[U], start: usize, end: usize) {
+    let mut quads = updates.chunks_exact(4);
+    for q in &mut quads {
+        let (a, b) = (&q[0].as_ref()[start..end], &q[1].as_ref()[start..end]);
+        let (c, e) = (&q[2].as_ref()[start..end], &q[3].as_ref()[start..end]);
+        for ((((s, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(a).zip(b).zip(c).zip(e) {
+            let mut t = *s;
+            t += f64::from(x0);
+            t += f64::from(x1);
+            t += f64::from(x2);
+            t += f64::from(x3);
+            *s = t;
+        }
+    }
+    for u in quads.remainder() {
+        for (s, &x) in acc.iter_mut().zip(&u.as_ref()[start..end]) {
+            *s += f64::from(x);
+        }
+    }
+}
+
+/// Squared Euclidean distance, summed in order (the tests' reference).
+#[cfg(test)]
 pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
@@ -183,22 +323,100 @@ pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
-/// `combine` applied to each coordinate's sorted values.
+/// Squared Euclidean distance from `x` to `c`, in eight running sums (one
+/// per coordinate modulo 8) added in a fixed order: a fixed result for the
+/// same inputs, computed at the speed of memory.
+pub(crate) fn squared_distance_to(x: &[f32], c: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut xs = x.chunks_exact(8);
+    let mut cs = c.chunks_exact(8);
+    for (x8, c8) in (&mut xs).zip(&mut cs) {
+        for ((l, &x), &c) in lanes.iter_mut().zip(x8).zip(c8) {
+            let d = f64::from(x) - c;
+            *l += d * d;
+        }
+    }
+    let mut tail = 0.0f64;
+    for (&x, &c) in xs.remainder().iter().zip(cs.remainder()) {
+        let d = f64::from(x) - c;
+        tail += d * d;
+    }
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        + tail
+}
+
+/// `x` as an `i32` whose integer order is [`f32::total_cmp`]'s order, so
+/// that selection compares integers.
+#[inline]
+pub(crate) fn key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ ((((b >> 31) as u32) >> 1) as i32)
+}
+
+/// The `f32` of a [`key`] (the map is its own inverse).
+#[inline]
+pub(crate) fn value(k: i32) -> f32 {
+    f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)
+}
+
+/// `combine` applied to each coordinate's values, as [`key`]s in no
+/// particular order (`combine` selects what it needs). Blocks of
+/// [`column_block`] coordinates are transposed across all updates at once,
+/// then combined, in parallel.
 pub(crate) fn coordinate_wise(
     updates: &[Vec<f32>],
     d: usize,
-    mut combine: impl FnMut(&mut [f32]) -> f32,
+    combine: impl Fn(&mut [i32]) -> f32 + Sync + Send,
 ) -> Vec<f32> {
-    let mut column = vec![0.0f32; updates.len()];
-    (0..d)
-        .map(|j| {
-            for (c, u) in column.iter_mut().zip(updates) {
-                *c = u[j];
+    let n = updates.len();
+    let block = column_block(n);
+    let mut out = vec![0.0f32; d];
+    for_blocks(
+        &mut out,
+        block,
+        parallel(n, d),
+        || vec![0i32; n * block],
+        |columns, start, chunk| combine_block(updates, start, columns, chunk, &combine),
+    );
+    out
+}
+
+/// Fills `out` with `combine` of the values of coordinates `start..start +
+/// out.len()`, transposed into `columns` (one run of `n` keys per
+/// coordinate).
+pub(crate) fn combine_block(
+    updates: &[Vec<f32>],
+    start: usize,
+    columns: &mut [i32],
+    out: &mut [f32],
+    combine: &impl Fn(&mut [i32]) -> f32,
+) {
+    let n = updates.len();
+    let w = out.len();
+    let columns = &mut columns[..n * w];
+    // Eight updates at a time, so that each column receives eight
+    // consecutive keys (a part of one cache line) per visit.
+    let mut eights = updates.chunks_exact(8);
+    let mut first = 0;
+    for rows in &mut eights {
+        let rows: [&[f32]; 8] = std::array::from_fn(|t| &rows[t][start..start + w]);
+        for (c, column) in columns.chunks_exact_mut(n).enumerate() {
+            for (slot, row) in column[first..first + 8].iter_mut().zip(rows) {
+                *slot = key(row[c]);
             }
-            column.sort_unstable_by(f32::total_cmp);
-            combine(&mut column)
-        })
-        .collect()
+        }
+        first += 8;
+    }
+    for u in eights.remainder() {
+        for (column, &x) in columns.chunks_exact_mut(n).zip(&u[start..start + w]) {
+            column[first] = key(x);
+        }
+        first += 1;
+    }
+    for (o, column) in out.iter_mut().zip(columns.chunks_exact_mut(n)) {
+        *o = combine(column);
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +514,150 @@ mod tests {
             prop_assert!(moved <= 4.0 * radius + 1e-3, "centered clipping moved {moved} from the median");
             let cm = aggregate(&AggregationRule::ClippedMean { clip_norm: 2.0 }, &all).unwrap();
             prop_assert!(norm(&cm.update) <= 2.0 + 1e-3);
+        }
+    }
+
+    /// A batch of `n` updates of `d` values drawn uniformly from [-10, 10).
+    fn random_batch(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        (0..n)
+            .map(|_| (0..d).map(|_| rng.random_range(-10.0f32..10.0)).collect())
+            .collect()
+    }
+
+    /// Batch sizes from tiny to several blocks of coordinates and past the
+    /// threshold where rules run in parallel.
+    fn sizes() -> impl Strategy<Value = (usize, usize, u64)> {
+        (
+            1usize..40,
+            prop_oneof![1usize..40, 200usize..3000],
+            any::<u64>(),
+        )
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Equal, or as close as two roundings to `f32` of nearly equal `f64`
+    /// sums can be.
+    fn within_rounding(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x == y || (x - y).abs() <= 2.0 * f32::EPSILON * x.abs().max(y.abs()) + 1e-12
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The mean, the clipped mean and the median compute what the plain
+        /// loops compute, in the same order: the same bits. The trimmed mean
+        /// sums the kept values in another order: the same up to rounding.
+        #[test]
+        fn fast_rules_match_the_straightforward_ones(
+            (n, d, seed) in sizes(),
+            trim in 0.0f64..0.5,
+            clip_norm in 1.0f64..300.0,
+        ) {
+            let updates = random_batch(n, d, seed);
+            let mean = Mean.aggregate(&updates).unwrap();
+            prop_assert_eq!(bits(&mean.update), bits(&reference::mean_of(&updates, d)));
+            let clipped = ClippedMean::new(clip_norm).unwrap().aggregate(&updates).unwrap();
+            let (expected, count) = reference::clipped_mean(&updates, clip_norm);
+            prop_assert_eq!(bits(&clipped.update), bits(&expected));
+            prop_assert!(clipped.report.starts_with(&format!("{count} of {n}")), "{}", clipped.report);
+            let median = Median.aggregate(&updates).unwrap();
+            prop_assert_eq!(bits(&median.update), bits(&reference::median(&updates)));
+            let trimmed = TrimmedMean::new(trim).unwrap().aggregate(&updates).unwrap();
+            let expected = reference::trimmed_mean(&updates, trim);
+            prop_assert!(within_rounding(&trimmed.update, &expected), "{:?} vs {:?}", trimmed.update, expected);
+        }
+
+        /// Krum's scores through the Gram matrix are the pairwise ones up to
+        /// rounding, and where no two scores are nearly tied Multi-Krum
+        /// picks the same updates in the same order, so its mean is the
+        /// same bits.
+        #[test]
+        fn krum_through_the_gram_matrix_matches_pairwise_distances(
+            (n, d, seed) in (3usize..45, prop_oneof![1usize..40, 200usize..3000], any::<u64>()),
+            byzantine_share in 0.0f64..1.0,
+            selected_share in 0.0f64..1.0,
+        ) {
+            let updates = random_batch(n, d, seed);
+            let f = (byzantine_share * ((n - 3) / 2) as f64) as usize;
+            let m = 1 + (selected_share * (n - 1) as f64) as usize;
+            let expected = reference::krum_scores(&updates, f);
+            let distances = multi_krum::squared_distances(&updates, d).unwrap();
+            let fast = multi_krum::scores(&distances, n, n - f - 2);
+            for ((a, i), (b, j)) in fast.iter().zip(&expected) {
+                prop_assert_eq!(i, j);
+                prop_assert!((a - b).abs() <= 1e-9 * (1.0 + b), "score {a} vs {b}");
+            }
+            let mut sorted: Vec<f64> = expected.iter().map(|s| s.0).collect();
+            sorted.sort_unstable_by(f64::total_cmp);
+            prop_assume!(sorted.windows(2).all(|w| w[1] - w[0] > 1e-6 * (1.0 + w[1])));
+            let chosen = reference::krum_select(&updates, f, m);
+            prop_assert_eq!(&multi_krum::select(&updates, f, m).unwrap(), &chosen);
+            let rule = MultiKrum::new(Some(f as u32), Some(m as u32)).unwrap();
+            let picked: Vec<Vec<f32>> = chosen.iter().map(|&i| updates[i].clone()).collect();
+            prop_assert_eq!(
+                bits(&rule.aggregate(&updates).unwrap().update),
+                bits(&reference::mean_of(&picked, d))
+            );
+        }
+
+        /// Centered clipping sums each distance in blocks: the same up to
+        /// rounding, and the same count outside the radius.
+        #[test]
+        fn centered_clipping_matches_the_straightforward_one(
+            (n, d, seed) in sizes(),
+            radius in 0.5f64..200.0,
+            iterations in 0u32..5,
+        ) {
+            let updates = random_batch(n, d, seed);
+            let fast = CenteredClipping::new(radius, iterations).unwrap().aggregate(&updates).unwrap();
+            let (expected, outside) = reference::centered_clipping(&updates, radius, iterations);
+            prop_assert!(within_rounding(&fast.update, &expected), "{:?} vs {:?}", fast.update, expected);
+            prop_assert!(fast.report.contains(&format!("; {outside} outside")), "{}", fast.report);
+        }
+    }
+
+    /// Every rule gives the same bits on one thread, on the default pool and
+    /// on three threads, on batches large enough to run in parallel.
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        let (one, three) = (pool(1), pool(3));
+        let mut rules = rules();
+        rules.push(AggregationRule::MultiKrum {
+            byzantine: Some(5),
+            selected: Some(1),
+        });
+        for (n, d, seed) in [(40, 3000, 1), (7, 20_000, 2), (150, 600, 3), (1001, 70, 4)] {
+            let updates = random_batch(n, d, seed);
+            for rule in &rules {
+                let default = aggregate(rule, &updates).unwrap();
+                let single = one.install(|| aggregate(rule, &updates)).unwrap();
+                let triple = three.install(|| aggregate(rule, &updates)).unwrap();
+                assert_eq!(
+                    bits(&single.update),
+                    bits(&default.update),
+                    "{rule}, n = {n}"
+                );
+                assert_eq!(
+                    bits(&triple.update),
+                    bits(&default.update),
+                    "{rule}, n = {n}"
+                );
+                assert_eq!(single.report, default.report);
+            }
         }
     }
 
