@@ -47,6 +47,19 @@ impl NoiseSource {
         self.seeded.is_some()
     }
 
+    /// 32 fresh bytes: a round's shuffle key (bucketing), from the operating
+    /// system, or from the seed in a simulation.
+    pub fn key(&mut self) -> Result<[u8; 32], NoiseError> {
+        let mut key = [0u8; 32];
+        match &mut self.seeded {
+            Some(rng) => rand::RngCore::fill_bytes(rng, &mut key),
+            None => SystemRandom::new()
+                .fill(&mut key)
+                .map_err(|_| NoiseError::Unavailable)?,
+        }
+        Ok(key)
+    }
+
     /// Adds independent Gaussian noise of standard deviation `sigma` to
     /// every value.
     pub fn add_gaussian(&mut self, values: &mut [f64], sigma: f64) -> Result<(), NoiseError> {

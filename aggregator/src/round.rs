@@ -503,6 +503,14 @@ impl Aggregator {
         };
         let released = {
             let mut noise = self.noise.lock().unwrap_or_else(|e| e.into_inner());
+            let built = match noise.key() {
+                Ok(key) => built.with_shuffle_key(key),
+                Err(e) => {
+                    return CloseOutcome::Failed {
+                        reason: format!("no shuffle key: {e}"),
+                    };
+                }
+            };
             release(
                 &built,
                 &rule.to_string(),

@@ -15,7 +15,8 @@ pub struct TrainingArgs {
     pub params: Vec<String>,
     /// Aggregation rule: mean, or without noise also clipped-mean[:NORM],
     /// median, trimmed-mean[:FRACTION], multi-krum[:F],
-    /// centered-clipping[:RADIUS[:ITERATIONS]]
+    /// centered-clipping[:RADIUS[:ITERATIONS]], and bucketing:SIZE:RULE in
+    /// front of any of them
     #[arg(long, default_value = "mean")]
     pub filter: String,
     /// Server learning rate
@@ -29,9 +30,10 @@ pub struct TrainingArgs {
     /// (Reddi et al. 2021; defaults 0.9, 0.99, 0.001)
     #[arg(long, default_value = "fedavgm")]
     pub optimizer: String,
-    /// How the server learning rate changes over the rounds: constant, or
-    /// cosine[:FLOOR] (decays to FLOOR times the rate at the last round)
-    #[arg(long, default_value = "constant")]
+    /// How the server learning rate changes over the rounds: cosine[:FLOOR]
+    /// (decays from the rate towards FLOOR times it, reached one round after
+    /// the last; chosen by measurement, see docs/CONVERGENCE.md) or constant
+    #[arg(long, default_value = "cosine")]
     pub lr_schedule: String,
 }
 

@@ -212,10 +212,12 @@ pub enum LrSchedule {
     /// The same rate every round.
     #[default]
     Constant,
-    /// Cosine decay from the rate at the first round to `floor` times the
-    /// rate at the last.
+    /// Cosine decay from the rate at the first round towards `floor` times
+    /// the rate, reached one round after the last (so that the last round,
+    /// which is paid for, still moves the model): round `r` of `R` gets
+    /// `lr (floor + (1 - floor) (1 + cos(pi (r - 1) / R)) / 2)`.
     Cosine {
-        /// The last round's fraction of the rate, in `[0, 1]`.
+        /// The fraction of the rate the decay tends to, in `[0, 1]`.
         floor: f64,
     },
 }
@@ -245,10 +247,8 @@ impl LrSchedule {
         match *self {
             LrSchedule::Constant => lr,
             LrSchedule::Cosine { floor } => {
-                if rounds <= 1 {
-                    return lr;
-                }
-                let t = f64::from(round.clamp(1, rounds) - 1) / f64::from(rounds - 1);
+                let rounds = rounds.max(1);
+                let t = f64::from(round.clamp(1, rounds) - 1) / f64::from(rounds);
                 lr * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
             }
         }
@@ -351,9 +351,14 @@ mod tests {
     #[test]
     fn the_cosine_schedule_runs_from_the_rate_to_its_floor() {
         let s = LrSchedule::Cosine { floor: 0.1 };
-        assert_eq!(s.rate(2.0, 1, 11), 2.0);
-        assert!((s.rate(2.0, 6, 11) - 1.1).abs() < 1e-12);
-        assert!((s.rate(2.0, 11, 11) - 0.2).abs() < 1e-12);
+        assert_eq!(s.rate(2.0, 1, 10), 2.0);
+        assert!((s.rate(2.0, 6, 10) - 1.1).abs() < 1e-12);
+        let last = 2.0 * (0.1 + 0.9 * 0.5 * (1.0 + (0.9 * std::f64::consts::PI).cos()));
+        assert!((s.rate(2.0, 10, 10) - last).abs() < 1e-12);
+        assert!(
+            s.rate(2.0, 10, 10) > 0.2,
+            "the last round still moves the model"
+        );
         assert_eq!(s.rate(2.0, 1, 1), 2.0);
         assert_eq!(LrSchedule::Constant.rate(2.0, 7, 11), 2.0);
     }

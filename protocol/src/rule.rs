@@ -41,6 +41,15 @@ pub enum AggregationRule {
         /// Iterations.
         iterations: u32,
     },
+    /// Bucketing (Karimireddy, He and Jaggi 2022) in front of another rule:
+    /// the batch shuffled by a key the aggregator draws each round, averaged
+    /// in buckets of `size`, and the bucket means handed to `inner`.
+    Bucketing {
+        /// Updates per bucket, at least 1.
+        size: u32,
+        /// The rule applied to the bucket means (not itself bucketing).
+        inner: Box<AggregationRule>,
+    },
 }
 
 impl AggregationRule {
@@ -65,6 +74,15 @@ impl AggregationRule {
             }
             AggregationRule::MultiKrum { .. } => Ok(()),
             AggregationRule::CenteredClipping { radius, .. } => positive(*radius, "radius"),
+            AggregationRule::Bucketing { size, inner } => {
+                if *size == 0 {
+                    return Err("a bucket holds at least one update".into());
+                }
+                if matches!(**inner, AggregationRule::Bucketing { .. }) {
+                    return Err("bucketing cannot wrap bucketing".into());
+                }
+                inner.check()
+            }
         }
     }
 }
@@ -83,6 +101,7 @@ impl fmt::Display for AggregationRule {
             AggregationRule::CenteredClipping { radius, iterations } => {
                 write!(f, "centered-clipping:{radius}:{iterations}")
             }
+            AggregationRule::Bucketing { size, inner } => write!(f, "bucketing:{size}:{inner}"),
         }
     }
 }
@@ -91,9 +110,24 @@ impl FromStr for AggregationRule {
     type Err = String;
 
     /// `mean`, `clipped-mean[:NORM]`, `median`, `trimmed-mean[:FRACTION]`,
-    /// `multi-krum[:BYZANTINE]`, `centered-clipping[:RADIUS[:ITERATIONS]]`.
+    /// `multi-krum[:BYZANTINE]`, `centered-clipping[:RADIUS[:ITERATIONS]]`,
+    /// `bucketing:SIZE:RULE`.
     fn from_str(text: &str) -> Result<AggregationRule, String> {
         let parts: Vec<&str> = text.trim().split(':').collect();
+        if parts[0] == "bucketing" {
+            let (Some(size), true) = (parts.get(1), parts.len() > 2) else {
+                return Err("bucketing needs a size and a rule: bucketing:SIZE:RULE".into());
+            };
+            let size: u32 = size
+                .parse()
+                .map_err(|_| format!("'{size}' is not a bucket size"))?;
+            let rule = AggregationRule::Bucketing {
+                size,
+                inner: Box::new(parts[2..].join(":").parse()?),
+            };
+            rule.check()?;
+            return Ok(rule);
+        }
         let number = |i: usize, default: f64, what: &str| -> Result<f64, String> {
             match parts.get(i) {
                 None => Ok(default),
@@ -134,7 +168,7 @@ impl FromStr for AggregationRule {
             other => {
                 return Err(format!(
                     "unknown rule '{other}' (known: mean, clipped-mean, median, trimmed-mean, \
-                     multi-krum, centered-clipping)"
+                     multi-krum, centered-clipping, bucketing)"
                 ));
             }
         };
@@ -176,6 +210,30 @@ mod tests {
         ] {
             assert_eq!(text.parse::<AggregationRule>().unwrap(), rule, "{text}");
         }
+        let bucketed: AggregationRule = "bucketing:2:centered-clipping:0.5:5".parse().unwrap();
+        assert_eq!(
+            bucketed,
+            AggregationRule::Bucketing {
+                size: 2,
+                inner: Box::new(AggregationRule::CenteredClipping {
+                    radius: 0.5,
+                    iterations: 5
+                })
+            }
+        );
+        assert_eq!(bucketed.to_string(), "bucketing:2:centered-clipping:0.5:5");
+        let json = serde_json::to_string(&bucketed).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AggregationRule>(&json).unwrap(),
+            bucketed
+        );
+        assert!("bucketing:0:median".parse::<AggregationRule>().is_err());
+        assert!("bucketing:2".parse::<AggregationRule>().is_err());
+        assert!(
+            "bucketing:2:bucketing:2:median"
+                .parse::<AggregationRule>()
+                .is_err()
+        );
         assert!("trimmed-mean:0.5".parse::<AggregationRule>().is_err());
         assert!(
             "average"
@@ -201,7 +259,7 @@ mod fuzz {
         #[test]
         fn rules_parse_to_what_they_print(text in prop_oneof![
             ".*",
-            "(mean|clipped-mean|clip|median|trimmed-mean|multi-krum|krum|centered-clipping)(:[-0-9.e+a-z]{0,8}){0,3}",
+            "(bucketing:[0-9]{1,2}:)?(mean|clipped-mean|clip|median|trimmed-mean|multi-krum|krum|centered-clipping)(:[-0-9.e+a-z]{0,8}){0,3}",
         ]) {
             if let Ok(rule) = text.parse::<AggregationRule>() {
                 let _ = rule.check();

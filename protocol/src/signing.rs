@@ -469,6 +469,15 @@ impl<T: Message> Signed<T> {
         Ok(body)
     }
 
+    /// The body, parsed without checking the signature: only for a message
+    /// that this party verified when it kept it (a wallet's stored receipts),
+    /// where verifying again on every read would cost a signature check per
+    /// stored message.
+    pub fn body_unverified(&self) -> Result<T, ProtocolError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| ProtocolError::Malformed(format!("a stored message does not parse: {e}")))
+    }
+
     /// The SHA-256 of the signed payload: the message's identity.
     pub fn digest(&self) -> [u8; 32] {
         sha256(self.payload.as_bytes())

@@ -161,7 +161,7 @@ impl Default for SimulateOptions {
             server_lr: 1.0,
             momentum: 0.9,
             optimizer: ServerOptimizer::FedAvgM,
-            schedule: LrSchedule::Constant,
+            schedule: LrSchedule::Cosine { floor: 0.0 },
             attackers: 0.0,
             attack: Attack::SignFlip,
             attack_scale: None,

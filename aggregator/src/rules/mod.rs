@@ -7,6 +7,7 @@
 //! Differential privacy is not a rule: the mechanism (`crate::mechanism`)
 //! wraps the mean with clipping and noise.
 
+mod bucketing;
 mod centered_clipping;
 mod clipped_mean;
 mod mean;
@@ -20,6 +21,7 @@ mod trimmed_mean;
 use c2ssi_protocol::AggregationRule;
 use rayon::prelude::*;
 
+pub use bucketing::Bucketing;
 pub use centered_clipping::CenteredClipping;
 pub use clipped_mean::ClippedMean;
 pub use mean::Mean;
@@ -75,6 +77,8 @@ pub enum Rule {
     MultiKrum(MultiKrum),
     /// Centered clipping.
     CenteredClipping(CenteredClipping),
+    /// Bucketing in front of another rule.
+    Bucketing(Bucketing),
 }
 
 impl Rule {
@@ -94,7 +98,19 @@ impl Rule {
             AggregationRule::CenteredClipping { radius, iterations } => {
                 Rule::CenteredClipping(CenteredClipping::new(*radius, *iterations)?)
             }
+            AggregationRule::Bucketing { size, inner } => {
+                Rule::Bucketing(Bucketing::new(*size, Rule::new(inner)?)?)
+            }
         })
+    }
+
+    /// The same rule, shuffling with `key` where it shuffles (bucketing):
+    /// the aggregator gives each round a fresh key.
+    pub fn with_shuffle_key(self, key: [u8; 32]) -> Rule {
+        match self {
+            Rule::Bucketing(b) => Rule::Bucketing(b.with_key(key)),
+            other => other,
+        }
     }
 
     /// Whether this is the plain mean: the only rule whose sensitivity to
@@ -113,6 +129,7 @@ impl Rule {
             Rule::TrimmedMean(r) => r.aggregate(updates),
             Rule::MultiKrum(r) => r.aggregate(updates),
             Rule::CenteredClipping(r) => r.aggregate(updates),
+            Rule::Bucketing(r) => r.aggregate(updates),
         }
     }
 }
@@ -444,6 +461,17 @@ mod tests {
                 radius: 2.0,
                 iterations: 3,
             },
+            AggregationRule::Bucketing {
+                size: 2,
+                inner: Box::new(AggregationRule::Median),
+            },
+            AggregationRule::Bucketing {
+                size: 3,
+                inner: Box::new(AggregationRule::CenteredClipping {
+                    radius: 2.0,
+                    iterations: 3,
+                }),
+            },
         ]
     }
 
@@ -504,6 +532,14 @@ mod tests {
             prop_assert!(within(&m.update), "median {:?}", m.update);
             let t = aggregate(&AggregationRule::TrimmedMean { trim: 0.34 }, &all).unwrap();
             prop_assert!(within(&t.update), "trimmed {:?}", t.update);
+            // Buckets of two: fewer than a third of the updates spoil fewer
+            // than half of the buckets, whatever the shuffle.
+            let b = Rule::new(&AggregationRule::Bucketing { size: 2, inner: Box::new(AggregationRule::Median) })
+                .unwrap()
+                .with_shuffle_key([outlier.to_bits() as u8; 32])
+                .aggregate(&all)
+                .unwrap();
+            prop_assert!(within(&b.update), "bucketed median {:?}", b.update);
             if outlier.abs() >= 1e6 {
                 let k = aggregate(&AggregationRule::MultiKrum { byzantine: Some(f as u32), selected: None }, &all).unwrap();
                 prop_assert!(within(&k.update), "krum {:?}", k.update);

@@ -305,13 +305,18 @@ pub fn keep_receipts(
     let (added, amount) = wallet.update_document(RECEIPTS_FILE, |doc: &mut Receipts| {
         let mut added = 0;
         let mut amount = Amount::ZERO;
+        // The kept receipts were checked when kept: read, not verified again
+        // (a signature check per kept receipt per round made a long job
+        // quadratic in its rounds).
+        let mut known: std::collections::HashSet<u64> = doc
+            .receipts
+            .iter()
+            .filter(|(c, _)| c == collective_id)
+            .filter_map(|(_, r)| r.body_unverified().ok())
+            .map(|k| k.entry_seq)
+            .collect();
         for (body, signed) in &checked {
-            let known = doc.receipts.iter().any(|(c, r)| {
-                c == collective_id
-                    && r.open_any_time(None, Purpose::Receipt)
-                        .is_ok_and(|k| k.entry_seq == body.entry_seq)
-            });
-            if !known {
+            if known.insert(body.entry_seq) {
                 doc.receipts
                     .push((collective_id.to_string(), signed.clone()));
                 added += 1;
