@@ -11,7 +11,8 @@ noise (`--dp off`, research only). Standard library only.
         --data-dir DIR [--seeds 3] [--fractions 0.2 0.3] [--only diabetes] \
         [--rules mean median ...] [--attacks sign-flip alie ...] --out runs.jsonl
 
-DIR holds breast_cancer.csv (`scripts/convergence.sh` writes it).
+DIR holds breast_cancer.csv (`scripts/classification-csvs.sh` writes it;
+`scripts/attack-table.sh` does all of it).
 """
 
 import argparse
