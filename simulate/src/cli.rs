@@ -22,7 +22,8 @@ pub(crate) enum Dp {
 }
 
 /// The whole compute-to-ssi loop in one process on a real dataset: a
-/// consumer, a broker, an aggregator and one encrypted wallet per person.
+/// consumer, a broker, an aggregator and one wallet per person (in memory,
+/// or encrypted on disk with --workdir).
 #[derive(Debug, Parser)]
 #[command(
     name = "simulate",

@@ -1,6 +1,6 @@
 //! The whole compute-to-ssi loop in one process, on a real dataset: a
-//! consumer, a broker, an aggregator and one encrypted wallet per person,
-//! over the same code paths as the real processes ([`run`]), with the HTTP
+//! consumer, a broker, an aggregator and one wallet per person (in memory,
+//! or encrypted on disk), over the same code paths as the real processes ([`run`]), with the HTTP
 //! hops replaced by calls through the same checks ([`links`]).
 //!
 //! - [`data`]: the people (diabetes, wine quality, a synthetic logistic

@@ -538,7 +538,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         )
     };
 
-    // One encrypted wallet per person, subscribed, with a policy that takes
+    // One wallet per person, subscribed, with a policy that takes
     // the simulation's terms.
     let owners: Vec<usize> = match options.wallets {
         None => (0..train_rows.len()).collect(),
