@@ -76,9 +76,16 @@ fn main() {
         Param::new("learning_rate", ParamValue::Real(0.05)),
     ];
     let data = table(1000, 20);
+    // `C2SSI_GUEST_DIR` runs the components of another build (copied aside),
+    // for comparing builds of the SDK.
+    let path = match std::env::var_os("C2SSI_GUEST_DIR") {
+        Some(dir) => std::path::Path::new(&dir)
+            .join(std::path::Path::new(path).file_name().expect("a file name")),
+        None => path.into(),
+    };
     let sandbox = Sandbox::new(SandboxLimits::default()).expect("sandbox");
     let component = sandbox
-        .load(&std::fs::read(path).expect("built"))
+        .load(&std::fs::read(&path).expect("built"))
         .expect("load");
     let model = vec![0.0f32; 21];
     let native = || {
