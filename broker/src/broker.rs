@@ -787,8 +787,12 @@ impl Broker {
         let model = self.models.get(id, &job.model_hash)?;
         let deadline = now_ms() + job.spec.round_deadline_ms;
         let update_url = self.aggregator.identity().url.clone();
-        let mut assignments = Vec::with_capacity(sampled.len());
-        for wallet in &sampled {
+        // Seeds in sampling order (repeatable); the tasks signed on every core.
+        let seeds = sampled
+            .iter()
+            .map(|_| self.randomness.task_seed())
+            .collect::<Result<Vec<u64>>>()?;
+        let sign = |(wallet, seed): (&PublicKey, u64)| -> Result<NewAssignment> {
             let task = Task {
                 header: Header {
                     purpose: Purpose::Task,
@@ -805,16 +809,24 @@ impl Broker {
                 table: job.spec.table.clone(),
                 params: job.spec.params.clone(),
                 model: model.params.clone(),
-                seed: self.randomness.task_seed()?,
+                seed,
                 update_url: update_url.clone(),
             };
             let signed = Signed::sign(&task, self.key.as_ref())?;
-            assignments.push(NewAssignment {
+            Ok(NewAssignment {
                 wallet: *wallet,
                 digest: hex::encode(signed.digest()),
                 task: serde_json::to_string(&signed)?,
-            });
-        }
+            })
+        };
+        let assignments = {
+            use rayon::prelude::*;
+            sampled
+                .par_iter()
+                .zip(seeds)
+                .map(sign)
+                .collect::<Result<Vec<NewAssignment>>>()?
+        };
         let open = Signed::sign(
             &OpenRound {
                 header: Header::new(Purpose::OpenRound, id, CONTROL_VALIDITY_MS),

@@ -176,6 +176,12 @@ CREATE TABLE status_lists (
 ALTER TABLE jobs ADD COLUMN driver TEXT;
 ALTER TABLE jobs ADD COLUMN driver_until_ms INTEGER;
 "#,
+    // Every signed request forgets the expired nonces first: without this
+    // index that was a scan of every nonce seen in the validity window, per
+    // request (quadratic in a burst of subscriptions).
+    r#"
+CREATE INDEX seen_nonces_by_expiry ON seen_nonces (expires_ms);
+"#,
 ];
 
 /// The advisory lock every PostgreSQL write transaction takes first, so
@@ -862,6 +868,10 @@ impl Database {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every statement the broker runs stays prepared (rusqlite keeps 16
+        // by default, fewer than the broker has, so a busy path re-prepared
+        // its statements on every request).
+        conn.set_prepared_statement_cache_capacity(256);
         conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
         let version: i64 = conn.query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_version",

@@ -45,6 +45,26 @@ mod tests {
     use crate::database::Database;
 
     #[test]
+    fn forgetting_expired_nonces_reads_only_the_expired_ones() {
+        // Without an index on the expiry, every signed request scanned every
+        // nonce seen in the last minutes: quadratic in a burst of requests.
+        let db = Database::in_memory().unwrap();
+        let plan: Vec<String> = db
+            .read(|c| {
+                c.query_map(
+                    "EXPLAIN QUERY PLAN DELETE FROM seen_nonces WHERE expires_ms < 5",
+                    &[],
+                    |r| r.get::<String>(3),
+                )
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("seen_nonces_by_expiry")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
     fn a_nonce_is_taken_once_and_long_validity_is_refused() {
         let db = Database::in_memory().unwrap();
         let key = SigningKey::generate().unwrap().public_key();

@@ -156,9 +156,22 @@ pub fn verify_chain(
     ledger_key: &PublicKey,
     collective_id: &str,
 ) -> Result<LedgerSummary, ChainError> {
+    // The signatures first, on every core (each over the stored hash, which
+    // the walk below checks against the content); the walk then reports the
+    // first bad entry in order, as a sequential check would.
+    let signed: Vec<bool> = {
+        use rayon::prelude::*;
+        entries
+            .par_iter()
+            .map(|e| {
+                let signature = hex::decode(&e.signature).unwrap_or_default();
+                ledger_key.verify(e.hash.as_bytes(), &signature)
+            })
+            .collect()
+    };
     let mut summary = LedgerSummary::default();
     let mut prev = genesis_hash();
-    for (i, e) in entries.iter().enumerate() {
+    for ((i, e), signed) in entries.iter().enumerate().zip(signed) {
         let expected_seq = i as u64 + 1;
         let fail = |reason: String| ChainError { seq: e.seq, reason };
         if e.seq != expected_seq {
@@ -182,8 +195,7 @@ pub fn verify_chain(
         if hash != e.hash {
             return Err(fail("its content does not match its hash: edited".into()));
         }
-        let signature = hex::decode(&e.signature).unwrap_or_default();
-        if !ledger_key.verify(hash.as_bytes(), &signature) {
+        if !signed {
             return Err(fail("its signature does not verify".into()));
         }
         match &e.kind {
@@ -316,6 +328,28 @@ mod tests {
                 .reason
                 .contains("signature")
         );
+    }
+
+    #[test]
+    fn the_first_bad_entry_is_reported_though_signatures_are_checked_together() {
+        let key = SigningKey::generate().unwrap();
+        let pk = key.public_key();
+        let other = SigningKey::generate().unwrap();
+        let forge = |e: &mut LedgerEntry| {
+            e.signature = hex::encode(other.sign_bytes(e.hash.as_bytes()));
+        };
+        // An edit at 2 before a forged signature at 3: the edit.
+        let mut edited_first = sample(&key);
+        edited_first[1].time_ms += 1;
+        forge(&mut edited_first[2]);
+        let e = verify_chain(&edited_first, &pk, "c").unwrap_err();
+        assert_eq!((e.seq, e.reason.contains("edited")), (2, true), "{e}");
+        // A forged signature at 2 before an edit at 3: the signature.
+        let mut forged_first = sample(&key);
+        forge(&mut forged_first[1]);
+        forged_first[2].time_ms += 1;
+        let e = verify_chain(&forged_first, &pk, "c").unwrap_err();
+        assert_eq!((e.seq, e.reason.contains("signature")), (2, true), "{e}");
     }
 
     #[test]

@@ -50,6 +50,29 @@ use self::output::CapturePipe;
 /// A SHA-256 digest: the content address of a component.
 pub type Sha256 = [u8; 32];
 
+/// A component's bytes with their SHA-256, computed here and nowhere else,
+/// so that the digest always belongs to the bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedComponent<'a> {
+    bytes: &'a [u8],
+    digest: Sha256,
+}
+
+impl<'a> HashedComponent<'a> {
+    /// Hashes `bytes`.
+    pub fn new(bytes: &'a [u8]) -> HashedComponent<'a> {
+        HashedComponent {
+            bytes,
+            digest: sha256(bytes),
+        }
+    }
+
+    /// The SHA-256 of the bytes.
+    pub fn digest(&self) -> Sha256 {
+        self.digest
+    }
+}
+
 /// The SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> Sha256 {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -331,13 +354,22 @@ impl Sandbox {
     /// Checks, compiles and pre-instantiates a component, or returns the cached
     /// one with the same SHA-256.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        self.load_hashed(&HashedComponent::new(bytes))
+    }
+
+    /// Like [`Sandbox::load`], for bytes whose digest the caller has already
+    /// computed (to compare it with a task's): hashed once, not twice.
+    pub fn load_hashed(
+        &self,
+        component: &HashedComponent<'_>,
+    ) -> Result<Arc<LoadedComponent>, LoadError> {
+        let HashedComponent { bytes, digest } = *component;
         if bytes.len() > self.limits.max_component_bytes {
             return Err(LoadError::TooLarge {
                 size: bytes.len(),
                 limit: self.limits.max_component_bytes,
             });
         }
-        let digest = sha256(bytes);
         if let Some(found) = self.lock_cache().get(&digest) {
             return Ok(found);
         }

@@ -14,7 +14,7 @@ use c2ssi_protocol::{
     Attestation, Header, Manifest, Outcome, PublicKey, Purpose, Signed, Signer, Task,
     UpdateEnvelope, UpdatePayload, check_requirement, now_ms,
 };
-use c2ssi_sandbox::{Sandbox, TaskError};
+use c2ssi_sandbox::{HashedComponent, Sandbox, TaskError};
 
 use super::budget::{Participation, Policy, over_budget};
 use super::{AccessLog, AccessOutcome, AccessRecord, SubscriptionRecord};
@@ -277,13 +277,14 @@ pub fn compute(
         }
         Ok(table) => table,
     };
-    if c2ssi_protocol::sha256(algorithm) != hex_digest(&task.algorithm_sha256) {
+    let hashed = HashedComponent::new(algorithm);
+    if hashed.digest() != hex_digest(&task.algorithm_sha256) {
         return Err(Denial::AlgorithmRefused(
             "its bytes do not match the SHA-256 in the task".into(),
         ));
     }
     let component = sandbox
-        .load(algorithm)
+        .load_hashed(&hashed)
         .map_err(|e| Denial::AlgorithmRefused(e.to_string()))?;
     // The wallet clips to the manifest's norm itself: never left to the
     // algorithm, never taken from the task.
