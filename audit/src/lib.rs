@@ -14,9 +14,12 @@
 //!
 //! It also measures each synthetic record's influence: the norm of its
 //! update before clipping. An algorithm whose update reaches the clipping
-//! norm on every record is flagged: a learner's updates shrink with its
-//! error and vary with the record; an encoder spends the whole norm on every
-//! record.
+//! norm on every record, and whose updates do not change when the model
+//! does, is flagged: it spends the whole norm on every record whatever it is
+//! asked to learn, as an encoder does. Reaching the norm alone is no sign: a
+//! learner whose step is larger than the norm (logistic regression at a
+//! client learning rate of 0.5 under a clip of 0.1) reaches it on every
+//! record too, but its update answers the model it starts from.
 //!
 //! The audit is a heuristic check, not the guarantee: an algorithm can
 //! behave only when it is watched. The guarantee is the mechanism's.
@@ -76,6 +79,10 @@ pub struct Audit {
     pub failures: usize,
     /// The threshold's false-positive and false-negative rates on the held-out trials.
     pub error_rates: (f64, f64),
+    /// Measured only when every record reaches the clipping norm: the median
+    /// relative change of a record's update (before clipping) when the model
+    /// moves by a unit step. Near 0: the updates ignore the model.
+    pub model_response: Option<f64>,
 }
 
 impl Audit {
@@ -113,16 +120,36 @@ impl Audit {
                 s.empirical_epsilon
             ),
         });
+        if let Some(r) = self.model_response {
+            out.push(format!(
+                "model response   updates change by {:.2}% (median) when the model moves a unit step",
+                100.0 * r
+            ));
+        }
         out.push(if s.flagged_encoding {
-            "verdict          FLAGGED: every record's update reaches the clipping norm, a sign of \
-             encoding records rather than learning from them"
+            "verdict          FLAGGED: every record's update reaches the clipping norm whatever \
+             the model, a sign of encoding records rather than learning from them"
                 .into()
         } else {
             "verdict          not flagged".into()
         });
         out
     }
+
+    /// The report on one line (for an error message): the lines joined by
+    /// "; ", without their column padding.
+    pub fn one_line(&self) -> String {
+        self.lines()
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
+
+/// Below this median relative change of the updates when the model moves,
+/// an algorithm's updates are taken not to depend on the model.
+const MODEL_RESPONSE_FLOOR: f64 = 1e-3;
 
 /// A synthetic table of `rows` rows for `requirement`, each value drawn
 /// uniformly from its declared range or levels (an unbounded number from
@@ -167,7 +194,8 @@ pub fn synthetic_table(requirement: &TableRequirement, rows: usize, rng: &mut im
         .unwrap_or_else(|_| Table::empty(&requirement.table, &requirement.columns))
 }
 
-/// One record's contribution and its influence (update norm before clipping).
+/// One record's contribution, its influence (update norm before clipping)
+/// and its update before clipping (none when the algorithm failed).
 fn contribute(
     sandbox: &Sandbox,
     component: &LoadedComponent,
@@ -176,7 +204,7 @@ fn contribute(
     table: &Table,
     seed: u64,
     terms: &PrivacyTerms,
-) -> (Contribution, Option<f64>) {
+) -> (Contribution, Option<f64>, Option<Vec<f32>>) {
     let report = sandbox.train(component, model, params, table, seed, None);
     let payload = match report.result {
         Ok(checked) => UpdatePayload {
@@ -200,7 +228,62 @@ fn contribute(
     });
     let contribution = Contribution::from_payload(&payload, terms, model.len())
         .unwrap_or_else(|_| Contribution::failed(terms, model.len()));
-    (contribution, influence)
+    let raw = influence.is_some().then(|| payload.delta.clone());
+    (contribution, influence, raw)
+}
+
+/// The median relative change of the records' updates (before clipping)
+/// when the model moves a unit step along the records' mean update, each
+/// record trained with the same seed as before.
+fn model_response(
+    sandbox: &Sandbox,
+    component: &LoadedComponent,
+    model: &[f32],
+    params: &[Param],
+    terms: &PrivacyTerms,
+    records: &[(Table, u64, Vec<f32>)],
+) -> f64 {
+    let mut mean = vec![0f64; model.len()];
+    for (_, _, d) in records {
+        for (m, &v) in mean.iter_mut().zip(d) {
+            *m += f64::from(v);
+        }
+    }
+    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let step: Vec<f64> = if norm > 0.0 && norm.is_finite() {
+        mean.iter().map(|v| v / norm).collect()
+    } else {
+        vec![1.0 / (model.len().max(1) as f64).sqrt(); model.len()]
+    };
+    let moved: Vec<f32> = model
+        .iter()
+        .zip(&step)
+        .map(|(&m, &s)| (f64::from(m) + s) as f32)
+        .collect();
+    let mut changes: Vec<f64> = records
+        .iter()
+        .map(|(table, seed, before)| {
+            let (_, _, after) = contribute(sandbox, component, &moved, params, table, *seed, terms);
+            let Some(after) = after.filter(|a| a.len() == before.len()) else {
+                // Failing at another model is a response to it.
+                return 1.0;
+            };
+            let diff = before
+                .iter()
+                .zip(&after)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let size = before
+                .iter()
+                .map(|&a| f64::from(a).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            diff / size.max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    changes.sort_by(f64::total_cmp);
+    changes.get(changes.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Clopper-Pearson upper bound, one-sided at `confidence`, on a rate seen
@@ -254,21 +337,19 @@ pub fn audit(
 
     let mut pool = Vec::with_capacity(options.pool);
     let mut norms = Vec::with_capacity(options.pool);
+    let mut trained = Vec::with_capacity(options.pool);
     let mut failures = 0;
     for _ in 0..options.pool {
         let table = synthetic_table(requirement, rows, &mut rng);
-        let (c, influence) = contribute(
-            sandbox,
-            component,
-            &model,
-            params,
-            &table,
-            rng.next_u64(),
-            terms,
-        );
-        match influence {
-            Some(n) => norms.push(n),
-            None => failures += 1,
+        let seed = rng.next_u64();
+        let (c, influence, raw) =
+            contribute(sandbox, component, &model, params, &table, seed, terms);
+        match (influence, raw) {
+            (Some(n), Some(raw)) => {
+                norms.push(n);
+                trained.push((table, seed, raw));
+            }
+            _ => failures += 1,
         }
         pool.push(c);
     }
@@ -284,7 +365,7 @@ pub fn audit(
         let batch: Vec<Contribution> = (0..others)
             .map(|_| pool[rng.random_range(0..pool.len())].clone())
             .collect();
-        let (canary_c, _) = contribute(
+        let (canary_c, _, _) = contribute(
             sandbox,
             component,
             &model,
@@ -360,6 +441,9 @@ pub fn audit(
         .filter(|&&n| n >= terms.clip_norm * 0.999)
         .count();
     let median = norms.get(norms.len() / 2).copied().unwrap_or(0.0);
+    let saturated = !norms.is_empty() && at_bound == options.pool;
+    let response =
+        saturated.then(|| model_response(sandbox, component, &model, params, terms, &trained));
     let influence = (
         norms.first().copied().unwrap_or(0.0),
         median,
@@ -376,9 +460,10 @@ pub fn audit(
             } else {
                 at_bound as f64 / options.pool as f64
             },
-            flagged_encoding: !norms.is_empty() && at_bound == options.pool,
+            flagged_encoding: response.is_some_and(|r| r < MODEL_RESPONSE_FLOOR),
         },
         influence,
+        model_response: response,
         failures,
         error_rates: (
             fp as f64 / neg.max(1) as f64,

@@ -6,7 +6,7 @@
 //! so these results repeat exactly.
 
 use c2ssi_audit::{AuditOptions, audit};
-use c2ssi_guest_sdk::{Param, ParamValue};
+use c2ssi_guest_sdk::{ColumnSpec, ColumnType, Param, ParamValue};
 use c2ssi_protocol::{DataRequirements, MetricBound, PrivacyTerms, TableRequirement};
 use c2ssi_sandbox::{Sandbox, SandboxLimits};
 
@@ -36,6 +36,14 @@ fn terms() -> PrivacyTerms {
 }
 
 fn run(path: &str) -> c2ssi_audit::Audit {
+    run_with(
+        path,
+        &requirement(),
+        &[Param::new("label", ParamValue::Text("progression".into()))],
+    )
+}
+
+fn run_with(path: &str, requirement: &TableRequirement, params: &[Param]) -> c2ssi_audit::Audit {
     let sandbox = Sandbox::new(SandboxLimits::default()).expect("a sandbox");
     let component = sandbox
         .load(&std::fs::read(path).expect("the component"))
@@ -43,9 +51,9 @@ fn run(path: &str) -> c2ssi_audit::Audit {
     audit(
         &sandbox,
         &component,
-        &requirement(),
+        requirement,
         &terms(),
-        &[Param::new("label", ParamValue::Text("progression".into()))],
+        params,
         &AuditOptions::default(),
     )
     .expect("the audit runs")
@@ -86,6 +94,44 @@ fn a_learner_passes_and_an_encoder_is_flagged() {
     let sparse = run(test_guest_artifacts::ATTACK_SPARSE_SLOT);
     assert!(!sparse.summary.flagged_encoding);
     assert!(sparse.influence.2 < 1e-3, "{:?}", sparse.influence);
+}
+
+#[test]
+fn a_learner_whose_step_exceeds_the_clip_is_not_flagged() {
+    // Logistic regression at its default learning rate on a binary label:
+    // every record's update reaches the clip, as an encoder's does, but it
+    // answers the model it starts from.
+    let mut binary = requirement();
+    binary.columns.push(ColumnSpec {
+        name: "high".into(),
+        ty: ColumnType::Boolean,
+    });
+    let learner = run_with(
+        test_guest_artifacts::LOGISTIC_REGRESSION,
+        &binary,
+        &[
+            Param::new("label", ParamValue::Text("high".into())),
+            Param::new(
+                "features",
+                ParamValue::TextList(vec!["age".into(), "bmi".into(), "bp".into()]),
+            ),
+        ],
+    );
+    assert_eq!(learner.summary.at_clip_bound, 1.0, "{:#?}", learner.lines());
+    assert!(!learner.summary.flagged_encoding, "{:#?}", learner.lines());
+    assert!(
+        learner.model_response.is_some_and(|r| r > 0.01),
+        "{:#?}",
+        learner.lines()
+    );
+
+    // The encoder's updates do not move with the model.
+    let encoder = run(test_guest_artifacts::ATTACK_ATTRIBUTE);
+    assert!(
+        encoder.model_response.is_some_and(|r| r < 1e-3),
+        "{:#?}",
+        encoder.lines()
+    );
 }
 
 #[test]

@@ -393,7 +393,7 @@ impl Broker {
         if audit.summary.flagged_encoding {
             return Err(BrokerError::Forbidden(format!(
                 "the privacy audit refused the algorithm: {}",
-                audit.lines().join("; ")
+                audit.one_line()
             )));
         }
         Ok(audit.summary)

@@ -69,8 +69,8 @@ pub struct AuditSummary {
     pub empirical_epsilon: f64,
     /// Fraction of synthetic records whose update reached the clipping norm.
     pub at_clip_bound: f64,
-    /// Whether every record's update reached the clipping norm: a sign of
-    /// encoding rather than learning.
+    /// Whether every record's update reached the clipping norm and ignored
+    /// the model: a sign of encoding rather than learning.
     pub flagged_encoding: bool,
 }
 
