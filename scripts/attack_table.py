@@ -29,7 +29,12 @@ DATASETS = {
 }
 RULES = ["mean", "median", "trimmed-mean:0.3", "multi-krum", "centered-clipping:0.05:30",
          "bucketing:2:median", "bucketing:2:centered-clipping:0.05:30",
-         "bucketing:2:multi-krum"]
+         "bucketing:2:multi-krum", "centered-clipping-momentum:0.005:0.9",
+         "bucketing:2:centered-clipping-momentum:0.005:0.9"]
+# A rule that keeps the job's momentum takes none from the server optimizer;
+# its momentum (1 - beta) scaled, the server rate that matches FedAvgM 0.9 at
+# rate 1 (the other rules' defaults) is 1 / (1 - beta) = 10.
+MOMENTUM_RULE_FLAGS = ["--momentum", "0", "--server-lr", "10"]
 ATTACKS = ["sign-flip", "scale", "noise", "alie", "ipm", "min-max", "min-sum"]
 
 
@@ -71,10 +76,13 @@ def main():
             print("|---" * (2 + len(args.fractions) * len(args.attacks)) + "|")
             reference = None
             for rule in args.rules:
+                own = MOMENTUM_RULE_FLAGS if "momentum" in rule else []
+
                 def mean_over_seeds(extra, attack, fraction):
                     return statistics.mean(
                         held_out(args.simulate,
-                                 [*base, "--filter", rule, "--seed", str(s), *extra], log,
+                                 [*base, "--filter", rule, "--seed", str(s), *own, *extra],
+                                 log,
                                  {"dataset": name, "rule": rule, "attack": attack,
                                   "fraction": fraction, "seed": s})
                         for s in seeds)

@@ -110,7 +110,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3, help="timed calls per side and rule")
     parser.add_argument("--inner", type=int, default=3, help="runs inside each call of ours")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rules", default="mean,median,trimmed,krum,multikrum,cc")
+    parser.add_argument("--rules", default="mean,median,trimmed,krum,multikrum,cc,ccm")
     parser.add_argument("--dir", default=None, help="where to write the batches (a temporary directory)")
     args = parser.parse_args()
 
@@ -157,6 +157,12 @@ def main():
                     f"centered clipping ({ITERATIONS} it.)",
                     None,
                     f"centered-clipping:{radius}:{ITERATIONS}",
+                ),
+                (
+                    "ccm",
+                    "centered clipping with momentum (one step)",
+                    None,
+                    f"centered-clipping-momentum:{radius}:0.9",
                 ),
             ]
             times = {}

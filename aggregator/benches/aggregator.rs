@@ -123,7 +123,7 @@ fn round_throughput(c: &mut Criterion) {
                             });
                         }
                     });
-                    let released = aggregator.close_round(&key, &AggregationRule::Mean);
+                    let released = aggregator.close_round(&key, &AggregationRule::Mean, None);
                     assert!(matches!(released, CloseOutcome::Released { .. }));
                     black_box(released)
                 })

@@ -9,7 +9,8 @@
 //! `BATCH`: `n` and `d` as little-endian `u64`, then `n` rows of `d`
 //! little-endian `f32`. `RULE`: `mean`, `clipped-mean:NORM`, `median`,
 //! `trimmed-mean:FRACTION`, `krum:F` (Multi-Krum selecting one),
-//! `multi-krum:F` (selecting `n - F`), `centered-clipping:RADIUS:ITERATIONS`.
+//! `multi-krum:F` (selecting `n - F`), `centered-clipping:RADIUS:ITERATIONS`,
+//! `centered-clipping-momentum:RADIUS:BETA` (from zero, as in a job's first round).
 //! `RESULT`: the combined update, as little-endian `f32`. A first run
 //! shorter than a second is a warm-up and not counted.
 

@@ -128,13 +128,15 @@ pub enum ReleaseError {
 }
 
 /// Releases a batch under `terms`; `assigned` is how many wallets the
-/// round assigned (the noised sums' denominator).
+/// round assigned (the noised sums' denominator); `center` is where a rule
+/// that keeps a momentum starts (see [`Rule::aggregate_from`]).
 pub fn release(
     rule: &Rule,
     rule_name: &str,
     terms: &PrivacyTerms,
     batch: &[Contribution],
     assigned: usize,
+    center: Option<&[f32]>,
     noise: &mut NoiseSource,
 ) -> Result<Release, ReleaseError> {
     if batch.len() < terms.min_batch as usize || batch.is_empty() {
@@ -148,7 +150,7 @@ pub fn release(
         }
         noised_mean(terms, batch, assigned, noise)
     } else {
-        exact(rule, terms, batch)
+        exact(rule, terms, batch, center)
     }
 }
 
@@ -250,9 +252,10 @@ fn exact(
     rule: &Rule,
     terms: &PrivacyTerms,
     batch: &[Contribution],
+    center: Option<&[f32]>,
 ) -> Result<Release, ReleaseError> {
     let deltas: Vec<Vec<f32>> = batch.iter().map(|c| c.delta.clone()).collect();
-    let combined = rule.aggregate(&deltas)?;
+    let combined = rule.aggregate_from(&deltas, center)?;
     let n = batch.len() as f64;
     let metrics = terms
         .metrics
@@ -335,6 +338,7 @@ mod tests {
             &t,
             &batch,
             200,
+            None,
             &mut noise,
         )
         .unwrap();
@@ -348,6 +352,7 @@ mod tests {
                 &t,
                 &batch[..2],
                 200,
+                None,
                 &mut noise
             ),
             Err(ReleaseError::TooFew { min_batch: 3 })
@@ -363,7 +368,7 @@ mod tests {
         let mut noise = NoiseSource::seeded_for_simulation(1);
         let median = Rule::new(&c2ssi_protocol::AggregationRule::Median).unwrap();
         assert!(matches!(
-            release(&median, "median", &t, &batch, 200, &mut noise),
+            release(&median, "median", &t, &batch, 200, None, &mut noise),
             Err(ReleaseError::RuleNeedsNoNoise(_))
         ));
         let mut sum = [0.0f64; 2];
@@ -376,6 +381,7 @@ mod tests {
                 &t,
                 &batch,
                 200,
+                None,
                 &mut noise,
             )
             .unwrap();

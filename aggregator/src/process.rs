@@ -254,7 +254,9 @@ impl AggregatorState {
                 "the message is for another round",
             ));
         }
-        Ok(self.aggregator.close_round(&key, &body.rule))
+        Ok(self
+            .aggregator
+            .close_round(&key, &body.rule, body.center.as_deref()))
     }
 
     /// Takes a wallet's envelope and, when the wallet attested its data,

@@ -467,8 +467,14 @@ impl Aggregator {
 
     /// Closes a round: with at least k contributions, the signed release
     /// under the round's terms; otherwise nothing. The individual updates
-    /// are forgotten either way.
-    pub fn close_round(&self, key: &RoundKey, rule: &AggregationRule) -> CloseOutcome {
+    /// are forgotten either way. `center` is where a rule that keeps a
+    /// momentum starts: the last aggregate it released for the job.
+    pub fn close_round(
+        &self,
+        key: &RoundKey,
+        rule: &AggregationRule,
+        center: Option<&[f32]>,
+    ) -> CloseOutcome {
         let buffer = {
             let mut rounds = self.lock();
             let Some(buffer) = rounds.open.remove(key) else {
@@ -517,6 +523,7 @@ impl Aggregator {
                 &spec.terms,
                 &contributions,
                 spec.assigned.len(),
+                center,
                 &mut noise,
             )
         };
@@ -673,7 +680,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            aggregator.close_round(&key(), &AggregationRule::Mean),
+            aggregator.close_round(&key(), &AggregationRule::Mean, None),
             CloseOutcome::Released { .. }
         ));
         // A replayed open message cannot give the round a second release.
@@ -762,7 +769,7 @@ mod tests {
                     UpdateOutcome::Unused(Unused::DataMissing)
                 ]
             );
-            aggregator.close_round(&key(), &AggregationRule::Mean)
+            aggregator.close_round(&key(), &AggregationRule::Mean, None)
         };
         assert!(matches!(run(1.0), CloseOutcome::Released { .. }));
         // Without noise only usable updates count, and the counts say why.
@@ -886,7 +893,7 @@ mod tests {
             aggregator.submit("c", &failed).unwrap().outcome,
             UpdateOutcome::Taken
         );
-        match aggregator.close_round(&key(), &AggregationRule::Mean) {
+        match aggregator.close_round(&key(), &AggregationRule::Mean, None) {
             CloseOutcome::Released { result } => {
                 let body = result
                     .open(
@@ -917,11 +924,11 @@ mod tests {
             UpdateOutcome::Unused(Unused::AlgorithmFailed)
         );
         assert!(matches!(
-            aggregator.close_round(&key(), &AggregationRule::Mean),
+            aggregator.close_round(&key(), &AggregationRule::Mean, None),
             CloseOutcome::TooFew { min_batch: 2 }
         ));
         assert!(matches!(
-            aggregator.close_round(&key(), &AggregationRule::Mean),
+            aggregator.close_round(&key(), &AggregationRule::Mean, None),
             CloseOutcome::NotOpen
         ));
     }

@@ -241,6 +241,7 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
             job_id: "j".into(),
             round: 1,
             rule: AggregationRule::Median,
+            center: None,
         },
         &stranger,
     )
@@ -262,6 +263,7 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
             job_id: "j".into(),
             round: 1,
             rule: AggregationRule::Mean,
+            center: None,
         },
         &s.broker,
     )

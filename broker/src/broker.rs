@@ -937,6 +937,7 @@ impl Broker {
                 job_id: job_id.to_string(),
                 round,
                 rule: job.spec.rule.clone(),
+                center: momentum_center(&job),
             },
             self.key.as_ref(),
         )?;
@@ -1163,5 +1164,17 @@ impl Broker {
             paid,
             balance: Amount(deposited.0.saturating_sub(paid.0)),
         })
+    }
+}
+
+/// Where a rule that keeps the job's momentum starts: the last aggregate it
+/// released, which the broker keeps as FedAvgM's velocity (at the server
+/// momentum of 0 that such a rule requires, the velocity is the aggregate
+/// itself); none for every other rule, and before the first release.
+fn momentum_center(job: &JobRow) -> Option<Vec<f32>> {
+    if job.spec.rule.keeps_momentum() {
+        job.velocity.clone()
+    } else {
+        None
     }
 }

@@ -72,6 +72,13 @@ pub fn validate<'m>(
     spec.rule
         .check()
         .map_err(|e| format!("rule {}: {e}", spec.rule))?;
+    if spec.rule.keeps_momentum() && !(spec.optimizer.is_fed_avg_m() && spec.momentum == 0.0) {
+        return Err(format!(
+            "rule {} keeps the job's momentum itself: use the fedavgm optimizer with server \
+             momentum 0",
+            spec.rule
+        ));
+    }
     if manifest.privacy.has_noise() && spec.rule != AggregationRule::Mean {
         return Err(format!(
             "the manifest's terms add noise, which only the mean rule can take; {} cannot be \
@@ -298,5 +305,31 @@ mod tests {
             ..spec()
         };
         validate(&job, &m).unwrap();
+    }
+
+    #[test]
+    fn a_rule_that_keeps_the_momentum_takes_no_server_momentum() {
+        let m = manifest(PrivacyTerms::with_noise(10, 1.0, 1e-5, 1, 0.0, Vec::new()).unwrap());
+        let rule: AggregationRule = "bucketing:2:centered-clipping-momentum:0.01:0.9"
+            .parse()
+            .unwrap();
+        let job = JobSpec {
+            rule: rule.clone(),
+            ..spec()
+        };
+        validate(&job, &m).unwrap();
+        for refused in [
+            JobSpec {
+                momentum: 0.9,
+                ..job.clone()
+            },
+            JobSpec {
+                optimizer: ServerOptimizer::FED_ADAM,
+                ..job.clone()
+            },
+        ] {
+            let err = validate(&refused, &m).unwrap_err();
+            assert!(err.contains("keeps the job's momentum"), "{err}");
+        }
     }
 }

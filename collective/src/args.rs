@@ -15,8 +15,9 @@ pub struct TrainingArgs {
     pub params: Vec<String>,
     /// Aggregation rule: mean, or without noise also clipped-mean[:NORM],
     /// median, trimmed-mean[:FRACTION], multi-krum[:F],
-    /// centered-clipping[:RADIUS[:ITERATIONS]], and bucketing:SIZE:RULE in
-    /// front of any of them
+    /// centered-clipping[:RADIUS[:ITERATIONS]],
+    /// centered-clipping-momentum[:RADIUS[:BETA]] (keeps the job's momentum:
+    /// give --momentum 0), and bucketing:SIZE:RULE in front of any of them
     #[arg(long, default_value = "mean")]
     pub filter: String,
     /// Server learning rate

@@ -71,6 +71,10 @@ pub struct CloseRound {
     pub round: u32,
     /// The job's aggregation rule; with noise, only the mean is applied.
     pub rule: AggregationRule,
+    /// For a rule that keeps a momentum: the last aggregate it released for
+    /// the job (none before the first). Every other rule ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center: Option<Vec<f32>>,
 }
 
 /// The broker asks how far an open round is. Only the broker that opened

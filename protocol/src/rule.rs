@@ -41,6 +41,18 @@ pub enum AggregationRule {
         /// Iterations.
         iterations: u32,
     },
+    /// Centered clipping with server momentum (Karimireddy, He and Jaggi
+    /// 2021, one clipping step per round): each update becomes a momentum
+    /// `beta c + (1 - beta) x` against the center `c`, the last aggregate
+    /// this rule released for the job, and the aggregate is
+    /// `c + mean_i clip(m_i - c, radius)`. The rule is the job's momentum,
+    /// so the server optimizer's must be 0.
+    CenteredClippingMomentum {
+        /// The clipping radius of a momentum's offset from the center.
+        radius: f64,
+        /// The momentum, in `[0, 1)`.
+        beta: f64,
+    },
     /// Bucketing (Karimireddy, He and Jaggi 2022) in front of another rule:
     /// the batch shuffled by a key the aggregator draws each round, averaged
     /// in buckets of `size`, and the bucket means handed to `inner`.
@@ -53,6 +65,16 @@ pub enum AggregationRule {
 }
 
 impl AggregationRule {
+    /// Whether the rule keeps the job's momentum itself (and so needs the
+    /// last aggregate it released, and a server momentum of 0).
+    pub fn keeps_momentum(&self) -> bool {
+        match self {
+            AggregationRule::CenteredClippingMomentum { .. } => true,
+            AggregationRule::Bucketing { inner, .. } => inner.keeps_momentum(),
+            _ => false,
+        }
+    }
+
     /// Checks the rule's parameters, as the aggregator does when it builds it.
     pub fn check(&self) -> Result<(), String> {
         let positive = |x: f64, what: &str| {
@@ -74,6 +96,14 @@ impl AggregationRule {
             }
             AggregationRule::MultiKrum { .. } => Ok(()),
             AggregationRule::CenteredClipping { radius, .. } => positive(*radius, "radius"),
+            AggregationRule::CenteredClippingMomentum { radius, beta } => {
+                positive(*radius, "radius")?;
+                if (0.0..1.0).contains(beta) {
+                    Ok(())
+                } else {
+                    Err(format!("momentum {beta} is not within [0, 1)"))
+                }
+            }
             AggregationRule::Bucketing { size, inner } => {
                 if *size == 0 {
                     return Err("a bucket holds at least one update".into());
@@ -101,6 +131,9 @@ impl fmt::Display for AggregationRule {
             AggregationRule::CenteredClipping { radius, iterations } => {
                 write!(f, "centered-clipping:{radius}:{iterations}")
             }
+            AggregationRule::CenteredClippingMomentum { radius, beta } => {
+                write!(f, "centered-clipping-momentum:{radius}:{beta}")
+            }
             AggregationRule::Bucketing { size, inner } => write!(f, "bucketing:{size}:{inner}"),
         }
     }
@@ -111,7 +144,7 @@ impl FromStr for AggregationRule {
 
     /// `mean`, `clipped-mean[:NORM]`, `median`, `trimmed-mean[:FRACTION]`,
     /// `multi-krum[:BYZANTINE]`, `centered-clipping[:RADIUS[:ITERATIONS]]`,
-    /// `bucketing:SIZE:RULE`.
+    /// `centered-clipping-momentum[:RADIUS[:BETA]]`, `bucketing:SIZE:RULE`.
     fn from_str(text: &str) -> Result<AggregationRule, String> {
         let parts: Vec<&str> = text.trim().split(':').collect();
         if parts[0] == "bucketing" {
@@ -165,13 +198,18 @@ impl FromStr for AggregationRule {
                 radius: number(1, 1.0, "radius")?,
                 iterations: count(2)?.unwrap_or(10),
             },
+            "centered-clipping-momentum" => AggregationRule::CenteredClippingMomentum {
+                radius: number(1, 0.1, "radius")?,
+                beta: number(2, 0.9, "momentum")?,
+            },
             other => {
                 return Err(format!(
                     "unknown rule '{other}' (known: mean, clipped-mean, median, trimmed-mean, \
-                     multi-krum, centered-clipping, bucketing)"
+                     multi-krum, centered-clipping, centered-clipping-momentum, bucketing)"
                 ));
             }
         };
+        rule.check()?;
         Ok(rule)
     }
 }
@@ -207,6 +245,20 @@ mod tests {
                 "clipped-mean:2",
                 AggregationRule::ClippedMean { clip_norm: 2.0 },
             ),
+            (
+                "centered-clipping-momentum:0.01:0.8",
+                AggregationRule::CenteredClippingMomentum {
+                    radius: 0.01,
+                    beta: 0.8,
+                },
+            ),
+            (
+                "centered-clipping-momentum",
+                AggregationRule::CenteredClippingMomentum {
+                    radius: 0.1,
+                    beta: 0.9,
+                },
+            ),
         ] {
             assert_eq!(text.parse::<AggregationRule>().unwrap(), rule, "{text}");
         }
@@ -236,6 +288,24 @@ mod tests {
         );
         assert!("trimmed-mean:0.5".parse::<AggregationRule>().is_err());
         assert!(
+            "centered-clipping-momentum:0.1:1"
+                .parse::<AggregationRule>()
+                .unwrap_err()
+                .contains("momentum 1")
+        );
+        assert!(
+            "bucketing:2:centered-clipping-momentum"
+                .parse::<AggregationRule>()
+                .unwrap()
+                .keeps_momentum()
+        );
+        assert!(
+            !"centered-clipping"
+                .parse::<AggregationRule>()
+                .unwrap()
+                .keeps_momentum()
+        );
+        assert!(
             "average"
                 .parse::<AggregationRule>()
                 .unwrap_err()
@@ -259,7 +329,7 @@ mod fuzz {
         #[test]
         fn rules_parse_to_what_they_print(text in prop_oneof![
             ".*",
-            "(bucketing:[0-9]{1,2}:)?(mean|clipped-mean|clip|median|trimmed-mean|multi-krum|krum|centered-clipping)(:[-0-9.e+a-z]{0,8}){0,3}",
+            "(bucketing:[0-9]{1,2}:)?(mean|clipped-mean|clip|median|trimmed-mean|multi-krum|krum|centered-clipping|centered-clipping-momentum)(:[-0-9.e+a-z]{0,8}){0,3}",
         ]) {
             if let Ok(rule) = text.parse::<AggregationRule>() {
                 let _ = rule.check();

@@ -50,8 +50,13 @@ impl Bucketing {
         self
     }
 
-    /// The batch in buckets, then the inner rule on the bucket means.
-    pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
+    /// The batch in buckets, then the inner rule on the bucket means (from
+    /// `center` where the inner rule keeps a momentum).
+    pub fn aggregate(
+        &self,
+        updates: &[Vec<f32>],
+        center: Option<&[f32]>,
+    ) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;
         let n = updates.len();
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key);
@@ -77,7 +82,7 @@ impl Bucketing {
                 mean_of(&members, d)
             })
             .collect();
-        let inner = self.inner.aggregate(&means)?;
+        let inner = self.inner.aggregate_from(&means, center)?;
         Ok(Aggregate {
             update: inner.update,
             report: format!(
@@ -101,13 +106,13 @@ mod tests {
     #[test]
     fn buckets_of_the_mean_are_the_mean() {
         let b = Bucketing::new(2, Rule::Mean(Mean)).unwrap();
-        let a = b.aggregate(&batch()).unwrap();
+        let a = b.aggregate(&batch(), None).unwrap();
         assert!((a.update[0] - 4.5).abs() < 1e-6, "{:?}", a.update);
         assert!(a.report.starts_with("10 updates shuffled into 5 buckets"));
         // 10 in buckets of at most 3: four buckets of 2 or 3, none of 1.
         let b = Bucketing::new(3, Rule::Mean(Mean)).unwrap();
         assert!(
-            b.aggregate(&batch())
+            b.aggregate(&batch(), None)
                 .unwrap()
                 .report
                 .contains("into 4 buckets")
@@ -121,14 +126,14 @@ mod tests {
         let b = Bucketing::new(2, Rule::Median(Median)).unwrap();
         let one = b.clone().with_key([1; 32]);
         assert_eq!(
-            one.aggregate(&batch()).unwrap(),
-            one.aggregate(&reversed).unwrap()
+            one.aggregate(&batch(), None).unwrap(),
+            one.aggregate(&reversed, None).unwrap()
         );
         let results: std::collections::BTreeSet<u32> = (0..20u8)
             .map(|k| {
                 b.clone()
                     .with_key([k; 32])
-                    .aggregate(&batch())
+                    .aggregate(&batch(), None)
                     .unwrap()
                     .update[0]
                     .to_bits()

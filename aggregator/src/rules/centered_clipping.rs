@@ -138,7 +138,13 @@ fn clip_around_median(
 /// Adds `weights[i] * (x_i - v)` to `step` for each update `x_i` (its values
 /// from `start` on), the updates in order, four at a time (fewer loads and
 /// stores of `step`, the same sums).
-fn add_offsets(step: &mut [f64], updates: &[Vec<f32>], weights: &[f64], start: usize, v: &[f64]) {
+pub(super) fn add_offsets(
+    step: &mut [f64],
+    updates: &[Vec<f32>],
+    weights: &[f64],
+    start: usize,
+    v: &[f64],
+) {
     let end = start + step.len();
     let mut quads = updates.chunks_exact(4);
     let mut quad_weights = weights.chunks_exact(4);
@@ -165,7 +171,7 @@ fn add_offsets(step: &mut [f64], updates: &[Vec<f32>], weights: &[f64], start: u
 
 /// Each update's total over the blocks' parts (`parts` holds `n` per
 /// block), summed block after block.
-fn totals(parts: &[f64], n: usize) -> Vec<f64> {
+pub(super) fn totals(parts: &[f64], n: usize) -> Vec<f64> {
     let mut total = vec![0.0f64; n];
     for row in parts.chunks_exact(n) {
         for (t, p) in total.iter_mut().zip(row) {

@@ -12,6 +12,7 @@ mod centered_clipping;
 mod clipped_mean;
 mod mean;
 mod median;
+mod momentum_clipping;
 mod multi_krum;
 #[cfg(test)]
 mod reference;
@@ -26,6 +27,7 @@ pub use centered_clipping::CenteredClipping;
 pub use clipped_mean::ClippedMean;
 pub use mean::Mean;
 pub use median::Median;
+pub use momentum_clipping::MomentumClipping;
 pub use multi_krum::MultiKrum;
 pub use trimmed_mean::TrimmedMean;
 
@@ -77,6 +79,8 @@ pub enum Rule {
     MultiKrum(MultiKrum),
     /// Centered clipping.
     CenteredClipping(CenteredClipping),
+    /// Centered clipping with server momentum, from the last aggregate.
+    MomentumClipping(MomentumClipping),
     /// Bucketing in front of another rule.
     Bucketing(Bucketing),
 }
@@ -97,6 +101,9 @@ impl Rule {
             } => Rule::MultiKrum(MultiKrum::new(*byzantine, *selected)?),
             AggregationRule::CenteredClipping { radius, iterations } => {
                 Rule::CenteredClipping(CenteredClipping::new(*radius, *iterations)?)
+            }
+            AggregationRule::CenteredClippingMomentum { radius, beta } => {
+                Rule::MomentumClipping(MomentumClipping::new(*radius, *beta)?)
             }
             AggregationRule::Bucketing { size, inner } => {
                 Rule::Bucketing(Bucketing::new(*size, Rule::new(inner)?)?)
@@ -119,8 +126,20 @@ impl Rule {
         matches!(self, Rule::Mean(_))
     }
 
-    /// Applies the rule to a batch.
+    /// Applies the rule to a batch (a rule that keeps a momentum starts from
+    /// zero: see [`Rule::aggregate_from`]).
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
+        self.aggregate_from(updates, None)
+    }
+
+    /// Applies the rule to a batch; a rule that keeps a momentum starts from
+    /// `center`, the last aggregate it released for the job (none: zero).
+    /// Every other rule ignores it.
+    pub fn aggregate_from(
+        &self,
+        updates: &[Vec<f32>],
+        center: Option<&[f32]>,
+    ) -> Result<Aggregate, AggregationError> {
         check(updates)?;
         match self {
             Rule::Mean(r) => r.aggregate(updates),
@@ -129,7 +148,8 @@ impl Rule {
             Rule::TrimmedMean(r) => r.aggregate(updates),
             Rule::MultiKrum(r) => r.aggregate(updates),
             Rule::CenteredClipping(r) => r.aggregate(updates),
-            Rule::Bucketing(r) => r.aggregate(updates),
+            Rule::MomentumClipping(r) => r.aggregate(updates, center),
+            Rule::Bucketing(r) => r.aggregate(updates, center),
         }
     }
 }
@@ -195,7 +215,7 @@ pub(crate) fn parallel(n: usize, d: usize) -> bool {
 /// slice of the block streams in from memory, long enough for the hardware
 /// prefetcher), and at least 8 blocks where `d` allows, so that both cores
 /// have work. Any blocking gives the same result.
-fn mean_block(d: usize) -> usize {
+pub(crate) fn mean_block(d: usize) -> usize {
     (d / 8).next_multiple_of(64).clamp(256, 4096)
 }
 
@@ -471,6 +491,10 @@ mod tests {
                     radius: 2.0,
                     iterations: 3,
                 }),
+            },
+            AggregationRule::CenteredClippingMomentum {
+                radius: 2.0,
+                beta: 0.5,
             },
         ]
     }

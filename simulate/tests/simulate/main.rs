@@ -1,4 +1,5 @@
 //! The simulation's integration tests: the whole loop in one process.
 
+mod momentum;
 mod privacy;
 mod repeatable;
