@@ -302,3 +302,67 @@ async fn a_manifest_naming_another_aggregator_opens_nothing() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
 }
+
+#[tokio::test]
+async fn a_rule_that_keeps_the_momentum_starts_from_the_center_the_broker_sends() {
+    let terms = PrivacyTerms::with_noise(3, 10.0, 1e-5, 1, 0.0, Vec::new()).expect("test setup");
+    let close = |s: &Setup, center: Option<Vec<f32>>| {
+        Signed::sign(
+            &CloseRound {
+                header: Header::new(Purpose::CloseRound, &s.id, 60_000),
+                job_id: "j".into(),
+                round: 1,
+                rule: AggregationRule::CenteredClippingMomentum {
+                    radius: 1e6,
+                    beta: 0.5,
+                },
+                center,
+            },
+            &s.broker,
+        )
+        .expect("test setup")
+    };
+    let mut released = Vec::new();
+    for center in [Some(vec![1.0f32, 1.0]), None] {
+        let s = setup(true, terms.clone());
+        let (status, body) = post(
+            &s.router,
+            &format!("/collectives/{}/rounds/open", s.id),
+            &open_message(&s, &s.broker),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (i, delta) in [vec![0.1f32, 0.1], vec![0.3, 0.1], vec![0.2, 0.4]]
+            .into_iter()
+            .enumerate()
+        {
+            let (status, body) = post(
+                &s.router,
+                &format!("/collectives/{}/updates", s.id),
+                &envelope(&s, i, delta, true),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (status, body) = post(
+            &s.router,
+            &format!("/collectives/{}/rounds/close", s.id),
+            &close(&s, center),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let CloseOutcome::Released { result } = serde_json::from_value(body).expect("test setup")
+        else {
+            panic!("nothing released");
+        };
+        let batch: c2ssi_protocol::BatchResult =
+            serde_json::from_str(&result.payload).expect("test setup");
+        released.push(batch.aggregate);
+    }
+    // Nothing clipped: `beta center + (1 - beta) mean`, the mean being
+    // (0.2, 0.2); without a center, from zero.
+    let close_to =
+        |got: &[f32], want: [f32; 2]| got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6);
+    assert!(close_to(&released[0], [0.6, 0.6]), "{:?}", released[0]);
+    assert!(close_to(&released[1], [0.1, 0.1]), "{:?}", released[1]);
+}
