@@ -75,7 +75,7 @@ pub fn validate<'m>(
     if spec.rule.keeps_momentum() && !(spec.optimizer.is_fed_avg_m() && spec.momentum == 0.0) {
         return Err(format!(
             "rule {} keeps the job's momentum itself: use the fedavgm optimizer with server \
-             momentum 0",
+             momentum 0 (`--momentum 0`)",
             spec.rule
         ));
     }

@@ -8,8 +8,8 @@
 
 use super::median::median_of_keys;
 use super::{
-    Aggregate, AggregationError, check, column_block, combine_block, for_block_pairs, parallel,
-    squared_distance_to,
+    Aggregate, AggregationError, check, checked_radius, column_block, combine_block,
+    for_block_pairs, parallel, squared_distance_to,
 };
 
 /// Centered clipping with a radius and a number of iterations.
@@ -22,12 +22,10 @@ pub struct CenteredClipping {
 impl CenteredClipping {
     /// Centered clipping; the radius must be positive.
     pub fn new(radius: f64, iterations: u32) -> Result<CenteredClipping, AggregationError> {
-        if !(radius.is_finite() && radius > 0.0) {
-            return Err(AggregationError::Invalid(format!(
-                "radius {radius} must be positive"
-            )));
-        }
-        Ok(CenteredClipping { radius, iterations })
+        Ok(CenteredClipping {
+            radius: checked_radius(radius)?,
+            iterations,
+        })
     }
 
     /// Centered clipping of the batch, from its median.

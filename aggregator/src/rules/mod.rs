@@ -180,6 +180,17 @@ pub(crate) fn check(updates: &[Vec<f32>]) -> Result<usize, AggregationError> {
     Ok(d)
 }
 
+/// A clipping radius, checked: finite and positive.
+pub(crate) fn checked_radius(radius: f64) -> Result<f64, AggregationError> {
+    if radius.is_finite() && radius > 0.0 {
+        Ok(radius)
+    } else {
+        Err(AggregationError::Invalid(format!(
+            "radius {radius} must be positive"
+        )))
+    }
+}
+
 /// The L2 norm.
 pub fn norm(v: &[f32]) -> f64 {
     v.iter()

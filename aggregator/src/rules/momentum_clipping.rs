@@ -14,8 +14,8 @@
 
 use super::centered_clipping::{add_offsets, totals};
 use super::{
-    Aggregate, AggregationError, check, for_block_pairs, for_blocks, mean_block, parallel,
-    squared_distance_to,
+    Aggregate, AggregationError, check, checked_radius, for_block_pairs, for_blocks, mean_block,
+    parallel, squared_distance_to,
 };
 
 /// Centered clipping with server momentum, one step per round.
@@ -28,11 +28,7 @@ pub struct MomentumClipping {
 impl MomentumClipping {
     /// The rule; the radius must be positive and the momentum in `[0, 1)`.
     pub fn new(radius: f64, beta: f64) -> Result<MomentumClipping, AggregationError> {
-        if !(radius.is_finite() && radius > 0.0) {
-            return Err(AggregationError::Invalid(format!(
-                "radius {radius} must be positive"
-            )));
-        }
+        let radius = checked_radius(radius)?;
         if !(0.0..1.0).contains(&beta) {
             return Err(AggregationError::Invalid(format!(
                 "momentum {beta} is not within [0, 1)"
@@ -52,13 +48,20 @@ impl MomentumClipping {
         let n = updates.len();
         let mut v: Vec<f64> = match center {
             None => vec![0.0; d],
-            Some(c) if c.len() == d => c.iter().map(|&x| f64::from(x)).collect(),
-            Some(c) => {
+            Some(c) if c.len() != d => {
                 return Err(AggregationError::Invalid(format!(
                     "the last aggregate has {} values, the updates {d}",
                     c.len()
                 )));
             }
+            Some(c) => match c.iter().position(|x| !x.is_finite()) {
+                Some(i) => {
+                    return Err(AggregationError::Invalid(format!(
+                        "value {i} of the last aggregate is not finite"
+                    )));
+                }
+                None => c.iter().map(|&x| f64::from(x)).collect(),
+            },
         };
         let go_parallel = parallel(n, d);
         // Blocks of coordinates, as the mean's: a block of the center stays
@@ -175,10 +178,17 @@ mod tests {
     }
 
     #[test]
-    fn a_center_of_another_length_is_refused() {
+    fn a_center_of_another_length_or_not_finite_is_refused() {
         let rule = MomentumClipping::new(0.1, 0.9).unwrap();
         let e = rule.aggregate(&[vec![1.0, 2.0]], Some(&[0.0])).unwrap_err();
         assert!(e.to_string().contains("1 values, the updates 2"), "{e}");
+        let e = rule
+            .aggregate(&[vec![1.0, 2.0]], Some(&[0.0, f32::NAN]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("value 1 of the last aggregate"),
+            "{e}"
+        );
         assert!(MomentumClipping::new(0.1, 1.0).is_err());
         assert!(MomentumClipping::new(0.0, 0.5).is_err());
     }
