@@ -728,6 +728,21 @@ impl Broker {
             return Ok(RoundStart::Finished(JobState::Stopped));
         }
         if job.next_round > job.spec.rounds {
+            // A job that released nothing has trained nothing: it failed,
+            // whatever the reason each round gave.
+            if job.rounds_done == 0 {
+                let reason = format!(
+                    "no round released a batch: each had fewer than k = {} accepted updates \
+                     (see each round's report); the model is the initial one",
+                    self.registry
+                        .current(&job.collective_id)?
+                        .manifest
+                        .privacy
+                        .min_batch
+                );
+                self.finish(&job, JobState::Failed, &reason)?;
+                return Ok(RoundStart::Finished(JobState::Failed));
+            }
             self.finish(&job, JobState::Completed, "all rounds ran")?;
             return Ok(RoundStart::Finished(JobState::Completed));
         }

@@ -140,6 +140,14 @@ pub struct Client {
     agent: ureq::Agent,
     /// Who signs the requests' `Authorization` header, if anyone.
     signer: Option<std::sync::Arc<dyn c2ssi_protocol::Signer + Send + Sync>>,
+    /// How long a request that finds nothing listening is tried again.
+    patience: Duration,
+}
+
+/// Whether `error` means that nothing listens at the address: the request
+/// never reached a server, so sending it again cannot repeat anything.
+fn nothing_listening(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
 
 impl std::fmt::Debug for Client {
@@ -171,6 +179,35 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             agent: config.into(),
             signer: None,
+            patience: Duration::ZERO,
+        }
+    }
+
+    /// This client, trying a request again for up to `patience` while
+    /// nothing listens at the service's address (it is starting, or
+    /// restarting). Only a refused connection is tried again: such a request
+    /// never reached a server. For the command-line tools, which a person or
+    /// a script may run a moment after starting the service.
+    pub fn patient(mut self, patience: Duration) -> Client {
+        self.patience = patience;
+        self
+    }
+
+    /// Calls `send` until it reaches a server or the patience runs out.
+    fn call(
+        &self,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let start = std::time::Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match send() {
+                Err(e) if nothing_listening(&e) && start.elapsed() + wait <= self.patience => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
         }
     }
 
@@ -265,11 +302,15 @@ impl Client {
     /// GETs JSON from `path` on the service (segments already encoded).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        let mut request = self.agent.get(&url);
-        if let Some(value) = self.authorization("GET", path) {
-            request = request.header("authorization", &value);
-        }
-        Client::finish(&url, request.call())
+        let authorization = self.authorization("GET", path);
+        let result = self.call(|| {
+            let mut request = self.agent.get(&url);
+            if let Some(value) = &authorization {
+                request = request.header("authorization", value);
+            }
+            request.call()
+        });
+        Client::finish(&url, result)
     }
 
     /// POSTs `body` as JSON to `path` and reads JSON back.
@@ -279,11 +320,15 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let mut request = self.agent.post(&url);
-        if let Some(value) = self.authorization("POST", path) {
-            request = request.header("authorization", &value);
-        }
-        Client::finish(&url, request.send_json(body))
+        let authorization = self.authorization("POST", path);
+        let result = self.call(|| {
+            let mut request = self.agent.post(&url);
+            if let Some(value) = &authorization {
+                request = request.header("authorization", value);
+            }
+            request.send_json(body)
+        });
+        Client::finish(&url, result)
     }
 
     fn collective(id: &str, rest: &str) -> String {
@@ -517,5 +562,41 @@ mod tests {
         assert_eq!(segment("c-0a1b"), "c-0a1b");
         assert_eq!(segment("%00/../x y"), "%2500%2F..%2Fx%20y");
         assert_eq!(segment("é"), "%C3%A9");
+    }
+
+    /// A server that starts 300 ms late, on a port that refused until then:
+    /// a patient client reaches it, an impatient one is told it is unreachable.
+    #[test]
+    fn a_patient_client_waits_for_a_service_that_is_starting() {
+        use std::io::{Read, Write};
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        assert!(matches!(
+            Client::new(&url).get::<serde_json::Value>("/x"),
+            Err(ClientError::Unreachable { .. })
+        ));
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind again");
+            let (mut stream, _) = l.accept().expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let body = b"{\"ok\":true}";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).expect("write");
+            stream.write_all(body).expect("write");
+        });
+        let got: serde_json::Value = Client::new(&url)
+            .patient(Duration::from_secs(10))
+            .get("/x")
+            .expect("reached once it listens");
+        assert_eq!(got["ok"], true);
+        server.join().expect("server");
     }
 }

@@ -18,3 +18,4 @@
 pub mod args;
 pub mod home;
 pub mod manifest_file;
+pub mod scaffold;

@@ -31,7 +31,9 @@ pub const PANIC_MARKER: &str = "c2ssi-guest-panic: ";
 
 /// Everything an algorithm's `lib.rs` usually needs.
 pub mod prelude {
-    pub use crate::encode::{ClassTarget, FeatureEncoder, RegressionTarget, select_features};
+    pub use crate::encode::{
+        ClassTarget, FeatureEncoder, RangeScale, RegressionTarget, select_features,
+    };
     pub use crate::sgd::{SgdConfig, axpy, dot, glm_gradient, glm_scores, run_epochs};
     pub use crate::{
         Algorithm, AlgorithmInfo, Error, Metric, ParamKind, ParamSpec, ParamValue, Params, Result,

@@ -29,8 +29,7 @@ pub(crate) enum Dp {
     name = "simulate",
     version,
     about,
-    long_about = None,
-    mut_arg("momentum", |a| a.default_value("0.9")),
+    long_about = None
 )]
 pub(crate) struct SimulateArgs {
     /// The people: `diabetes` (linfa-datasets, 441 people), `winequality`
@@ -233,9 +232,20 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let summary = run(&options, &progress)?;
+    // A run that released nothing trained nothing: it is a failure, whatever
+    // else it printed.
+    let exit = if summary.rounds_released == 0 {
+        eprintln!(
+            "error: no round released a batch (each had fewer than k accepted updates); \
+             the model is the initial one"
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit);
     }
     println!();
     println!(
@@ -295,5 +305,5 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if let Some(chart) = &summary.chart {
         println!("chart: {}", chart.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }

@@ -221,8 +221,13 @@ fn load_csv(path: &Path, label: &str) -> Result<People> {
         }
     })
     .collect::<String>();
-    let imported = wallet_host::import::import_file(path, None, &name, None)
-        .map_err(|e| SimError::Invalid(e.to_string()))?;
+    let imported = wallet_host::import::import_file(
+        path,
+        &wallet_host::import::ReadOptions::default(),
+        &name,
+        None,
+    )
+    .map_err(|e| SimError::Invalid(e.to_string()))?;
     let mut table = imported.table;
     if table.column(label).is_err() {
         return Err(SimError::Invalid(format!(

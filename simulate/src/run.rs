@@ -682,21 +682,40 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         c2ssi_protocol::CommandOutcome::JobStarted { job_id } => job_id,
         other => return Err(SimError::Internal(format!("the broker answered {other:?}"))),
     };
-    let evaluate = |model: &[f32]| -> Result<f64> {
-        let metrics = sandbox
+    let evaluate_all = |model: &[f32]| {
+        sandbox
             .evaluate(&component, model, &params, &test_table)
             .into_result()
-            .map_err(|e| SimError::Internal(format!("evaluation failed: {e}")))?;
-        // An algorithm that evaluates nothing (the privacy attacks) has no
-        // held-out curve: NaN, shown as such.
-        Ok(metrics
-            .iter()
-            .find(|m| m.name == problem.metric())
-            .or_else(|| metrics.first())
-            .map_or(f64::NAN, |m| m.value))
+            .map_err(|e| SimError::Internal(format!("evaluation failed: {e}")))
     };
     let status = broker.job_status(&id, &job)?;
     let initial = broker.model(&id, &status.model_hash)?;
+    // The held-out metric: the one the centralized fit reports when the
+    // algorithm reports it too, else the algorithm's first, which is then
+    // compared with nothing (its units are the algorithm's own). An
+    // algorithm that evaluates nothing (the privacy attacks) has no
+    // held-out curve: NaN, shown as such.
+    let reported = evaluate_all(&initial.params)?;
+    let (metric, centralized, centralized_model) =
+        if reported.iter().any(|m| m.name == problem.metric()) {
+            (problem.metric().to_string(), centralized, centralized_model)
+        } else {
+            let name = reported
+                .first()
+                .map_or_else(|| problem.metric().to_string(), |m| m.name.clone());
+            tracing::warn!(
+                metric = %name,
+                "the algorithm reports no '{}': nothing to compare with the centralized fit",
+                problem.metric()
+            );
+            (name, None, None)
+        };
+    let evaluate = |model: &[f32]| -> Result<f64> {
+        Ok(evaluate_all(model)?
+            .iter()
+            .find(|m| m.name == metric)
+            .map_or(f64::NAN, |m| m.value))
+    };
     let mut points = vec![Point {
         round: 0,
         held_out: evaluate(&initial.params)?,
@@ -803,7 +822,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
                         String::new()
                     }
                 ),
-                problem.metric(),
+                &metric,
                 &points,
                 centralized,
                 problem == Problem::Regression,
@@ -815,7 +834,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     Ok(Summary {
         dataset: options.data.name(),
         algorithm: info.name.clone(),
-        metric: problem.metric().into(),
+        metric: metric.clone(),
         lower_is_better: problem.lower_is_better(),
         federated,
         relative_difference: centralized.map(|c| federated / c - 1.0),

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod attacks;
+mod authoring;
 mod crash;
 mod meddling;
 mod proxy;
@@ -13,6 +14,7 @@ mod scale_out;
 mod support;
 mod sybils;
 mod training;
+mod walkthrough;
 
 /// Each test, once with its brokers on each store: `MODULE::TEST::sqlite`
 /// and `MODULE::TEST::postgres`.
@@ -43,6 +45,24 @@ on_both_stores!(
     sybils::one_credential_admits_one_wallet_and_its_revocation_ends_the_subscription,
     training::twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_is_never_paid,
 );
+
+/// `collective algorithm new`, built and run as an author would.
+#[test]
+fn a_new_algorithm_builds_and_runs_in_a_wallet_at_once() {
+    support::on(
+        support::Store::Sqlite,
+        authoring::a_new_algorithm_builds_and_runs_in_a_wallet_at_once,
+    )
+}
+
+/// The README's walkthrough, as written: on SQLite, as the README runs it.
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    support::on(
+        support::Store::Sqlite,
+        walkthrough::the_readme_walkthrough_runs_as_written,
+    )
+}
 
 /// Scaling out needs a database that several brokers share.
 #[test]

@@ -434,6 +434,10 @@ impl Service {
             &deadline,
             "--budget",
             budget,
+            // Plain FedAvg: a model version minus the one before is the
+            // released aggregate, which the tests read back.
+            "--momentum",
+            "0",
         ]);
         run_ok(&mut self.operator(&args)).trim().to_string()
     }

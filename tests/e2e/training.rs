@@ -61,6 +61,10 @@ pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_
         ))
         .expect("the latest model");
     assert_eq!(fetched["params"].as_array().map(Vec::len), Some(11));
+    // The CLI takes the 12 characters that `collective status` shows.
+    let by_prefix = run_ok(&mut service.operator(&["model", "get", &latest[..12]]));
+    let by_prefix: Value = serde_json::from_str(&by_prefix).expect("the model as JSON");
+    assert_eq!(by_prefix["hash"], latest);
 
     // The ledger verifies; every sampled wallet's access (10 a round, or
     // fewer if some agent had not checked in yet) paid once, each receipt

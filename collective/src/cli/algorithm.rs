@@ -36,6 +36,21 @@ pub(crate) enum AlgorithmCommand {
     },
     /// Audit a component for privacy on synthetic data, here, before adding it
     Audit(AuditArgs),
+    /// Start a new algorithm: a crate that builds into a component and runs at once
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The algorithm's name: lowercase letters, digits and '-'
+    name: String,
+    /// Where to create it [default: ./NAME]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The guest SDK (the guest-sdk directory of a compute-to-ssi checkout)
+    /// [default: the one this program was built from]
+    #[arg(long, value_name = "DIR")]
+    sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +95,31 @@ fn print_audit(a: &AuditSummary) {
 
 pub(crate) fn algorithm(command: AlgorithmCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AlgorithmCommand::New(args) => {
+            let sdk = match args.sdk.or_else(collective::scaffold::default_sdk) {
+                Some(sdk) => sdk,
+                None => anyhow::bail!(
+                    "the guest SDK this program was built from is gone; give --sdk DIR"
+                ),
+            };
+            let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+            collective::scaffold::create(&args.name, &dir, &sdk)?;
+            let lib = args.name.replace('-', "_");
+            println!(
+                "created {} ({}) on the SDK at {}",
+                dir.display(),
+                args.name,
+                sdk.display()
+            );
+            println!("next:");
+            println!("  cd {}", dir.display());
+            println!("  cargo test");
+            println!("  cargo build --release --target wasm32-wasip2");
+            println!(
+                "  wallet run target/wasm32-wasip2/release/{lib}.wasm --table TABLE --params label=COLUMN"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         AlgorithmCommand::Add {
             target,
             file,

@@ -18,10 +18,22 @@ use clap::{Args, Parser, Subcommand};
 /// How long a signed command is valid.
 const COMMAND_VALIDITY_MS: u64 = 5 * 60 * 1000;
 
+/// The environment variables `collective` reads, for `--help` and the man page.
+const ENVIRONMENT: &str = "\
+Environment:
+  BROKER_URL       the broker (as --broker)
+  COLLECTIVE_HOME  this consumer's directory of keys (as --home) [default: compute-to-ssi/
+                   collective under your data directory]
+  COLLECTIVE_ID    the collective (as --collective)
+  COLLECTIVE_KEY   the collective's key file (as --key)
+  COLLECTIVE_LOG   what to log to stderr: error, warn, info, debug, or a tracing filter
+                   (overrides -v)
+  C2SSI_CA_FILE    a PEM file of certificate authorities to trust for https:// brokers";
+
 /// A compute collective: trains models on personal data that stays in its
 /// owners' wallets, through a broker and an aggregator it does not control.
 #[derive(Debug, Parser)]
-#[command(name = "collective", version, about, long_about = None)]
+#[command(name = "collective", version, about, long_about = None, after_help = ENVIRONMENT)]
 pub(crate) struct Cli {
     /// Log what happens (repeat for more; COLLECTIVE_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -50,8 +62,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// A client that waits up to 10 s for a broker that is still starting.
     pub(crate) fn client(&self) -> Client {
-        Client::new(&self.url)
+        Client::new(&self.url).patient(std::time::Duration::from_secs(10))
     }
 
     pub(crate) fn home(&self) -> anyhow::Result<PathBuf> {
@@ -141,6 +154,10 @@ enum Command_ {
     /// Run the whole loop in one process on a real dataset (the `simulate` program)
     #[command(disable_help_flag = true)]
     Simulate(simulate::SimulateArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(c2ssi_cli::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --out-dir
+    Man(c2ssi_cli::ManArgs),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -177,5 +194,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command_::Model(cmd) => reads::model(cmd),
         Command_::Ledger(cmd) => reads::ledger(cmd),
         Command_::Simulate(args) => simulate::forward(args),
+        Command_::Completions(args) => {
+            c2ssi_cli::completions::<Cli>(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command_::Man(args) => {
+            c2ssi_cli::man::<Cli>(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -45,7 +45,7 @@ pub(crate) enum ModelCommand {
     Get {
         #[command(flatten)]
         target: Target,
-        /// Its hash
+        /// Its hash, or any prefix of it that only it has (as `status` shows)
         hash: String,
         /// Write it to this file instead of stdout
         #[arg(long)]
@@ -77,7 +77,31 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ModelCommand::Get { target, hash, out } => {
-            let version = target.client()?.model(&target.collective, &hash)?;
+            let client = target.client()?;
+            let hash = if hash.len() == 64 {
+                hash
+            } else {
+                let prefix = hash.to_ascii_lowercase();
+                let matching: Vec<String> = client
+                    .models(&target.collective, None)?
+                    .into_iter()
+                    .map(|m| m.hash)
+                    .filter(|h| h.starts_with(&prefix))
+                    .collect();
+                match matching.as_slice() {
+                    [one] => one.clone(),
+                    [] => bail!(
+                        "no model version of {} has a hash that starts with '{prefix}' \
+                         (`collective model list` shows them)",
+                        target.collective
+                    ),
+                    many => bail!(
+                        "'{prefix}' is the start of {} model versions' hashes; give more of it",
+                        many.len()
+                    ),
+                }
+            };
+            let version = client.model(&target.collective, &hash)?;
             if model_hash(&version.params) != version.hash {
                 bail!("the model's parameters do not match its hash");
             }
@@ -118,7 +142,7 @@ pub(crate) fn ledger(command: LedgerCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:>6}  {}  {}  {}",
                     e.seq,
-                    e.time_ms,
+                    c2ssi_cli::date(e.time_ms),
                     &e.hash[..16],
                     serde_json::to_string(&e.kind)?
                 );

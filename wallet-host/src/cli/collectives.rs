@@ -189,7 +189,7 @@ fn consent_to(
         credentials: presented,
     };
     let request = Signed::sign(&subscription, wallet.keys())?;
-    Client::new(url)
+    cli_client(url)
         .subscribe(id, &request)
         .context("the broker did not take the consent")?;
     wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
@@ -209,8 +209,14 @@ fn consent_to(
     Ok(())
 }
 
+/// A client for a command a person (or a script) runs: it waits up to 10 s
+/// for a broker that is still starting.
+fn cli_client(url: &str) -> Client {
+    Client::new(url).patient(Duration::from_secs(10))
+}
+
 pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.url);
+    let client = cli_client(&args.url);
     let signed = client
         .manifest(&args.collective)
         .with_context(|| format!("fetching the manifest of {}", args.collective))?;
@@ -411,8 +417,8 @@ pub(crate) fn log(g: &GlobalArgs, args: LogArgs) -> anyhow::Result<ExitCode> {
     }
     for r in &log.records {
         println!(
-            "{}  {}  job {} round {}  {} {}  fuel {}  {:.1} ms  {}{}",
-            r.time_ms,
+            "{}  {}  job {} round {}  {} {}  fuel {}  {}  {}{}",
+            c2ssi_cli::date(r.time_ms),
             r.collective_id,
             r.job_id,
             r.round,
@@ -423,7 +429,7 @@ pub(crate) fn log(g: &GlobalArgs, args: LogArgs) -> anyhow::Result<ExitCode> {
             },
             &r.algorithm_sha256.get(..12).unwrap_or(""),
             r.fuel,
-            r.elapsed_ms,
+            c2ssi_cli::duration_ms(r.elapsed_ms),
             r.outcome,
             match r.delivered {
                 Some(true) => ", sent",

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
 use clap::Args;
-use wallet_host::import::{self, Format};
+use wallet_host::import::{self, Format, Missing, ReadOptions};
 use wallet_host::store::{IfExists, check_table_name};
 
 use super::GlobalArgs;
@@ -25,6 +25,15 @@ pub(crate) struct ImportArgs {
     /// File format [default: from the file's extension]
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// A CSV file's delimiter: one character, or `tab` [default: detected among , ; tab |, and shown]
+    #[arg(long, value_parser = import::parse_delimiter, value_name = "CHAR")]
+    delimiter: Option<u8>,
+    /// Rows with a missing value (empty, null, NA, n/a, ?): refuse the file, naming the first, or drop those rows and say which
+    #[arg(long, value_enum, default_value_t = Missing::Refuse)]
+    missing: Missing,
+    /// Write without asking to confirm inferred column types (for scripts)
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Add the rows to an existing table with the same columns
     #[arg(long, conflicts_with = "replace")]
     append: bool,
@@ -107,7 +116,47 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
         .as_deref()
         .map(import::read_schema)
         .transpose()?;
-    let imported = import::import_file(&args.file, args.format, &args.table, schema.as_deref())?;
+    let options = ReadOptions {
+        format: args.format,
+        delimiter: args.delimiter,
+        missing: args.missing,
+    };
+    let imported = import::import_file(&args.file, &options, &args.table, schema.as_deref())?;
+    if let Some(delimiter) = imported.delimiter {
+        println!("{}: CSV, delimiter {delimiter}", args.file.display());
+    }
+    if !imported.dropped.is_empty() {
+        let shown: Vec<String> = imported
+            .dropped
+            .iter()
+            .take(20)
+            .map(usize::to_string)
+            .collect();
+        let n = imported.dropped.len();
+        let s = if n == 1 { "" } else { "s" };
+        println!(
+            "left out {n} row{s} with a missing value (--missing drop): row{s} {}{}",
+            shown.join(", "),
+            if n > 20 { ", ..." } else { "" }
+        );
+    }
+    if imported.inferred {
+        println!(
+            "inferred column types for {} rows (declare them with --schema FILE to set ranges):",
+            imported.table.row_count
+        );
+        print_schema(&imported.table);
+        if !args.yes
+            && !confirm(
+                "Import with these types?",
+                "importing with inferred types needs your confirmation: check them above, \
+                 then run in a terminal or pass --yes",
+            )?
+        {
+            println!("imported nothing");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let wallet = unlock::open(g)?;
     let if_exists = if args.append {
         IfExists::Append
@@ -123,11 +172,24 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
         args.table
     );
     if imported.inferred {
-        println!("inferred column types (declare them with --schema FILE to set ranges):");
-        print_schema(&imported.table);
-        println!("save them with: wallet schema {} > schema.json", args.table);
+        println!(
+            "save the types with: wallet schema {} > schema.json",
+            args.table
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks `question` in a terminal; elsewhere fails with `refusal`.
+fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{refusal}");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
@@ -252,21 +314,17 @@ pub(crate) fn schema(g: &GlobalArgs, args: NameArg) -> anyhow::Result<ExitCode> 
 pub(crate) fn remove(g: &GlobalArgs, args: RemoveArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let rows = wallet.records()?.table(&args.name)?.row_count;
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!(
+    if !args.yes
+        && !confirm(
+            &format!("Remove table '{}' with {rows} rows?", args.name),
+            &format!(
                 "removing table '{}' needs --yes when not run in a terminal",
                 args.name
-            );
-        }
-        print!("Remove table '{}' with {rows} rows? [y/N] ", args.name);
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("kept table '{}'", args.name);
-            return Ok(ExitCode::SUCCESS);
-        }
+            ),
+        )?
+    {
+        println!("kept table '{}'", args.name);
+        return Ok(ExitCode::SUCCESS);
     }
     wallet.update_records(|records| records.remove(&args.name))?;
     println!("removed table '{}' ({rows} rows)", args.name);

@@ -13,9 +13,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The environment variables `wallet` reads, for `--help` and the man page.
+const ENVIRONMENT: &str = "\
+Environment:
+  WALLET_DIR         the wallet directory (as --wallet)
+  WALLET_IDENTITY    the age identity file that unlocks it (as --identity)
+  WALLET_PASSPHRASE  its passphrase (--passphrase-file keeps it out of the environment)
+  WALLET_LOG         what to log to stderr: error, warn, info, debug, or a tracing filter
+                     such as wallet_host=debug (overrides -v)
+  C2SSI_CA_FILE      a PEM file of certificate authorities to trust for https:// brokers";
+
 /// Your personal data, encrypted, and the training algorithms you let run on it.
 #[derive(Debug, Parser)]
-#[command(name = "wallet", version, about, long_about = None)]
+#[command(name = "wallet", version, about, long_about = None, after_help = ENVIRONMENT)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -82,6 +92,10 @@ enum Command {
     Privacy(privacy::PrivacyArgs),
     /// Your limits: epsilon per job and per year, least k, noise required, biggest model
     Policy(privacy::PolicyArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(c2ssi_cli::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --out-dir
+    Man(c2ssi_cli::ManArgs),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -122,5 +136,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Earnings(args) => collectives::earnings(g, args),
         Command::Privacy(args) => privacy::privacy(g, args),
         Command::Policy(args) => privacy::policy(g, args),
+        Command::Completions(args) => {
+            c2ssi_cli::completions::<Cli>(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => {
+            c2ssi_cli::man::<Cli>(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -16,14 +16,56 @@ pub(crate) enum Cell {
     Number(serde_json::Number),
     /// A JSON boolean.
     Bool(bool),
+    /// A JSON null.
+    Null,
+}
+
+/// Texts that mean "no value" in the files people bring (pandas' list, less
+/// the odd ones, plus `?` from the UCI repository), compared without case.
+/// They count as missing only where a value must be a number or a boolean, or
+/// is not one of a category's declared levels: "none" may be a level.
+pub(crate) const MISSING_TOKENS: [&str; 8] = ["na", "n/a", "#n/a", "nan", "null", "none", "?", "-"];
+
+fn is_missing_token(text: &str) -> bool {
+    let t = text.trim();
+    MISSING_TOKENS.iter().any(|m| t.eq_ignore_ascii_case(m))
+}
+
+/// Whether `cell` has no value for a column of type `ty`: a JSON null, an
+/// empty cell, or one of [`MISSING_TOKENS`] where that cannot be a value.
+pub(crate) fn is_missing(ty: &ColumnType, cell: &Cell) -> bool {
+    match cell {
+        Cell::Null => true,
+        Cell::Text(t) if t.trim().is_empty() => true,
+        Cell::Text(t) if is_missing_token(t) => match ty {
+            ColumnType::Category { levels } => !levels.iter().any(|l| l == t.trim()),
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+/// Why a column's type was not inferred.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NotInferred {
+    /// At least half of the column's values are numbers, the others
+    /// (their positions here) are not: a typo or an unmarked missing value
+    /// more likely than a category whose levels are numbers.
+    MostlyNumbers {
+        /// Positions of the cells that are not numbers.
+        odd: Vec<usize>,
+    },
+    /// Anything else, said in words.
+    Other(String),
 }
 
 impl Cell {
-    fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         match self {
             Cell::Text(s) => format!("'{s}'"),
             Cell::Number(n) => n.to_string(),
             Cell::Bool(b) => b.to_string(),
+            Cell::Null => "null".into(),
         }
     }
 }
@@ -131,28 +173,45 @@ fn check_range(ty: &ColumnType, value: Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Infers the type of a column from all its cells.
-pub(crate) fn infer(name: &str, cells: &[&Cell]) -> Result<ColumnType, String> {
-    let all = |f: &dyn Fn(&Cell) -> bool| cells.iter().all(|c| f(c));
-    let text = |c: &Cell| match c {
-        Cell::Text(t) => Some(t.trim().to_string()),
-        _ => None,
-    };
+fn is_number(c: &Cell) -> bool {
+    match c {
+        Cell::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+        Cell::Text(t) => t.trim().parse::<f64>().is_ok_and(f64::is_finite),
+        _ => false,
+    }
+}
+
+/// Infers the type of a column from all its cells. Missing cells (null,
+/// empty, or one of [`MISSING_TOKENS`]) do not count; what becomes of them
+/// is decided afterwards, by `--missing`.
+pub(crate) fn infer(cells: &[&Cell]) -> Result<ColumnType, NotInferred> {
+    let present: Vec<(usize, &Cell)> = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| match c {
+            Cell::Null => false,
+            Cell::Text(t) => !t.trim().is_empty() && !is_missing_token(t),
+            _ => true,
+        })
+        .map(|(i, c)| (i, *c))
+        .collect();
+    let all = |f: &dyn Fn(&Cell) -> bool| present.iter().all(|(_, c)| f(c));
+    if present.is_empty() {
+        return Err(NotInferred::Other(
+            "has no values, only missing ones; declare its type in a schema file (--schema)".into(),
+        ));
+    }
     if all(&|c| match c {
         Cell::Number(n) => n.is_i64(),
         Cell::Text(t) => t.trim().parse::<i64>().is_ok(),
-        Cell::Bool(_) => false,
+        _ => false,
     }) {
         return Ok(ColumnType::Integer {
             min: None,
             max: None,
         });
     }
-    if all(&|c| match c {
-        Cell::Number(n) => n.as_f64().is_some_and(f64::is_finite),
-        Cell::Text(t) => t.trim().parse::<f64>().is_ok_and(f64::is_finite),
-        Cell::Bool(_) => false,
-    }) {
+    if all(&is_number) {
         return Ok(ColumnType::Real {
             min: None,
             max: None,
@@ -161,29 +220,46 @@ pub(crate) fn infer(name: &str, cells: &[&Cell]) -> Result<ColumnType, String> {
     if all(&|c| match c {
         Cell::Bool(_) => true,
         Cell::Text(t) => parse_bool(t).is_some(),
-        Cell::Number(_) => false,
+        _ => false,
     }) {
         return Ok(ColumnType::Boolean);
     }
-    if all(&|c| matches!(c, Cell::Text(_))) {
-        let mut levels: Vec<String> = cells.iter().filter_map(|c| text(c)).collect();
-        levels.sort();
-        levels.dedup();
-        if levels.iter().any(String::is_empty) {
-            return Err("has empty values; every cell needs a value".into());
-        }
-        if levels.len() > MAX_INFERRED_LEVELS {
-            return Err(format!(
-                "has {} distinct text values, which looks like free text rather than a \
-                 category; declare its type in a schema file (--schema)",
-                levels.len()
-            ));
-        }
-        return Ok(ColumnType::Category { levels });
+    let numbers = present.iter().filter(|(_, c)| is_number(c)).count();
+    if 2 * numbers >= present.len() {
+        return Err(NotInferred::MostlyNumbers {
+            odd: present
+                .iter()
+                .filter(|(_, c)| !is_number(c))
+                .map(|(i, _)| *i)
+                .collect(),
+        });
     }
-    Err(format!(
-        "column '{name}' mixes numbers, booleans and text; declare its type in a schema file (--schema)"
-    ))
+    // A category: every text that is not empty is a level, "NA" included
+    // (it is shown with the inferred schema).
+    let texts: Option<Vec<String>> = cells
+        .iter()
+        .filter_map(|c| match c {
+            Cell::Null => None,
+            Cell::Text(t) if t.trim().is_empty() => None,
+            Cell::Text(t) => Some(Some(t.trim().to_string())),
+            _ => Some(None),
+        })
+        .collect();
+    let Some(mut levels) = texts else {
+        return Err(NotInferred::Other(
+            "mixes numbers, booleans and text; declare its type in a schema file (--schema)".into(),
+        ));
+    };
+    levels.sort();
+    levels.dedup();
+    if levels.len() > MAX_INFERRED_LEVELS {
+        return Err(NotInferred::Other(format!(
+            "has {} distinct text values, which looks like free text rather than a \
+             category; declare its type in a schema file (--schema)",
+            levels.len()
+        )));
+    }
+    Ok(ColumnType::Category { levels })
 }
 
 /// Collects typed values column by column.
@@ -310,22 +386,54 @@ mod tests {
     fn inference_prefers_integer_then_real_then_boolean_then_category() {
         let (one, half, yes, word) = (t("1"), t("0.5"), t("true"), t("cat"));
         assert!(matches!(
-            infer("c", &[&one, &one]),
+            infer(&[&one, &one]),
             Ok(ColumnType::Integer { .. })
         ));
-        assert!(matches!(
-            infer("c", &[&one, &half]),
-            Ok(ColumnType::Real { .. })
-        ));
-        assert_eq!(infer("c", &[&yes]), Ok(ColumnType::Boolean));
+        assert!(matches!(infer(&[&one, &half]), Ok(ColumnType::Real { .. })));
+        assert_eq!(infer(&[&yes]), Ok(ColumnType::Boolean));
         assert_eq!(
-            infer("c", &[&word, &yes]),
+            infer(&[&word, &yes]),
             Ok(ColumnType::Category {
                 levels: vec!["cat".into(), "true".into()]
             })
         );
         let many: Vec<Cell> = (0..65).map(|i| t(&format!("w{i}"))).collect();
         let refs: Vec<&Cell> = many.iter().collect();
-        assert!(infer("c", &refs).unwrap_err().contains("free text"));
+        assert!(matches!(infer(&refs), Err(NotInferred::Other(why)) if why.contains("free text")));
+    }
+
+    #[test]
+    fn missing_values_never_make_numbers_a_category() {
+        let (na, empty, one, half, word) = (t("n/a"), t(""), t("1"), t("0.5"), t("twelve"));
+        // Missing cells do not count: the column is numeric, and they are missing.
+        assert!(matches!(
+            infer(&[&one, &na, &half, &empty, &Cell::Null]),
+            Ok(ColumnType::Real { .. })
+        ));
+        let real = ColumnType::Real {
+            min: None,
+            max: None,
+        };
+        for cell in [&na, &empty, &Cell::Null, &t(" NA "), &t("?")] {
+            assert!(is_missing(&real, cell), "{cell:?}");
+        }
+        assert!(!is_missing(&real, &one));
+        // A number column with a word in it is refused with the word's place.
+        assert_eq!(
+            infer(&[&one, &word, &half, &na]),
+            Err(NotInferred::MostlyNumbers { odd: vec![1] })
+        );
+        // Mostly words: a category, whose levels may include "none".
+        let none = t("none");
+        let cat = infer(&[&word, &t("ten"), &none, &one]).unwrap();
+        assert_eq!(
+            cat,
+            ColumnType::Category {
+                levels: ["1", "none", "ten", "twelve"].map(String::from).to_vec()
+            }
+        );
+        assert!(!is_missing(&cat, &none));
+        assert!(is_missing(&cat, &na));
+        assert!(matches!(infer(&[&na, &empty]), Err(NotInferred::Other(_))));
     }
 }

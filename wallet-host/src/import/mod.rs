@@ -1,10 +1,14 @@
 //! Bringing a person's own data into the wallet: CSV and JSON files, and
 //! single rows typed at the command line (the seed's "data creation tool").
 //!
-//! Types come from a schema file or are inferred (and then shown). Every cell
-//! is checked against its declared type, range and category list; the first
-//! that does not fit is refused with its file, row and column named, and
-//! nothing is imported.
+//! Types come from a schema file or are inferred (and then shown). Nothing is
+//! guessed silently: a CSV file's delimiter is detected among comma,
+//! semicolon, tab and bar and reported; a missing value is refused with its
+//! row and column unless the rows that have one are dropped on request; a
+//! column of numbers with a few words in it is refused with those cells
+//! named, never turned into a category. Every cell is checked against its
+//! declared type, range and category list; the first that does not fit is
+//! refused with its file, row and column named, and nothing is imported.
 
 mod cells;
 #[cfg(test)]
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use c2ssi_guest_sdk::{ColumnSpec, Table};
 use serde::Deserialize;
 
-use self::cells::{Cell, TableBuilder};
+use self::cells::{Cell, NotInferred, TableBuilder};
 
 /// Source formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +38,66 @@ impl Format {
             "json" => Some(Format::Json),
             _ => None,
         }
+    }
+}
+
+/// What to do with a row that has a missing value (an empty cell, a JSON
+/// null, or `NA`, `n/a`, `?` and the like where a number is expected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Missing {
+    /// Refuse the file, naming the first missing value's row and column.
+    #[default]
+    Refuse,
+    /// Leave out every row that has one, and say which.
+    Drop,
+}
+
+/// How to read a file.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The format [default: from the file's extension].
+    pub format: Option<Format>,
+    /// A CSV file's delimiter [default: detected].
+    pub delimiter: Option<u8>,
+    /// What to do with missing values.
+    pub missing: Missing,
+}
+
+/// The delimiters detected in a CSV file, in order of preference.
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// A CSV file's delimiter, as used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiter {
+    /// The byte.
+    pub byte: u8,
+    /// Whether it was detected rather than given.
+    pub detected: bool,
+}
+
+impl std::fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.byte {
+            b'\t' => f.write_str("tab")?,
+            b => write!(f, "'{}'", char::from(b))?,
+        }
+        if self.detected {
+            f.write_str(" (detected; set it with --delimiter)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a `--delimiter` value: one ASCII character, or `tab`.
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        t if t.len() == 1 && t.is_ascii() && !t.as_bytes()[0].is_ascii_alphanumeric() => {
+            Ok(t.as_bytes()[0])
+        }
+        _ => Err(format!(
+            "'{text}' is not a delimiter: give one character such as , ; | or the word tab"
+        )),
     }
 }
 
@@ -89,6 +153,10 @@ pub struct Imported {
     pub table: Table,
     /// Whether its types were inferred (no schema was given).
     pub inferred: bool,
+    /// A CSV file's delimiter.
+    pub delimiter: Option<Delimiter>,
+    /// The rows left out for a missing value (`--missing drop`), from 1.
+    pub dropped: Vec<usize>,
 }
 
 /// A schema file: `{"columns": [...]}` or just the array, each column like
@@ -149,11 +217,11 @@ fn read_text(
 /// inference.
 pub fn import_file(
     path: &Path,
-    format: Option<Format>,
+    options: &ReadOptions,
     table_name: &str,
     schema: Option<&[ColumnSpec]>,
 ) -> Result<Imported, ImportError> {
-    let format = match format.or_else(|| Format::from_path(path)) {
+    let format = match options.format.or_else(|| Format::from_path(path)) {
         Some(f) => f,
         None => {
             return Err(ImportError::Malformed {
@@ -164,11 +232,19 @@ pub fn import_file(
             });
         }
     };
-    let (headers, rows) = match format {
-        Format::Csv => read_csv(path)?,
-        Format::Json => read_json(path)?,
+    let (headers, rows, delimiter) = match format {
+        Format::Csv => {
+            let (headers, rows, delimiter) = read_csv(path, options.delimiter)?;
+            (headers, rows, Some(delimiter))
+        }
+        Format::Json => {
+            let (headers, rows) = read_json(path)?;
+            (headers, rows, None)
+        }
     };
-    build(path, table_name, headers, rows, schema)
+    let mut imported = build(path, table_name, headers, rows, schema, options.missing)?;
+    imported.delimiter = delimiter;
+    Ok(imported)
 }
 
 /// A table of one row from `column=value` assignments against `schema`.
@@ -200,7 +276,15 @@ pub fn row_from_assignments(
         line: None,
         cells: given.into_iter().map(|(_, v)| Cell::Text(v)).collect(),
     };
-    build(&file, table_name, headers, vec![row], Some(schema)).map(|i| i.table)
+    build(
+        &file,
+        table_name,
+        headers,
+        vec![row],
+        Some(schema),
+        Missing::Refuse,
+    )
+    .map(|i| i.table)
 }
 
 struct Row {
@@ -208,28 +292,87 @@ struct Row {
     cells: Vec<Cell>,
 }
 
-fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
+/// The delimiter that splits the start of `bytes` into rows of one width
+/// (more than one column), the widest if several do; comma if none does.
+fn sniff_delimiter(bytes: &[u8]) -> u8 {
+    // The first 64 KiB, up to the last full line.
+    let mut sample = &bytes[..bytes.len().min(64 * 1024)];
+    if sample.len() < bytes.len()
+        && let Some(end) = sample.iter().rposition(|&b| b == b'\n')
+    {
+        sample = &sample[..end];
+    }
+    let width = |delimiter: u8| -> Option<usize> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .from_reader(sample);
+        let mut widths = reader.records().take(50).map(|r| r.map(|r| r.len()));
+        let first = widths.next()?.ok()?;
+        (first > 1 && widths.all(|w| w.is_ok_and(|w| w == first))).then_some(first)
+    };
+    DELIMITERS
+        .iter()
+        .filter_map(|&d| width(d).map(|w| (d, w)))
+        // The widest; the first in DELIMITERS among equals.
+        .fold(None, |best: Option<(u8, usize)>, (d, w)| match best {
+            Some((_, bw)) if bw >= w => best,
+            _ => Some((d, w)),
+        })
+        .map_or(b',', |(d, _)| d)
+}
+
+fn read_csv(
+    path: &Path,
+    delimiter: Option<u8>,
+) -> Result<(Vec<String>, Vec<Row>, Delimiter), ImportError> {
     let malformed = |reason: String| ImportError::Malformed {
         file: path.to_path_buf(),
         reason,
     };
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+        file: path.to_path_buf(),
+        source: e,
+    })?;
+    // A byte-order mark (spreadsheets write one) is not part of the first name.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let delimiter = match delimiter {
+        Some(byte) => Delimiter {
+            byte,
+            detected: false,
+        },
+        None => Delimiter {
+            byte: sniff_delimiter(bytes),
+            detected: true,
+        },
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| match e.into_kind() {
-            csv::ErrorKind::Io(source) => ImportError::Io {
-                file: path.to_path_buf(),
-                source,
-            },
-            other => malformed(format!("{other:?}")),
-        })?;
+        .delimiter(delimiter.byte)
+        .from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| malformed(format!("the header row is not valid CSV: {e}")))?
         .iter()
         .map(str::to_string)
         .collect();
+    // One column whose name holds another delimiter: the wrong delimiter.
+    if let [only] = headers.as_slice()
+        && let Some(&other) = DELIMITERS
+            .iter()
+            .find(|&&d| d != delimiter.byte && only.as_bytes().contains(&d))
+    {
+        let other = Delimiter {
+            byte: other,
+            detected: false,
+        };
+        return Err(malformed(format!(
+            "the header is one column named '{only}' when split at {delimiter}; \
+             is the delimiter {other}? (--delimiter)"
+        )));
+    }
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -241,7 +384,8 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
                 csv::ErrorKind::UnequalLengths {
                     expected_len, len, ..
                 } => malformed(format!(
-                    "{at}this row has {len} fields but the header has {expected_len}"
+                    "{at}this row has {len} fields but the header has {expected_len} \
+                     (delimiter {delimiter})"
                 )),
                 _ => malformed(format!("{at}{e}")),
             }
@@ -251,7 +395,7 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
             cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
         });
     }
-    Ok((headers, rows))
+    Ok((headers, rows, delimiter))
 }
 
 /// A JSON object with its keys in file order.
@@ -323,6 +467,7 @@ fn read_json(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
                 serde_json::Value::String(s) => Cell::Text(s),
                 serde_json::Value::Number(n) => Cell::Number(n),
                 serde_json::Value::Bool(b) => Cell::Bool(b),
+                serde_json::Value::Null => Cell::Null,
                 other => {
                     return Err(ImportError::Cell {
                         file: path.to_path_buf(),
@@ -345,6 +490,7 @@ fn build(
     headers: Vec<String>,
     rows: Vec<Row>,
     schema: Option<&[ColumnSpec]>,
+    missing: Missing,
 ) -> Result<Imported, ImportError> {
     let schema_error = |reason: String| ImportError::Schema {
         file: file.to_path_buf(),
@@ -383,8 +529,47 @@ fn build(
             let mut specs = Vec::with_capacity(headers.len());
             for (i, name) in headers.iter().enumerate() {
                 let column: Vec<&Cell> = rows.iter().filter_map(|r| r.cells.get(i)).collect();
-                let ty = cells::infer(name, &column)
-                    .map_err(|reason| schema_error(format!("column '{name}' {reason}")))?;
+                let ty = cells::infer(&column).map_err(|why| match why {
+                    NotInferred::Other(reason) => schema_error(format!("column '{name}' {reason}")),
+                    NotInferred::MostlyNumbers { odd } => {
+                        let named: Vec<String> = odd
+                            .iter()
+                            .take(5)
+                            .map(|&r| {
+                                format!(
+                                    "row {}{} {}",
+                                    r + 1,
+                                    rows[r]
+                                        .line
+                                        .map(|l| format!(" (line {l})"))
+                                        .unwrap_or_default(),
+                                    column[r].shown()
+                                )
+                            })
+                            .collect();
+                        let more = match odd.len() {
+                            n if n > 5 => format!(" and {} more", n - 5),
+                            _ => String::new(),
+                        };
+                        let decimal_comma = odd.iter().any(|&r| {
+                            matches!(column[r], Cell::Text(t)
+                                if t.trim().replace(',', ".").parse::<f64>().is_ok())
+                        });
+                        schema_error(format!(
+                            "column '{name}' holds numbers except in {} cell{}: {}{more}{}; \
+                             correct them, or empty them and add --missing drop, or declare \
+                             the column's type in a schema file (--schema)",
+                            odd.len(),
+                            if odd.len() == 1 { "" } else { "s" },
+                            named.join(", "),
+                            if decimal_comma {
+                                " (a decimal comma is not read as a number: write 22.5, not 22,5)"
+                            } else {
+                                ""
+                            }
+                        ))
+                    }
+                })?;
                 specs.push(ColumnSpec {
                     name: name.clone(),
                     ty,
@@ -399,8 +584,38 @@ fn build(
         .filter_map(|c| headers.iter().position(|h| *h == c.name))
         .collect();
     let mut builder = TableBuilder::new(table_name, schema);
+    let mut dropped = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let cells: Vec<&Cell> = order.iter().filter_map(|&j| row.cells.get(j)).collect();
+        let gap = builder
+            .schema()
+            .iter()
+            .zip(&cells)
+            .position(|(spec, cell)| cells::is_missing(&spec.ty, cell));
+        if let Some(col) = gap {
+            match missing {
+                Missing::Drop => {
+                    dropped.push(i + 1);
+                    continue;
+                }
+                Missing::Refuse => {
+                    return Err(ImportError::Cell {
+                        file: file.to_path_buf(),
+                        row: i + 1,
+                        line: row.line,
+                        column: builder.schema()[col].name.clone(),
+                        reason: format!(
+                            "{} is a missing value; fill it in, or leave out the rows that \
+                             have one with --missing drop",
+                            match cells[col] {
+                                Cell::Text(t) if t.trim().is_empty() => "an empty cell".into(),
+                                other => other.shown(),
+                            }
+                        ),
+                    });
+                }
+            }
+        }
         builder
             .push_row(&cells)
             .map_err(|(col, reason)| ImportError::Cell {
@@ -414,6 +629,8 @@ fn build(
     Ok(Imported {
         table: builder.finish(),
         inferred,
+        delimiter: None,
+        dropped,
     })
 }
 
@@ -436,7 +653,7 @@ mod tests {
             "d.csv",
             "age,bmi,smoker,city\n50,22.5,yes,Delft\n61,30,no,Breda\n",
         );
-        let imported = import_file(&path, None, "health", None).unwrap();
+        let imported = import_file(&path, &ReadOptions::default(), "health", None).unwrap();
         assert!(imported.inferred);
         let t = imported.table;
         assert_eq!(t.row_count, 2);
@@ -466,7 +683,7 @@ mod tests {
             },
         ];
         let path = write(dir.path(), "d.csv", "bmi,age\n20,40\n21,200\n");
-        let err = import_file(&path, None, "t", Some(&schema))
+        let err = import_file(&path, &ReadOptions::default(), "t", Some(&schema))
             .unwrap_err()
             .to_string();
         assert!(
@@ -474,7 +691,7 @@ mod tests {
             "{err}"
         );
         let path = write(dir.path(), "e.csv", "bmi,age\n20,40\n21\n");
-        let err = import_file(&path, None, "t", Some(&schema))
+        let err = import_file(&path, &ReadOptions::default(), "t", Some(&schema))
             .unwrap_err()
             .to_string();
         assert!(
@@ -482,7 +699,7 @@ mod tests {
             "{err}"
         );
         let path = write(dir.path(), "f.csv", "bmi,age,x\n20,40,1\n");
-        let err = import_file(&path, None, "t", Some(&schema))
+        let err = import_file(&path, &ReadOptions::default(), "t", Some(&schema))
             .unwrap_err()
             .to_string();
         assert!(
@@ -499,14 +716,114 @@ mod tests {
             "d.json",
             r#"[{"zeta": 1, "alpha": "a"}, {"alpha": "b", "zeta": 2}]"#,
         );
-        let t = import_file(&path, None, "t", None).unwrap().table;
+        let t = import_file(&path, &ReadOptions::default(), "t", None)
+            .unwrap()
+            .table;
         assert_eq!(t.columns[0].name, "zeta");
         let path = write(dir.path(), "e.json", r#"[{"a": 1}, {"a": null}]"#);
-        let err = import_file(&path, None, "t", None).unwrap_err().to_string();
+        let err = import_file(&path, &ReadOptions::default(), "t", None)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("row 2, column 'a': null is not a number"),
+            err.contains("row 2, column 'a': null is a missing value"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_delimiter_is_detected_and_a_bom_is_not_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text, byte) in [
+            (
+                "semi.csv",
+                "age;bmi;city\n50;22.5;Delft\n61;30;Breda\n",
+                b';',
+            ),
+            ("tab.csv", "age\tbmi\n50\t22.5\n", b'\t'),
+            ("comma.csv", "\u{feff}age,note\n50,\"a; b\"\n", b','),
+            ("one.csv", "age\n50\n61\n", b','),
+        ] {
+            let path = write(dir.path(), name, text);
+            let imported = import_file(&path, &ReadOptions::default(), "t", None).unwrap();
+            assert_eq!(
+                imported.delimiter,
+                Some(Delimiter {
+                    byte,
+                    detected: true
+                }),
+                "{name}"
+            );
+            assert_eq!(imported.table.columns[0].name, "age", "{name}");
+        }
+        // A decimal comma is named, not guessed.
+        let path = write(dir.path(), "dc.csv", "age;bmi\n50;22,5\n61;30\n");
+        let err = import_file(&path, &ReadOptions::default(), "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 1 (line 2) '22,5' (a decimal comma is not read as a number"),
+            "{err}"
+        );
+        // The wrong delimiter, given: the single column's name says so.
+        let path = write(dir.path(), "s.csv", "age;bmi\n50;22\n");
+        let options = ReadOptions {
+            delimiter: Some(b','),
+            ..ReadOptions::default()
+        };
+        let err = import_file(&path, &options, "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("one column named 'age;bmi' when split at ','; is the delimiter ';'?"),
+            "{err}"
+        );
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert!(parse_delimiter("ab").is_err());
+    }
+
+    #[test]
+    fn missing_values_are_refused_by_place_or_dropped_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "m.csv",
+            "age,bmi\n50,22.5\n61,n/a\n70,\n44,30\n",
+        );
+        let err = import_file(&path, &ReadOptions::default(), "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "m.csv: row 2 (line 3), column 'bmi': 'n/a' is a missing value; fill it in, \
+                 or leave out the rows that have one with --missing drop"
+            ),
+            "{err}"
+        );
+        let drop = ReadOptions {
+            missing: Missing::Drop,
+            ..ReadOptions::default()
+        };
+        let imported = import_file(&path, &drop, "t", None).unwrap();
+        assert_eq!(imported.dropped, vec![2, 3]);
+        assert_eq!(imported.table.row_count, 2);
+        assert_eq!(
+            imported.table.columns[1].data,
+            ColumnData::Real(vec![22.5, 30.0])
+        );
+        // Words among numbers: refused, the words named, never a category.
+        let path = write(dir.path(), "w.csv", "age,bmi\n50,22.5\n61,twenty\n70,31\n");
+        for options in [&ReadOptions::default(), &drop] {
+            let err = import_file(&path, options, "t", None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(
+                    "column 'bmi' holds numbers except in 1 cell: row 2 (line 3) 'twenty'"
+                ),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -539,7 +856,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.json");
         std::fs::write(&path, b"[{\"a\": \"\x80\"}]").unwrap();
-        let err = import_file(&path, None, "t", None).unwrap_err();
+        let err = import_file(&path, &ReadOptions::default(), "t", None).unwrap_err();
         assert!(matches!(err, ImportError::Malformed { .. }), "{err:?}");
         assert!(
             err.to_string()
@@ -552,7 +869,7 @@ mod tests {
         assert!(matches!(err, ImportError::Schema { .. }), "{err:?}");
         let path = dir.path().join("d.csv");
         std::fs::write(&path, b"a\n\x80\n").unwrap();
-        let err = import_file(&path, None, "t", None).unwrap_err();
+        let err = import_file(&path, &ReadOptions::default(), "t", None).unwrap_err();
         assert!(matches!(err, ImportError::Malformed { .. }), "{err:?}");
     }
 

@@ -10,6 +10,20 @@ use age::secrecy::SecretString;
 
 use super::WalletError;
 
+/// The scrypt work factor a wallet's key file is sealed with: N = 2^18
+/// (256 MiB, about a second on one core of the development machine; age's own
+/// default, but chosen here rather than measured at each run). Age would
+/// otherwise time scrypt on the machine at hand, so a wallet made or opened
+/// while the machine is busy would get a different figure, and under load age
+/// refuses to open a file whose factor exceeds what it measured plus 4.
+pub(crate) const PASSPHRASE_WORK_FACTOR: u8 = 18;
+
+/// The largest work factor accepted when unlocking: N = 2^22 (4 GiB and about
+/// 16 s here), age's own bound against a file crafted to take hours. A key
+/// file that asks for more is refused as [`WalletError::ExcessiveWork`],
+/// never reported as damage or a wrong passphrase.
+pub(crate) const MAX_PASSPHRASE_WORK_FACTOR: u8 = 22;
+
 /// What unlocks a wallet's key file.
 pub enum KeyProtection {
     /// A passphrase (age's scrypt recipient; about a second to unlock).
@@ -50,7 +64,15 @@ pub(crate) fn encrypt_protected(
     path: &Path,
 ) -> Result<Vec<u8>, WalletError> {
     let encryptor = match protection {
-        KeyProtection::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+        KeyProtection::Passphrase(p) => {
+            let mut recipient = age::scrypt::Recipient::new(p.clone());
+            recipient.set_work_factor(PASSPHRASE_WORK_FACTOR);
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .map_err(|e| WalletError::Crypto {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?
+        }
         KeyProtection::Identity(identity) => {
             let recipient = identity.to_public();
             age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
@@ -99,6 +121,11 @@ fn decrypt_with(
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys | age::DecryptError::KeyDecryptionFailed => wrong_key,
             age::DecryptError::DecryptionFailed if passphrase => wrong_key,
+            age::DecryptError::ExcessiveWork { required, .. } => WalletError::ExcessiveWork {
+                path: path.to_path_buf(),
+                required,
+                allowed: MAX_PASSPHRASE_WORK_FACTOR,
+            },
             other => damaged(other.to_string()),
         })?;
     let mut plaintext = Vec::new();
@@ -125,7 +152,10 @@ pub(crate) fn decrypt_protected(
             needed: "a passphrase (prompt, WALLET_PASSPHRASE or --passphrase-file)",
         }),
         KeyProtection::Passphrase(p) => {
-            let identity = age::scrypt::Identity::new(p.clone());
+            // A fixed bound rather than age's, which is measured at each run
+            // and so shrinks when the machine is busy.
+            let mut identity = age::scrypt::Identity::new(p.clone());
+            identity.set_max_work_factor(MAX_PASSPHRASE_WORK_FACTOR);
             decrypt_with(
                 ciphertext,
                 &identity,

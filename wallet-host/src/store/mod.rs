@@ -76,6 +76,21 @@ pub enum WalletError {
         /// What is wrong.
         reason: String,
     },
+    /// The key file asks for more scrypt work than a wallet accepts: not a
+    /// wrong passphrase and not damage, but a file sealed by another program
+    /// (or crafted to keep the machine busy).
+    #[error(
+        "{path} asks for scrypt work factor {required}, more than the {allowed} a wallet accepts; \
+         it was not sealed by this program (re-seal it with a lower factor)"
+    )]
+    ExcessiveWork {
+        /// The key file.
+        path: PathBuf,
+        /// The work factor it asks for (log2 of scrypt's N).
+        required: u8,
+        /// The most that is accepted.
+        allowed: u8,
+    },
     /// Another process holds the wallet's lock.
     #[error("the wallet is in use by another process (waited for the lock on {path})")]
     Locked {

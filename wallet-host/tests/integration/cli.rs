@@ -123,12 +123,21 @@ fn inferred_types_are_shown_and_json_works() {
             {"job_title": "engineer", "manager_eval": 6, "peer_review": 9, "remote": false}]"#,
     )
     .expect("write");
-    let out = t.wallet(&[
-        "import",
-        "--table",
-        "career.profile",
-        json.to_str().expect("path"),
-    ]);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", "--table", "career.profile"];
+        args.extend_from_slice(extra);
+        args.push(json.to_str().expect("path"));
+        t.wallet(&args)
+    };
+    // Inferred types are shown, and not written without a yes.
+    let out = import(&[]);
+    assert_failure_with(
+        &out,
+        "importing with inferred types needs your confirmation",
+    );
+    assert!(stdout(&out).contains("job_title                category [engineer, nurse]"));
+    assert!(!stdout(&t.wallet(&["tables"])).contains("career.profile"));
+    let out = import(&["--yes"]);
     assert_success(&out);
     let text = stdout(&out);
     assert!(text.contains("inferred column types"), "{text}");
@@ -150,9 +159,18 @@ fn a_bad_row_names_row_and_column_and_imports_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("bad.csv");
     std::fs::write(&csv, "steps,sleep_hours\n8000,7.5\n9000,seven\n").expect("write");
-    let out = t.wallet(&["import", "--table", "health", csv.to_str().expect("path")]);
-    // Inference makes sleep_hours a category: declare it instead.
-    assert_success(&out);
+    let out = t.wallet(&[
+        "import",
+        "--table",
+        "health",
+        "--yes",
+        csv.to_str().expect("path"),
+    ]);
+    // Inference never makes a word among numbers a category level.
+    assert_failure_with(
+        &out,
+        "column 'sleep_hours' holds numbers except in 1 cell: row 2 (line 3) 'seven'",
+    );
     let schema = dir.path().join("schema.json");
     std::fs::write(
         &schema,
@@ -403,4 +421,73 @@ fn wrong_passphrase_from_the_command_line() {
         &out,
         "no passphrase: give --passphrase-file FILE or WALLET_PASSPHRASE",
     );
+}
+
+/// Ten wallets unlocked at once on a small machine all open: a right
+/// passphrase that is slow under load is never reported as damage.
+#[test]
+fn ten_passphrase_wallets_unlocked_at_once_all_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "a long passphrase\n").expect("write");
+    let wallet = |i: usize| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wallet"));
+        cmd.env_remove("WALLET_PASSPHRASE")
+            .env_remove("WALLET_IDENTITY")
+            .env_remove("WALLET_DIR")
+            .arg("--wallet")
+            .arg(dir.path().join(format!("w{i}")))
+            .arg("--passphrase-file")
+            .arg(&pass);
+        cmd
+    };
+    let run_all = |args: &[&str]| {
+        let children: Vec<_> = (0..10)
+            .map(|i| {
+                wallet(i)
+                    .args(args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in children {
+            assert_success(&child.wait_with_output().expect("wait"));
+        }
+    };
+    run_all(&["init"]);
+    run_all(&["tables"]);
+}
+
+/// A semicolon-separated export with a byte-order mark and a missing value,
+/// as a spreadsheet writes it: the delimiter is detected and said, the missing
+/// value is refused by place, and dropped only on request.
+#[test]
+fn a_spreadsheet_export_is_read_as_it_is_meant() {
+    let t = TestWallet::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("export.csv");
+    std::fs::write(&csv, "\u{feff}age;sex;bmi\n50;f;22.5\n61;m;n/a\n44;f;30\n").expect("write");
+    let path = csv.to_str().expect("path");
+    let out = t.wallet(&["import", "--table", "h", "--yes", path]);
+    assert_failure_with(
+        &out,
+        "export.csv: row 2 (line 3), column 'bmi': 'n/a' is a missing value",
+    );
+    let out = t.wallet(&["import", "--table", "h", "--yes", "--missing", "drop", path]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("export.csv: CSV, delimiter ';' (detected; set it with --delimiter)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("left out 1 row with a missing value (--missing drop): row 2"),
+        "{text}"
+    );
+    assert!(text.contains("imported 2 rows into table 'h'"), "{text}");
+    assert!(text.contains("age                      integer"), "{text}");
+    let out = t.wallet(&["import", "--table", "g", "--yes", "--delimiter", ",", path]);
+    assert_failure_with(&out, "is the delimiter ';'? (--delimiter)");
 }

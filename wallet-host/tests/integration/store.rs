@@ -2,7 +2,7 @@
 //! damaged file is a clear error that changes nothing.
 
 use age::secrecy::SecretString;
-use wallet_host::import::import_file;
+use wallet_host::import::{ReadOptions, import_file};
 use wallet_host::store::{IfExists, KEYS_FILE, KeyProtection, RECORDS_FILE, Wallet, WalletError};
 
 fn diabetes_path() -> std::path::PathBuf {
@@ -12,7 +12,8 @@ fn diabetes_path() -> std::path::PathBuf {
 fn wallet_with_data(protection: &KeyProtection) -> (tempfile::TempDir, Wallet) {
     let dir = tempfile::tempdir().expect("tempdir");
     let wallet = Wallet::init(dir.path(), protection).expect("init");
-    let imported = import_file(&diabetes_path(), None, "diabetes", None).expect("import");
+    let imported =
+        import_file(&diabetes_path(), &ReadOptions::default(), "diabetes", None).expect("import");
     wallet
         .update_records(|r| r.put(imported.table, IfExists::Fail))
         .expect("store");
@@ -74,6 +75,47 @@ fn a_wrong_passphrase_is_refused_and_changes_nothing() {
     assert_eq!(err.to_string(), "wrong passphrase");
     assert_eq!(snapshot(dir.path()), before);
     Wallet::open(dir.path(), &right).expect("the right passphrase still opens it");
+}
+
+#[test]
+fn a_key_file_asking_for_too_much_work_is_named_as_such() {
+    let right = KeyProtection::Passphrase(SecretString::from("right horse".to_string()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    Wallet::init(dir.path(), &right).expect("init");
+    let key_path = dir.path().join(KEYS_FILE);
+    let sealed = std::fs::read(&key_path).expect("read");
+    // The scrypt stanza names its work factor in the text header:
+    // "-> scrypt SALT 18\n". The factor is checked before any scrypt work is
+    // done, so asking for 23 costs nothing here.
+    let start = sealed
+        .windows(10)
+        .position(|w| w == b"-> scrypt ")
+        .expect("a scrypt stanza");
+    let end = start
+        + sealed[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("line");
+    assert!(
+        sealed[..end].ends_with(b" 18"),
+        "sealed at the deliberate factor"
+    );
+    let mut forged = sealed.clone();
+    forged[end - 2..end].copy_from_slice(b"23");
+    std::fs::write(&key_path, &forged).expect("write");
+    let err = Wallet::open(dir.path(), &right).expect_err("too much work");
+    assert!(
+        matches!(
+            err,
+            WalletError::ExcessiveWork {
+                required: 23,
+                allowed: 22,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("scrypt work factor 23"), "{err}");
 }
 
 #[test]
