@@ -119,6 +119,10 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 None => 12_500,
             },
         },
+        path if !std::path::Path::new(path).exists() => anyhow::bail!(
+            "--data {path}: no such file, and not a dataset this program has \
+             (diabetes, winequality, synthetic-logistic:N)"
+        ),
         path => DataSource::Csv {
             path: PathBuf::from(path),
             label: args

@@ -26,7 +26,7 @@ pub(crate) struct RunArgs {
     /// Hyper-parameters, as name=value (lists comma-separated)
     #[arg(long = "params", num_args = 1.., value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// Start from this model (a JSON array of numbers) instead of the algorithm's initial one
+    /// Start from this model (a JSON array of numbers, or what `collective model get` writes) instead of the algorithm's initial one
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
     /// Seed of the algorithm's randomness
@@ -99,11 +99,16 @@ fn read_model(path: &Path) -> anyhow::Result<Vec<f32>> {
     #[serde(untagged)]
     enum ModelFile {
         Bare(Vec<f64>),
-        Wrapped { parameters: Vec<f64> },
+        // `params` is how `collective model get` writes a model version.
+        Wrapped {
+            #[serde(alias = "params")]
+            parameters: Vec<f64>,
+        },
     }
     let values = match serde_json::from_str::<ModelFile>(&text).with_context(|| {
         format!(
-            "{}: expected a JSON array of numbers or {{\"parameters\": [...]}}",
+            "{}: expected a JSON array of numbers, {{\"parameters\": [...]}} or a model \
+             version from `collective model get` ({{\"params\": [...], ...}})",
             path.display()
         )
     })? {

@@ -331,6 +331,36 @@ fn run_shows_the_update_that_would_leave_the_wallet() {
     ]);
     assert_success(&out);
     assert!(stdout(&out).contains("update           11 values, L2 norm"));
+
+    // A model version as `collective model get` writes it is a starting model.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let version = dir.path().join("model.json");
+    let params: Vec<f32> = (0..11).map(|i| i as f32 / 100.0).collect();
+    std::fs::write(
+        &version,
+        serde_json::json!({ "hash": "ab", "params": params, "provenance": {} }).to_string(),
+    )
+    .expect("write");
+    let run_from = |model: &std::path::Path| {
+        t.wallet(&[
+            "run",
+            test_guest_artifacts::LINEAR_REGRESSION,
+            "--table",
+            "diabetes",
+            "--params",
+            "label=progression",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--json",
+        ])
+    };
+    let out = run_from(&version);
+    assert_success(&out);
+    let from_version: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    std::fs::write(&version, serde_json::json!(params).to_string()).expect("write");
+    let from_array: serde_json::Value =
+        serde_json::from_str(&stdout(&run_from(&version))).expect("json");
+    assert_eq!(from_version["update"], from_array["update"]);
 }
 
 #[test]
