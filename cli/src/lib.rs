@@ -8,6 +8,14 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory};
 
+/// `--json`, for every command that prints data: defined once here.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `completions SHELL`: the shell's completion script, on stdout.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {

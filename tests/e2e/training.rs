@@ -65,6 +65,11 @@ pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_
     let by_prefix = run_ok(&mut service.operator(&["model", "get", &latest[..12]]));
     let by_prefix: Value = serde_json::from_str(&by_prefix).expect("the model as JSON");
     assert_eq!(by_prefix["hash"], latest);
+    let listed: Value = serde_json::from_str(&run_ok(
+        &mut service.operator(&["model", "list", "--job", &job, "--json"]),
+    ))
+    .expect("model list --json is JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(models.len()));
 
     // The ledger verifies; every sampled wallet's access (10 a round, or
     // fewer if some agent had not checked in yet) paid once, each receipt

@@ -33,6 +33,8 @@ pub(crate) enum AlgorithmCommand {
     List {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        out: c2ssi_cli::JsonArg,
     },
     /// Audit a component for privacy on synthetic data, here, before adding it
     Audit(AuditArgs),
@@ -75,9 +77,8 @@ pub(crate) struct AuditArgs {
     /// Seed of the synthetic data and the noise
     #[arg(long, default_value_t = AuditOptions::default().seed)]
     seed: u64,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 fn print_audit(a: &AuditSummary) {
@@ -168,7 +169,7 @@ pub(crate) fn algorithm(command: AlgorithmCommand) -> anyhow::Result<ExitCode> {
                 print_audit(a);
             }
         }
-        AlgorithmCommand::List { target } => {
+        AlgorithmCommand::List { target, out } => {
             let (_, manifest) = current(&target)?;
             let audits: Vec<AuditSummary> = target
                 .client()?
@@ -177,6 +178,20 @@ pub(crate) fn algorithm(command: AlgorithmCommand) -> anyhow::Result<ExitCode> {
                     c2ssi_client::segment(&target.collective)
                 ))
                 .unwrap_or_default();
+            if out.json {
+                let list: Vec<serde_json::Value> = manifest
+                    .allowed_algorithms
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "algorithm": a,
+                            "audit": audits.iter().find(|x| x.sha256 == a.sha256),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             for a in &manifest.allowed_algorithms {
                 let audit = audits.iter().find(|x| x.sha256 == a.sha256).map_or_else(
                     || "not audited".to_string(),
@@ -227,7 +242,7 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
         },
     )?;
-    if args.json {
+    if args.out.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({

@@ -52,9 +52,8 @@ pub(crate) struct StatusArgs {
     /// Follow the job until it ends
     #[arg(long)]
     watch: bool,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +201,7 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         Some(job) if args.watch => watch(&client, id, &job),
         Some(job) => {
             let status = client.job(id, &job)?;
-            if args.json {
+            if args.out.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print_job(&status);
@@ -214,7 +213,7 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let jobs = client.jobs(id)?;
-            if args.json {
+            if args.out.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 let balance = client.balance(id)?;

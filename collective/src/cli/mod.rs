@@ -138,7 +138,7 @@ enum Command_ {
     #[command(subcommand)]
     Algorithm(algorithm::AlgorithmCommand),
     /// The collective at a glance: manifest version, subscribers, budget
-    Info(Target),
+    Info(reads::InfoArgs),
     /// Start a training job
     Train(Box<jobs::TrainArgs>),
     /// Show jobs, or one job and its rounds
@@ -187,7 +187,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command_::Update(args) => manifest::update(args),
         Command_::Deposit(args) => manifest::deposit(args),
         Command_::Algorithm(cmd) => algorithm::algorithm(cmd),
-        Command_::Info(target) => reads::info(target),
+        Command_::Info(args) => reads::info(args),
         Command_::Train(args) => jobs::train(*args),
         Command_::Status(args) => jobs::status(args),
         Command_::Stop(args) => jobs::stop(args),

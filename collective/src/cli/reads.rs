@@ -10,9 +10,27 @@ use clap::Subcommand;
 use super::Target;
 use super::manifest::current;
 
-pub(crate) fn info(target: Target) -> anyhow::Result<ExitCode> {
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
+}
+
+pub(crate) fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let target = args.target;
     let summary = target.client()?.summary(&target.collective)?;
     let (_, manifest) = current(&target)?;
+    if args.out.json {
+        let json = serde_json::json!({
+            "summary": summary,
+            "name": manifest.name,
+            "privacy": manifest.privacy.describe(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "collective {} ({}), manifest version {}",
         summary.collective_id, manifest.name, summary.manifest_version
@@ -40,6 +58,8 @@ pub(crate) enum ModelCommand {
         /// Only this job's
         #[arg(long)]
         job: Option<String>,
+        #[command(flatten)]
+        out: c2ssi_cli::JsonArg,
     },
     /// Fetch one version (JSON: parameters and provenance)
     Get {
@@ -55,10 +75,14 @@ pub(crate) enum ModelCommand {
 
 pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ModelCommand::List { target, job } => {
+        ModelCommand::List { target, job, out } => {
             let list = target
                 .client()?
                 .models(&target.collective, job.as_deref())?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             for m in list {
                 let p = &m.provenance;
                 println!(
@@ -125,6 +149,8 @@ pub(crate) enum LedgerCommand {
     Show {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        out: c2ssi_cli::JsonArg,
     },
     /// Check every entry's hash, link and signature (with the broker key of
     /// the signed manifest), positions without gaps, and a balance never
@@ -137,8 +163,13 @@ pub(crate) enum LedgerCommand {
 
 pub(crate) fn ledger(command: LedgerCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LedgerCommand::Show { target } => {
-            for e in target.client()?.ledger(&target.collective)? {
+        LedgerCommand::Show { target, out } => {
+            let entries = target.client()?.ledger(&target.collective)?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for e in entries {
                 println!(
                     "{:>6}  {}  {}  {}",
                     e.seq,

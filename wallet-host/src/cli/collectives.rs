@@ -11,7 +11,7 @@ use c2ssi_protocol::{
     Amount, EntryKind, Header, Manifest, PublicKey, Purpose, Signed, Signer, Subscription,
     Unsubscription, check_requirement, now_ms, open_manifest, payee_commitment, verify_chain,
 };
-use c2ssi_sandbox::{Sandbox, SandboxLimits};
+use c2ssi_sandbox::Sandbox;
 use clap::Args;
 use wallet_host::agent::consent::{self, describe};
 use wallet_host::agent::worker::Worker;
@@ -47,15 +47,8 @@ pub(crate) struct AgentArgs {
     /// One pass over the subscriptions, then exit
     #[arg(long)]
     once: bool,
-    /// Fuel limit per task
-    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
-    fuel: u64,
-    /// Memory limit per task, in MiB
-    #[arg(long, default_value_t = SandboxLimits::default().memory_bytes >> 20)]
-    memory_mib: usize,
-    /// Wall-clock limit per task, in milliseconds
-    #[arg(long, default_value_t = SandboxLimits::default().deadline.as_millis() as u64)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    limits: super::LimitArgs,
     /// Longest wait between check-ins, in milliseconds
     #[arg(long, default_value_t = 5_000)]
     max_poll_ms: u64,
@@ -63,9 +56,8 @@ pub(crate) struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -73,9 +65,8 @@ pub(crate) struct EarningsArgs {
     /// Also check every receipt against the collective's public ledger
     #[arg(long)]
     online: bool,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -293,9 +284,42 @@ pub(crate) fn consent(g: &GlobalArgs, args: ConsentArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn subscriptions(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn subscriptions(g: &GlobalArgs, out: c2ssi_cli::JsonArg) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let subs: Subscriptions = wallet.read_document(SUBSCRIPTIONS_FILE)?;
+    if out.json {
+        let list: Vec<serde_json::Value> = subs
+            .collectives
+            .iter()
+            .map(|(id, record)| {
+                let pending = record
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.open_any_time(None, Purpose::Manifest).ok())
+                    .map(|p| p.version);
+                match record.manifest() {
+                    Ok(m) => serde_json::json!({
+                        "collective": id,
+                        "name": m.name,
+                        "url": record.url,
+                        "rate": m.rate.to_string(),
+                        "manifest_version": m.version,
+                        "algorithms": m.allowed_algorithms.len(),
+                        "epsilon_per_job": m.privacy.epsilon,
+                        "subscribed": c2ssi_cli::date(record.subscribed_ms),
+                        "pending_version": pending,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "collective": id,
+                        "url": record.url,
+                        "error": format!("unreadable manifest: {e}"),
+                    }),
+                }
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if subs.collectives.is_empty() {
         println!("no subscriptions (subscribe with `wallet subscribe URL COLLECTIVE_ID`)");
     }
@@ -366,12 +390,7 @@ pub(crate) fn revoke(g: &GlobalArgs, args: RevokeArgs) -> anyhow::Result<ExitCod
 
 pub(crate) fn agent(g: &GlobalArgs, args: AgentArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let limits = SandboxLimits {
-        fuel: args.fuel,
-        memory_bytes: args.memory_mib << 20,
-        deadline: Duration::from_millis(args.timeout_ms),
-        ..SandboxLimits::default()
-    };
+    let limits = args.limits.limits();
     let sandbox = Sandbox::new(limits)?;
     let worker = Worker::new(&wallet, &sandbox);
     eprintln!("wallet agent {} running", wallet.id());
@@ -408,7 +427,7 @@ pub(crate) fn agent(g: &GlobalArgs, args: AgentArgs) -> anyhow::Result<ExitCode>
 pub(crate) fn log(g: &GlobalArgs, args: LogArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let log: AccessLog = wallet.read_document(LOG_FILE)?;
-    if args.json {
+    if args.out.json {
         println!("{}", serde_json::to_string_pretty(&log.records)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -520,7 +539,7 @@ pub(crate) fn earnings(g: &GlobalArgs, args: EarningsArgs) -> anyhow::Result<Exi
             }
         }
     }
-    if args.json {
+    if args.out.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({

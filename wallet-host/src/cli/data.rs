@@ -222,9 +222,24 @@ pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn tables(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn tables(g: &GlobalArgs, out: c2ssi_cli::JsonArg) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let records = wallet.records()?;
+    if out.json {
+        let tables: Vec<serde_json::Value> = records
+            .tables
+            .iter()
+            .map(|(name, table)| {
+                serde_json::json!({
+                    "name": name,
+                    "rows": table.row_count,
+                    "columns": table.schema(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&tables)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if records.tables.is_empty() {
         println!("no tables yet (add one with `wallet import --table NAME FILE`)");
     }

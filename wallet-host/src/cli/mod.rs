@@ -11,6 +11,7 @@ mod unlock;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use c2ssi_sandbox::SandboxLimits;
 use clap::{Args, Parser, Subcommand};
 
 /// The environment variables `wallet` reads, for `--help` and the man page.
@@ -52,6 +53,32 @@ pub(crate) struct GlobalArgs {
     pub(crate) verbose: u8,
 }
 
+/// The sandbox's limits for one task: defined once, for `run` and `agent`.
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Fuel limit per task (about one unit per WebAssembly instruction)
+    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
+    fuel: u64,
+    /// Memory limit per task, in MiB
+    #[arg(long, default_value_t = SandboxLimits::default().memory_bytes >> 20)]
+    memory_mib: usize,
+    /// Wall-clock limit per task, in milliseconds
+    #[arg(long, default_value_t = SandboxLimits::default().deadline.as_millis() as u64)]
+    timeout_ms: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags give, the rest at their defaults.
+    pub(crate) fn limits(&self) -> SandboxLimits {
+        SandboxLimits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_mib << 20,
+            deadline: std::time::Duration::from_millis(self.timeout_ms),
+            ..SandboxLimits::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a new wallet: signing identity and record store, encrypted
@@ -61,7 +88,7 @@ enum Command {
     /// Add one row to a table, typed in as column=value
     Add(data::AddArgs),
     /// List the tables
-    Tables,
+    Tables(c2ssi_cli::JsonArg),
     /// Show a table's schema and rows
     Show(data::ShowArgs),
     /// Print a table's schema as JSON (reusable with --schema)
@@ -77,7 +104,7 @@ enum Command {
     /// Subscribe to a compute collective: see its terms, check your data, consent
     Subscribe(collectives::SubscribeArgs),
     /// List the collectives this wallet is subscribed to, and changes waiting for consent
-    Subscriptions,
+    Subscriptions(c2ssi_cli::JsonArg),
     /// See what a collective changed in its manifest, and consent (or not)
     Consent(collectives::ConsentArgs),
     /// Revoke a subscription: delete the collective's key at once, then unsubscribe
@@ -120,7 +147,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => data::init(g),
         Command::Import(args) => data::import(g, args),
         Command::Add(args) => data::add(g, args),
-        Command::Tables => data::tables(g),
+        Command::Tables(out) => data::tables(g, out),
         Command::Show(args) => data::show(g, args),
         Command::Schema(args) => data::schema(g, args),
         Command::Remove(args) => data::remove(g, args),
@@ -128,7 +155,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(g, args),
         Command::Credential(args) => credentials::credential(g, args),
         Command::Subscribe(args) => collectives::subscribe(g, args),
-        Command::Subscriptions => collectives::subscriptions(g),
+        Command::Subscriptions(out) => collectives::subscriptions(g, out),
         Command::Consent(args) => collectives::consent(g, args),
         Command::Revoke(args) => collectives::revoke(g, args),
         Command::Agent(args) => collectives::agent(g, args),

@@ -14,9 +14,8 @@ use super::unlock;
 
 #[derive(Debug, Args)]
 pub(crate) struct PrivacyArgs {
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -29,6 +28,8 @@ pub(crate) struct PolicyArgs {
     /// Go back to the defaults
     #[arg(long, conflicts_with = "set")]
     reset: bool,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 fn epsilon_text(spent: &Spent, delta: f64) -> String {
@@ -73,7 +74,7 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
             )
         })
         .collect();
-    if args.json {
+    if args.out.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -151,6 +152,10 @@ pub(crate) fn policy(g: &GlobalArgs, args: PolicyArgs) -> anyhow::Result<ExitCod
             Ok(p.clone())
         })?
     };
+    if args.out.json {
+        println!("{}", serde_json::to_string_pretty(&policy)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("max-epsilon-per-job   {}", policy.max_epsilon_per_job);
     println!("max-epsilon-per-year  {}", policy.max_epsilon_per_year);
     println!("min-k                 {}", policy.min_k);

@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use c2ssi_guest_sdk::encode::{feature_count, select_features};
 use c2ssi_guest_sdk::{AlgorithmInfo, FEATURES, LABEL, Param, ParamValue, Params, Table};
-use c2ssi_sandbox::{CheckedUpdate, Sandbox, SandboxLimits, TaskReport};
+use c2ssi_sandbox::{CheckedUpdate, Sandbox, TaskReport};
 use clap::Args;
 use serde_json::json;
 
@@ -35,18 +34,10 @@ pub(crate) struct RunArgs {
     /// Clip the update's L2 norm to this
     #[arg(long, value_name = "NORM")]
     clip_norm: Option<f64>,
-    /// Fuel limit (about one unit per WebAssembly instruction)
-    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
-    fuel: u64,
-    /// Memory limit in MiB
-    #[arg(long, default_value_t = SandboxLimits::default().memory_bytes >> 20)]
-    memory_mib: usize,
-    /// Wall-clock limit in milliseconds
-    #[arg(long, default_value_t = SandboxLimits::default().deadline.as_millis() as u64)]
-    timeout_ms: u64,
-    /// Print one JSON object instead of text
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    limits: super::LimitArgs,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 /// Parses `name=value` strings by the kinds the algorithm declares.
@@ -129,12 +120,7 @@ fn read_model(path: &Path) -> anyhow::Result<Vec<f32>> {
 pub(crate) fn run(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.algorithm)
         .with_context(|| format!("reading the algorithm {}", args.algorithm.display()))?;
-    let limits = SandboxLimits {
-        fuel: args.fuel,
-        memory_bytes: args.memory_mib << 20,
-        deadline: Duration::from_millis(args.timeout_ms),
-        ..SandboxLimits::default()
-    };
+    let limits = args.limits.limits();
     let sandbox = Sandbox::new(limits)?;
     let component = sandbox
         .load(&bytes)
@@ -169,7 +155,7 @@ pub(crate) fn run(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let ok = report.result.is_ok();
     let sha = hex::encode(component.sha256());
-    if args.json {
+    if args.out.json {
         print_json(&info, &sha, table, &params, &model, &report)?;
     } else {
         print_text(&info, &sha, table, &params, &report);

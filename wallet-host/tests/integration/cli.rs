@@ -95,6 +95,15 @@ fn import_show_export_round_trip() {
     let out = t.wallet(&["tables"]);
     assert_success(&out);
     assert!(stdout(&out).starts_with("diabetes\t442 rows\t11 columns"));
+    let out = t.wallet(&["tables", "--json"]);
+    assert_success(&out);
+    let tables: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(tables[0]["name"], "diabetes");
+    assert_eq!(tables[0]["rows"], 442);
+    assert_eq!(tables[0]["columns"][10]["name"], "progression");
+    let out = t.wallet(&["subscriptions", "--json"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), "[]");
     let out = t.wallet(&["show", "diabetes", "--limit", "2"]);
     assert_success(&out);
     assert!(stdout(&out).contains("progression              integer 0..=400"));
@@ -341,7 +350,7 @@ fn run_shows_the_update_that_would_leave_the_wallet() {
         serde_json::json!({ "hash": "ab", "params": params, "provenance": {} }).to_string(),
     )
     .expect("write");
-    let run_from = |model: &std::path::Path| {
+    let run_from = |model: &Path| {
         t.wallet(&[
             "run",
             test_guest_artifacts::LINEAR_REGRESSION,
