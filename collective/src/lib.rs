@@ -18,4 +18,5 @@
 pub mod args;
 pub mod home;
 pub mod manifest_file;
+pub mod model_file;
 pub mod scaffold;

@@ -18,6 +18,7 @@ mod consumer;
 mod error;
 mod ledger;
 mod manifest;
+pub mod model_file;
 mod optimizer;
 pub mod privacy;
 pub mod request;

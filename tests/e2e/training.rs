@@ -71,6 +71,48 @@ pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_
     .expect("model list --json is JSON");
     assert_eq!(listed.as_array().map(Vec::len), Some(models.len()));
 
+    // The model as a file to use elsewhere: safetensors weights and a card.
+    let export = dir.path().join("model");
+    run_ok(&mut service.operator(&[
+        "model",
+        "export",
+        &latest[..12],
+        "--out",
+        export.to_str().expect("utf-8"),
+    ]));
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(export.join("card.json")).expect("the card"))
+            .expect("the card is JSON");
+    assert_eq!(card["format"], "c2ssi-model-card/1");
+    assert_eq!(card["model_hash"], latest);
+    assert_eq!(card["algorithm"]["name"], "linear-regression");
+    assert_eq!(card["label"]["name"], "progression");
+    assert_eq!(card["features"].as_array().map(Vec::len), Some(10));
+    assert_eq!(card["encoded_width"], 10);
+    assert_eq!(card["provenance"]["job"], job.as_str());
+    let weights = c2ssi_protocol::model_file::read_weights(
+        &std::fs::read(export.join("model.safetensors")).expect("the weights"),
+    )
+    .expect("safetensors");
+    let fetched_params: Vec<f32> = fetched["params"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .map(|v| v.as_f64().expect("a number") as f32)
+        .collect();
+    assert_eq!(weights, fetched_params);
+    // A wallet starts from it as it is.
+    run_ok(&mut people[0].command(&[
+        "run",
+        test_guest_artifacts::LINEAR_REGRESSION,
+        "--table",
+        "diabetes",
+        "--params",
+        "label=progression",
+        "--model",
+        export.to_str().expect("utf-8"),
+    ]));
+
     // The ledger verifies; every sampled wallet's access (10 a round, or
     // fewer if some agent had not checked in yet) paid once, each receipt
     // kept by its wallet.

@@ -71,6 +71,47 @@ pub(crate) enum ModelCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write one version as a model you can use elsewhere: model.safetensors
+    /// (the weights) and card.json (algorithm, hyper-parameters, label, the
+    /// features' encoding, metrics, provenance)
+    Export {
+        #[command(flatten)]
+        target: Target,
+        /// Its hash, or any prefix of it that only it has
+        hash: String,
+        /// The directory to write into
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The full hash of the one model version whose hash starts with `prefix`.
+fn resolve_hash(
+    client: &c2ssi_client::Client,
+    collective: &str,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    if prefix.len() == 64 {
+        return Ok(prefix.to_string());
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let matching: Vec<String> = client
+        .models(collective, None)?
+        .into_iter()
+        .map(|m| m.hash)
+        .filter(|h| h.starts_with(&prefix))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no model version of {collective} has a hash that starts with '{prefix}' \
+             (`collective model list` shows them)"
+        ),
+        many => bail!(
+            "'{prefix}' is the start of {} model versions' hashes; give more of it",
+            many.len()
+        ),
+    }
 }
 
 pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
@@ -102,29 +143,7 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
         }
         ModelCommand::Get { target, hash, out } => {
             let client = target.client()?;
-            let hash = if hash.len() == 64 {
-                hash
-            } else {
-                let prefix = hash.to_ascii_lowercase();
-                let matching: Vec<String> = client
-                    .models(&target.collective, None)?
-                    .into_iter()
-                    .map(|m| m.hash)
-                    .filter(|h| h.starts_with(&prefix))
-                    .collect();
-                match matching.as_slice() {
-                    [one] => one.clone(),
-                    [] => bail!(
-                        "no model version of {} has a hash that starts with '{prefix}' \
-                         (`collective model list` shows them)",
-                        target.collective
-                    ),
-                    many => bail!(
-                        "'{prefix}' is the start of {} model versions' hashes; give more of it",
-                        many.len()
-                    ),
-                }
-            };
+            let hash = resolve_hash(&client, &target.collective, &hash)?;
             let version = client.model(&target.collective, &hash)?;
             if model_hash(&version.params) != version.hash {
                 bail!("the model's parameters do not match its hash");
@@ -138,6 +157,32 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => println!("{text}"),
             }
+        }
+        ModelCommand::Export { target, hash, out } => {
+            let client = target.client()?;
+            let id = &target.collective;
+            let hash = resolve_hash(&client, id, &hash)?;
+            let version = client.model(id, &hash)?;
+            if model_hash(&version.params) != version.hash {
+                bail!("the model's parameters do not match its hash");
+            }
+            let job = client.job(id, &version.provenance.job_id)?;
+            let signed = client
+                .manifest_version(id, &version.provenance.manifest_digest)
+                .with_context(|| "fetching the manifest the model was trained under")?;
+            let manifest = c2ssi_protocol::open_manifest(&signed, id)?;
+            let card = collective::model_file::card(id, &version, &job, &manifest)?;
+            let [weights, card_path] = collective::model_file::write(&out, &card, &version.params)?;
+            println!("{}", weights.display());
+            println!("{}", card_path.display());
+            eprintln!(
+                "model {} of job {} round {}: {} weights, {} feature columns",
+                &hash[..12],
+                card.provenance["job"].as_str().unwrap_or("?"),
+                version.provenance.round,
+                card.parameters,
+                card.features.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -25,7 +25,9 @@ pub(crate) struct RunArgs {
     /// Hyper-parameters, as name=value (lists comma-separated)
     #[arg(long = "params", num_args = 1.., value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// Start from this model (a JSON array of numbers, or what `collective model get` writes) instead of the algorithm's initial one
+    /// Start from this model instead of the algorithm's initial one: a directory
+    /// from `collective model export` (or its model.safetensors), what
+    /// `collective model get` writes, or a JSON array of numbers
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
     /// Seed of the algorithm's randomness
@@ -84,6 +86,24 @@ fn features_for(info: &AlgorithmInfo, params: &[Param], table: &Table) -> anyhow
 }
 
 fn read_model(path: &Path) -> anyhow::Result<Vec<f32>> {
+    use c2ssi_protocol::model_file::{WEIGHTS_FILE, read_weights};
+    // A directory from `collective model export`, or its weights file.
+    let weights = if path.is_dir() {
+        Some(path.join(WEIGHTS_FILE))
+    } else if path.extension().is_some_and(|e| e == "safetensors") {
+        Some(path.to_path_buf())
+    } else {
+        None
+    };
+    if let Some(weights) = weights {
+        let bytes = std::fs::read(&weights)
+            .with_context(|| format!("reading the model {}", weights.display()))?;
+        let values = read_weights(&bytes).with_context(|| weights.display().to_string())?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!("{}: parameter {i} is not finite", weights.display());
+        }
+        return Ok(values);
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the model {}", path.display()))?;
     #[derive(serde::Deserialize)]

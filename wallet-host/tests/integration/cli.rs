@@ -530,3 +530,33 @@ fn a_spreadsheet_export_is_read_as_it_is_meant() {
     let out = t.wallet(&["import", "--table", "g", "--yes", "--delimiter", ",", path]);
     assert_failure_with(&out, "is the delimiter ';'? (--delimiter)");
 }
+
+/// Completions and the manual come from the same clap definitions as the
+/// flags, and `--help` names the environment variables.
+#[test]
+fn completions_man_page_and_environment_in_help() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wallet"))
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let out = run(&["completions", "bash"]);
+    assert_success(&out);
+    for word in ["import", "--delimiter", "--missing", "subscriptions"] {
+        assert!(stdout(&out).contains(word), "{word} not completed");
+    }
+    let out = run(&["man"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("WALLET_LOG"));
+    let out = run(&["--help"]);
+    assert_success(&out);
+    for var in [
+        "WALLET_DIR",
+        "WALLET_PASSPHRASE",
+        "WALLET_LOG",
+        "C2SSI_CA_FILE",
+    ] {
+        assert!(stdout(&out).contains(var), "{var} not in --help");
+    }
+}
