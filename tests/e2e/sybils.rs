@@ -82,6 +82,14 @@ pub(crate) fn one_credential_admits_one_wallet_and_its_revocation_ends_the_subsc
     assert!(imported.contains("UniquePersonCredential"), "{imported}");
     let listed = run_ok(&mut person.command(&["credential", "list"]));
     assert!(listed.contains(&issuer_did), "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&run_ok(&mut person.command(&[
+        "credential",
+        "list",
+        "--json",
+    ])))
+    .expect("credential list --json is JSON");
+    assert_eq!(listed["credentials"][0]["issuer"], issuer_did.as_str());
+    assert!(listed["credentials"][0]["problem"].is_null(), "{listed}");
     person.subscribe(&service.url, &service.collective);
 
     // The Sybil cannot import the person's credential: it is about another DID.

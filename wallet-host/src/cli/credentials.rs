@@ -28,7 +28,7 @@ enum CredentialCommand {
         file: PathBuf,
     },
     /// This wallet's DID (what an issuer needs) and the credentials held
-    List,
+    List(c2ssi_cli::JsonArg),
     /// Print one credential as issued
     Show {
         /// The credential's id (`urn:uuid:...`)
@@ -58,10 +58,31 @@ pub(crate) fn credential(g: &GlobalArgs, args: CredentialArgs) -> anyhow::Result
                 c.issuer()
             );
         }
-        CredentialCommand::List => {
-            println!("this wallet's DID: {}", credentials::did(&wallet));
+        CredentialCommand::List(out) => {
             let store: Credentials = wallet.read_document(CREDENTIALS_FILE)?;
             let held = credentials::held(&store);
+            if out.json {
+                let now = now_ms();
+                let list: Vec<serde_json::Value> = held
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id(),
+                            "types": c.types(),
+                            "issuer": c.issuer(),
+                            "valid_until": c.valid_until_ms().map(format_time),
+                            "problem": c.check_time(now).err().map(|e| e.to_string()),
+                        })
+                    })
+                    .collect();
+                let json = serde_json::json!({
+                    "did": credentials::did(&wallet),
+                    "credentials": list,
+                });
+                println!("{}", serde_json::to_string_pretty(&json)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("this wallet's DID: {}", credentials::did(&wallet));
             if held.is_empty() {
                 println!("no credentials (import one with `wallet credential import FILE`)");
             }

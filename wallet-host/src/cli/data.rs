@@ -70,6 +70,8 @@ pub(crate) struct ShowArgs {
     /// Show at most this many rows
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -283,9 +285,28 @@ pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let records = wallet.records()?;
     let table = records.table(&args.name)?;
+    let shown = table.row_count.min(args.limit);
+    if args.out.json {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = (0..shown)
+            .map(|row| {
+                table
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), cell_json(c, row)))
+                    .collect()
+            })
+            .collect();
+        let json = serde_json::json!({
+            "name": table.name,
+            "rows": table.row_count,
+            "columns": table.schema(),
+            "shown": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("table '{}': {} rows", table.name, table.row_count);
     print_schema(table);
-    let shown = table.row_count.min(args.limit);
     let mut cells: Vec<Vec<String>> = vec![table.columns.iter().map(|c| c.name.clone()).collect()];
     for row in 0..shown {
         cells.push(table.columns.iter().map(|c| cell_text(c, row)).collect());

@@ -101,6 +101,12 @@ fn import_show_export_round_trip() {
     assert_eq!(tables[0]["name"], "diabetes");
     assert_eq!(tables[0]["rows"], 442);
     assert_eq!(tables[0]["columns"][10]["name"], "progression");
+    let out = t.wallet(&["show", "diabetes", "--limit", "2", "--json"]);
+    assert_success(&out);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(shown["rows"], 442);
+    assert_eq!(shown["shown"].as_array().map(Vec::len), Some(2));
+    assert!(shown["shown"][0]["progression"].is_number(), "{shown}");
     let out = t.wallet(&["subscriptions", "--json"]);
     assert_success(&out);
     assert_eq!(stdout(&out).trim(), "[]");
