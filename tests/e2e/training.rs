@@ -101,6 +101,28 @@ pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_
         .map(|v| v.as_f64().expect("a number") as f32)
         .collect();
     assert_eq!(weights, fetched_params);
+    // The consumer evaluates it on held-out rows of its own, in the sandbox.
+    let (header, rows) = crate::support::diabetes_rows();
+    let held_out = dir.path().join("held-out.csv");
+    std::fs::write(
+        &held_out,
+        format!("{header}\n{}\n", rows[380..440].join("\n")),
+    )
+    .expect("writing the held-out rows");
+    let evaluated: Value = serde_json::from_str(&run_ok(&mut service.operator(&[
+        "model",
+        "evaluate",
+        &latest[..12],
+        "--data",
+        held_out.to_str().expect("utf-8"),
+        "--json",
+    ])))
+    .expect("model evaluate --json is JSON");
+    assert_eq!(evaluated["rows"], 60, "{evaluated}");
+    assert!(
+        evaluated["metrics"]["mse"].as_f64() > Some(0.0),
+        "{evaluated}"
+    );
     // A wallet starts from it as it is.
     run_ok(&mut people[0].command(&[
         "run",

@@ -71,6 +71,8 @@ pub(crate) enum ModelCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Evaluate one version on held-out rows of a file, here, in the sandbox
+    Evaluate(EvaluateArgs),
     /// Write one version as a model you can use elsewhere: model.safetensors
     /// (the weights) and card.json (algorithm, hyper-parameters, label, the
     /// features' encoding, metrics, provenance)
@@ -83,6 +85,101 @@ pub(crate) enum ModelCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// `collective model evaluate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvaluateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The model version: its hash, or any prefix of it that only it has
+    hash: String,
+    /// Held-out data: a CSV or JSON file with the columns of the job's table, checked
+    /// against the manifest's declared types and ranges
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// A CSV file's delimiter [default: detected]
+    #[arg(long, value_parser = wallet_host::import::parse_delimiter, value_name = "CHAR")]
+    delimiter: Option<u8>,
+    /// Rows with a missing value: refuse the file, or drop those rows
+    #[arg(long, value_enum, default_value_t = wallet_host::import::Missing::Refuse)]
+    missing: wallet_host::import::Missing,
+    #[command(flatten)]
+    out: c2ssi_cli::JsonArg,
+}
+
+/// Runs the version's algorithm, in the sandbox, over the rows of a file
+/// here on the consumer's machine, and prints its metrics.
+pub(crate) fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let id = &args.target.collective;
+    let hash = resolve_hash(&client, id, &args.hash)?;
+    let version = client.model(id, &hash)?;
+    if model_hash(&version.params) != version.hash {
+        bail!("the model's parameters do not match its hash");
+    }
+    let job = client.job(id, &version.provenance.job_id)?;
+    let signed = client
+        .manifest_version(id, &version.provenance.manifest_digest)
+        .context("fetching the manifest the model was trained under")?;
+    let manifest = c2ssi_protocol::open_manifest(&signed, id)?;
+    let schema = manifest
+        .requirements
+        .table(&job.spec.table)
+        .with_context(|| format!("the manifest requires no table '{}'", job.spec.table))?
+        .columns
+        .clone();
+    let options = wallet_host::import::ReadOptions {
+        format: None,
+        delimiter: args.delimiter,
+        missing: args.missing,
+    };
+    let imported =
+        wallet_host::import::import_file(&args.data, &options, &job.spec.table, Some(&schema))?;
+    let sha = &version.provenance.algorithm_sha256;
+    let bytes = client.algorithm(id, sha)?;
+    if &hex::encode(c2ssi_protocol::sha256(&bytes)) != sha {
+        bail!("the broker's component for {sha} does not hash to it");
+    }
+    let sandbox = c2ssi_sandbox::Sandbox::new(c2ssi_sandbox::SandboxLimits::default())?;
+    let component = sandbox.load(&bytes).context("the component was refused")?;
+    let metrics = sandbox
+        .evaluate(
+            &component,
+            &version.params,
+            &job.spec.params,
+            &imported.table,
+        )
+        .into_result()
+        .map_err(|e| anyhow::anyhow!("the algorithm's evaluation failed: {e}"))?;
+    if args.out.json {
+        let json = serde_json::json!({
+            "model_hash": hash,
+            "rows": imported.table.row_count,
+            "dropped_rows": imported.dropped,
+            "metrics": metrics
+                .iter()
+                .map(|m| (m.name.clone(), serde_json::json!(m.value)))
+                .collect::<serde_json::Map<_, _>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "model {} on {} ({} rows{}):",
+        &hash[..12],
+        args.data.display(),
+        imported.table.row_count,
+        if imported.dropped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} left out for a missing value", imported.dropped.len())
+        }
+    );
+    for m in &metrics {
+        println!("  {:<16} {:.6}", m.name, m.value);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The full hash of the one model version whose hash starts with `prefix`.
@@ -158,6 +255,7 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 None => println!("{text}"),
             }
         }
+        ModelCommand::Evaluate(args) => return evaluate(args),
         ModelCommand::Export { target, hash, out } => {
             let client = target.client()?;
             let id = &target.collective;
