@@ -732,8 +732,9 @@ impl Broker {
             // whatever the reason each round gave.
             if job.rounds_done == 0 {
                 let reason = format!(
-                    "no round released a batch: each had fewer than k = {} accepted updates \
-                     (see each round's report); the model is the initial one",
+                    "no round released a batch (each round's report says why: fewer than \
+                     k = {} accepted updates, or the aggregator released nothing); the model \
+                     is the initial one",
                     self.registry
                         .current(&job.collective_id)?
                         .manifest

@@ -33,6 +33,27 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
+/// The commands every program has, flattened into its own command enum with
+/// `#[command(flatten)]`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ShellCommand {
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --out-dir
+    Man(ManArgs),
+}
+
+impl ShellCommand {
+    /// Runs it for the program `C`, writing to stdout.
+    pub fn run<C: CommandFactory>(&self) -> std::io::Result<()> {
+        let mut out = std::io::stdout();
+        match self {
+            ShellCommand::Completions(args) => completions::<C>(args, &mut out),
+            ShellCommand::Man(args) => man::<C>(args, &mut out).map(|_| ()),
+        }
+    }
+}
+
 /// Writes `C`'s completion script for the shell in `args` to `out`.
 pub fn completions<C: CommandFactory>(
     args: &CompletionsArgs,

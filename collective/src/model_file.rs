@@ -98,9 +98,7 @@ pub fn card(
         .find(|a| a.sha256 == p.algorithm_sha256);
     let schema: Vec<ColumnSpec> = manifest
         .requirements
-        .tables
-        .iter()
-        .find(|t| t.table == job.spec.table)
+        .table(&job.spec.table)
         .map(|t| t.columns.clone())
         .with_context(|| format!("the manifest requires no table '{}'", job.spec.table))?;
     let text = |name: &str| {
@@ -197,6 +195,16 @@ pub fn card(
 /// Writes `model.safetensors` and `card.json` into `dir` (created; files
 /// written whole, then renamed into place). Returns the two paths.
 pub fn write(dir: &Path, card: &ModelCard, weights: &[f32]) -> anyhow::Result<[PathBuf; 2]> {
+    // Another model's files are never overwritten, nor half replaced.
+    for name in [WEIGHTS_FILE, CARD_FILE] {
+        let path = dir.join(name);
+        if path.exists() {
+            anyhow::bail!(
+                "{} exists; give a new or empty directory (--out)",
+                path.display()
+            );
+        }
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let put = |name: &str, bytes: &[u8]| -> anyhow::Result<PathBuf> {
         let path = dir.join(name);
@@ -206,7 +214,7 @@ pub fn write(dir: &Path, card: &ModelCard, weights: &[f32]) -> anyhow::Result<[P
         std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     };
-    let weights = put(WEIGHTS_FILE, &weights_bytes(weights, &card.model_hash)?)?;
+    let weights = put(WEIGHTS_FILE, &weights_bytes(weights)?)?;
     let card = put(CARD_FILE, serde_json::to_string_pretty(card)?.as_bytes())?;
     Ok([weights, card])
 }
@@ -214,6 +222,39 @@ pub fn write(dir: &Path, card: &ModelCard, weights: &[f32]) -> anyhow::Result<[P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_never_overwrites_another_model() {
+        let card = ModelCard {
+            format: CARD_FORMAT.into(),
+            model_hash: c2ssi_protocol::model_hash(&[1.0, 2.0]),
+            parameters: 2,
+            algorithm: serde_json::json!({}),
+            hyper_parameters: serde_json::Map::new(),
+            table: "t".into(),
+            label: None,
+            features: Vec::new(),
+            encoded_width: 1,
+            layout: String::new(),
+            metrics: serde_json::Map::new(),
+            provenance: serde_json::json!({}),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("model");
+        let [weights, card_path] = write(&out, &card, &[1.0, 2.0]).expect("written");
+        assert_eq!(
+            read_weights(&std::fs::read(&weights).expect("read")).expect("weights"),
+            vec![1.0, 2.0]
+        );
+        let before = std::fs::read(&card_path).expect("card");
+        let err = write(&out, &card, &[3.0, 4.0]).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors exists"), "{err}");
+        assert_eq!(std::fs::read(&card_path).expect("card"), before);
+        assert_eq!(
+            read_weights(&std::fs::read(&weights).expect("read")).expect("weights"),
+            vec![1.0, 2.0]
+        );
+    }
 
     #[test]
     fn encodings_are_described_from_the_declared_type() {

@@ -75,7 +75,8 @@ pub fn create(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<Vec<PathBuf>
             .replace("{{name}}", name)
             .replace("{{lib}}", &lib)
             .replace("{{type}}", &type_name(name))
-            .replace("{{sdk}}", &sdk_text.replace('\\', "/"))
+            // A TOML basic string: backslashes as slashes, quotes escaped.
+            .replace("{{sdk}}", &sdk_text.replace('\\', "/").replace('"', "\\\""))
     };
     let mut files = vec![
         (dir.join("Cargo.toml"), fill(CARGO_TOML)),
@@ -89,23 +90,30 @@ pub fn create(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<Vec<PathBuf>
     {
         files.push((dir.join("Cargo.lock"), text));
     }
-    // Written into a sibling first and renamed: a failure leaves nothing.
-    let staging = dir.with_file_name(format!(
-        ".{}.partial",
-        dir.file_name()
-            .and_then(|n| n.to_str())
-            .context("the directory has no name")?
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
+    // Written into a fresh sibling directory first and renamed: a failure
+    // leaves nothing, and nothing of the user's is ever removed.
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))?;
     for (path, text) in &files {
-        let staged = staging.join(path.strip_prefix(dir).context("inside the directory")?);
+        let staged = staging
+            .path()
+            .join(path.strip_prefix(dir).context("inside the directory")?);
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&staged, text).with_context(|| format!("writing {}", staged.display()))?;
     }
-    std::fs::rename(&staging, dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::rename(staging.path(), dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Renamed away: nothing is left for the guard to remove.
+    let _ = staging.keep();
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
 
@@ -129,6 +137,12 @@ mod tests {
         let target = dir.path().join("my-algo");
         let files = create("my-algo", &target, &sdk).expect("created");
         assert!(files.iter().all(|f| f.exists()));
+        // Nothing but the crate is left beside it.
+        let beside: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(beside, vec![std::ffi::OsString::from("my-algo")]);
         let lib = std::fs::read_to_string(target.join("src/lib.rs")).expect("lib.rs");
         assert!(lib.contains("pub struct MyAlgo;"));
         assert!(!lib.contains("{{"), "every placeholder filled");

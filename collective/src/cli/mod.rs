@@ -154,10 +154,8 @@ enum Command_ {
     /// Run the whole loop in one process on a real dataset (the `simulate` program)
     #[command(disable_help_flag = true)]
     Simulate(simulate::SimulateArgs),
-    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions(c2ssi_cli::CompletionsArgs),
-    /// Print the manual page (roff), or write one page per command with --out-dir
-    Man(c2ssi_cli::ManArgs),
+    #[command(flatten)]
+    Shell(c2ssi_cli::ShellCommand),
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -194,12 +192,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command_::Model(cmd) => reads::model(cmd),
         Command_::Ledger(cmd) => reads::ledger(cmd),
         Command_::Simulate(args) => simulate::forward(args),
-        Command_::Completions(args) => {
-            c2ssi_cli::completions::<Cli>(&args, &mut std::io::stdout())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command_::Man(args) => {
-            c2ssi_cli::man::<Cli>(&args, &mut std::io::stdout())?;
+        Command_::Shell(command) => {
+            command.run::<Cli>()?;
             Ok(ExitCode::SUCCESS)
         }
     }

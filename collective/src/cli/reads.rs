@@ -113,16 +113,9 @@ pub(crate) struct EvaluateArgs {
 pub(crate) fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
     let id = &args.target.collective;
-    let hash = resolve_hash(&client, id, &args.hash)?;
-    let version = client.model(id, &hash)?;
-    if model_hash(&version.params) != version.hash {
-        bail!("the model's parameters do not match its hash");
-    }
-    let job = client.job(id, &version.provenance.job_id)?;
-    let signed = client
-        .manifest_version(id, &version.provenance.manifest_digest)
-        .context("fetching the manifest the model was trained under")?;
-    let manifest = c2ssi_protocol::open_manifest(&signed, id)?;
+    let version = fetch_version(&client, id, &args.hash)?;
+    let hash = version.hash.clone();
+    let (job, manifest) = trained_under(&client, id, &version)?;
     let schema = manifest
         .requirements
         .table(&job.spec.table)
@@ -180,6 +173,43 @@ pub(crate) fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         println!("  {:<16} {:.6}", m.name, m.value);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model version whose hash is `prefix` or starts with it, checked
+/// against its hash.
+fn fetch_version(
+    client: &c2ssi_client::Client,
+    collective: &str,
+    prefix: &str,
+) -> anyhow::Result<c2ssi_protocol::ModelVersion> {
+    let hash = resolve_hash(client, collective, prefix)?;
+    let version = client.model(collective, &hash)?;
+    if model_hash(&version.params) != version.hash || version.hash != hash {
+        bail!("the model's parameters do not match its hash {hash}");
+    }
+    Ok(version)
+}
+
+/// The job that made `version` and the signed manifest it was trained under.
+fn trained_under(
+    client: &c2ssi_client::Client,
+    collective: &str,
+    version: &c2ssi_protocol::ModelVersion,
+) -> anyhow::Result<(c2ssi_protocol::JobStatus, c2ssi_protocol::Manifest)> {
+    let job = client.job(collective, &version.provenance.job_id)?;
+    let signed = client
+        .manifest_version(collective, &version.provenance.manifest_digest)
+        .context("fetching the manifest the model was trained under")?;
+    if hex::encode(signed.digest()) != version.provenance.manifest_digest {
+        bail!(
+            "the broker answered another manifest than the one the model names ({})",
+            version.provenance.manifest_digest
+        );
+    }
+    if job.id != version.provenance.job_id {
+        bail!("the broker answered another job than the one the model names");
+    }
+    Ok((job, c2ssi_protocol::open_manifest(&signed, collective)?))
 }
 
 /// The full hash of the one model version whose hash starts with `prefix`.
@@ -240,11 +270,8 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
         }
         ModelCommand::Get { target, hash, out } => {
             let client = target.client()?;
-            let hash = resolve_hash(&client, &target.collective, &hash)?;
-            let version = client.model(&target.collective, &hash)?;
-            if model_hash(&version.params) != version.hash {
-                bail!("the model's parameters do not match its hash");
-            }
+            let version = fetch_version(&client, &target.collective, &hash)?;
+            let hash = &version.hash;
             let text = serde_json::to_string_pretty(&version)?;
             match out {
                 Some(path) => {
@@ -259,16 +286,9 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Export { target, hash, out } => {
             let client = target.client()?;
             let id = &target.collective;
-            let hash = resolve_hash(&client, id, &hash)?;
-            let version = client.model(id, &hash)?;
-            if model_hash(&version.params) != version.hash {
-                bail!("the model's parameters do not match its hash");
-            }
-            let job = client.job(id, &version.provenance.job_id)?;
-            let signed = client
-                .manifest_version(id, &version.provenance.manifest_digest)
-                .with_context(|| "fetching the manifest the model was trained under")?;
-            let manifest = c2ssi_protocol::open_manifest(&signed, id)?;
+            let version = fetch_version(&client, id, &hash)?;
+            let hash = &version.hash;
+            let (job, manifest) = trained_under(&client, id, &version)?;
             let card = collective::model_file::card(id, &version, &job, &manifest)?;
             let [weights, card_path] = collective::model_file::write(&out, &card, &version.params)?;
             println!("{}", weights.display());

@@ -1,7 +1,6 @@
 //! The commands for collectives: `subscribe`, `subscriptions`, `consent`,
 //! `revoke`, `agent`, `log`, `earnings`.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -133,14 +132,11 @@ fn ask(manifest: &Manifest, yes: bool) -> anyhow::Result<(String, bool)> {
     if yes {
         return Ok((consent, true));
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("consenting needs your answer: run in a terminal, or pass --yes");
-    }
-    print!("{consent}\nDo you consent? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok((consent, matches!(answer.trim(), "y" | "Y" | "yes")))
+    let agreed = super::confirm(
+        &format!("{consent}\nDo you consent?"),
+        "consenting needs your answer: run in a terminal, or pass --yes",
+    )?;
+    Ok((consent, agreed))
 }
 
 /// Sends the signed consent to `signed` and stores it as the consented

@@ -1,18 +1,18 @@
 //! The data commands: `init`, `import`, `add`, `tables`, `show`, `schema`,
 //! `remove`, `export`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
 use clap::Args;
 use wallet_host::import::{self, Format, Missing, ReadOptions};
 use wallet_host::store::{IfExists, check_table_name};
 
-use super::GlobalArgs;
 use super::unlock;
+use super::{GlobalArgs, confirm};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -182,18 +182,6 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks `question` in a terminal; elsewhere fails with `refusal`.
-fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("{refusal}");
-    }
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
 pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
     check_table_name(&args.table)?;
     let wallet = unlock::open(g)?;
@@ -287,20 +275,11 @@ pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let table = records.table(&args.name)?;
     let shown = table.row_count.min(args.limit);
     if args.out.json {
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> = (0..shown)
-            .map(|row| {
-                table
-                    .columns
-                    .iter()
-                    .map(|c| (c.name.clone(), cell_json(c, row)))
-                    .collect()
-            })
-            .collect();
         let json = serde_json::json!({
             "name": table.name,
             "rows": table.row_count,
             "columns": table.schema(),
-            "shown": rows,
+            "shown": rows_json(table, shown),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
@@ -383,20 +362,24 @@ pub(crate) fn export(g: &GlobalArgs, args: ExportArgs) -> anyhow::Result<ExitCod
             writer.flush().context("writing to stdout")?;
         }
         Format::Json => {
-            let rows: Vec<serde_json::Map<String, serde_json::Value>> = (0..table.row_count)
-                .map(|row| {
-                    table
-                        .columns
-                        .iter()
-                        .map(|c| (c.name.clone(), cell_json(c, row)))
-                        .collect()
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut out, &rows)?;
+            serde_json::to_writer_pretty(&mut out, &rows_json(table, table.row_count))?;
             writeln!(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `n` rows, each an object of column name to value.
+fn rows_json(table: &Table, n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    (0..n)
+        .map(|row| {
+            table
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), cell_json(c, row)))
+                .collect()
+        })
+        .collect()
 }
 
 fn cell_json(column: &Column, row: usize) -> serde_json::Value {

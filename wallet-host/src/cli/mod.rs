@@ -119,10 +119,22 @@ enum Command {
     Privacy(privacy::PrivacyArgs),
     /// Your limits: epsilon per job and per year, least k, noise required, biggest model
     Policy(privacy::PolicyArgs),
-    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions(c2ssi_cli::CompletionsArgs),
-    /// Print the manual page (roff), or write one page per command with --out-dir
-    Man(c2ssi_cli::ManArgs),
+    #[command(flatten)]
+    Shell(c2ssi_cli::ShellCommand),
+}
+
+/// Asks `question` in a terminal and reads a yes; elsewhere fails with
+/// `refusal`, which says how to answer without a terminal (`--yes`).
+pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{refusal}");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -163,12 +175,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Earnings(args) => collectives::earnings(g, args),
         Command::Privacy(args) => privacy::privacy(g, args),
         Command::Policy(args) => privacy::policy(g, args),
-        Command::Completions(args) => {
-            c2ssi_cli::completions::<Cli>(&args, &mut std::io::stdout())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Man(args) => {
-            c2ssi_cli::man::<Cli>(&args, &mut std::io::stdout())?;
+        Command::Shell(command) => {
+            command.run::<Cli>()?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -14,6 +14,7 @@ mod cells;
 #[cfg(test)]
 mod fuzz;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use c2ssi_guest_sdk::{ColumnSpec, Table};
@@ -242,7 +243,14 @@ pub fn import_file(
             (headers, rows, None)
         }
     };
-    let mut imported = build(path, table_name, headers, rows, schema, options.missing)?;
+    let mut imported = build(
+        path,
+        table_name,
+        headers,
+        rows,
+        schema,
+        Some(options.missing),
+    )?;
     imported.delimiter = delimiter;
     Ok(imported)
 }
@@ -276,15 +284,7 @@ pub fn row_from_assignments(
         line: None,
         cells: given.into_iter().map(|(_, v)| Cell::Text(v)).collect(),
     };
-    build(
-        &file,
-        table_name,
-        headers,
-        vec![row],
-        Some(schema),
-        Missing::Refuse,
-    )
-    .map(|i| i.table)
+    build(&file, table_name, headers, vec![row], Some(schema), None).map(|i| i.table)
 }
 
 struct Row {
@@ -294,12 +294,16 @@ struct Row {
 
 /// The delimiter that splits the start of `bytes` into rows of one width
 /// (more than one column), the widest if several do; comma if none does.
-fn sniff_delimiter(bytes: &[u8]) -> u8 {
-    // The first 64 KiB, up to the last full line.
-    let mut sample = &bytes[..bytes.len().min(64 * 1024)];
-    if sample.len() < bytes.len()
-        && let Some(end) = sample.iter().rposition(|&b| b == b'\n')
-    {
+/// How much of a CSV file the delimiter is detected from.
+const SNIFF_BYTES: u64 = 64 * 1024;
+
+/// The delimiter that splits the start of a file (`head`, its first
+/// [`SNIFF_BYTES`]; `whole` when that is the whole file) into rows of one
+/// width (more than one column), the widest if several do; comma if none does.
+fn sniff_delimiter(head: &[u8], whole: bool) -> u8 {
+    // Up to the last full line.
+    let mut sample = head;
+    if !whole && let Some(end) = sample.iter().rposition(|&b| b == b'\n') {
         sample = &sample[..end];
     }
     let width = |delimiter: u8| -> Option<usize> {
@@ -331,19 +335,30 @@ fn read_csv(
         file: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+    let io = |source: std::io::Error| ImportError::Io {
         file: path.to_path_buf(),
-        source: e,
-    })?;
-    // A byte-order mark (spreadsheets write one) is not part of the first name.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        source,
+    };
+    // The file is streamed: only its head is held twice, to detect the
+    // delimiter and to drop a byte-order mark (spreadsheets write one; it is
+    // not part of the first name).
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut head = Vec::new();
+    (&mut file)
+        .take(SNIFF_BYTES)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    let whole = (head.len() as u64) < SNIFF_BYTES;
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        head.drain(..3);
+    }
     let delimiter = match delimiter {
         Some(byte) => Delimiter {
             byte,
             detected: false,
         },
         None => Delimiter {
-            byte: sniff_delimiter(bytes),
+            byte: sniff_delimiter(&head, whole),
             detected: true,
         },
     };
@@ -351,7 +366,7 @@ fn read_csv(
         .has_headers(true)
         .trim(csv::Trim::All)
         .delimiter(delimiter.byte)
-        .from_reader(bytes);
+        .from_reader(std::io::Cursor::new(head).chain(file));
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| malformed(format!("the header row is not valid CSV: {e}")))?
@@ -490,7 +505,9 @@ fn build(
     headers: Vec<String>,
     rows: Vec<Row>,
     schema: Option<&[ColumnSpec]>,
-    missing: Missing,
+    // What to do with a missing value; `None` where no choice is offered (one
+    // row typed at the command line): refused.
+    missing: Option<Missing>,
 ) -> Result<Imported, ImportError> {
     let schema_error = |reason: String| ImportError::Schema {
         file: file.to_path_buf(),
@@ -593,28 +610,28 @@ fn build(
             .zip(&cells)
             .position(|(spec, cell)| cells::is_missing(&spec.ty, cell));
         if let Some(col) = gap {
-            match missing {
-                Missing::Drop => {
-                    dropped.push(i + 1);
-                    continue;
-                }
-                Missing::Refuse => {
-                    return Err(ImportError::Cell {
-                        file: file.to_path_buf(),
-                        row: i + 1,
-                        line: row.line,
-                        column: builder.schema()[col].name.clone(),
-                        reason: format!(
-                            "{} is a missing value; fill it in, or leave out the rows that \
-                             have one with --missing drop",
-                            match cells[col] {
-                                Cell::Text(t) if t.trim().is_empty() => "an empty cell".into(),
-                                other => other.shown(),
-                            }
-                        ),
-                    });
-                }
+            if missing == Some(Missing::Drop) {
+                dropped.push(i + 1);
+                continue;
             }
+            return Err(ImportError::Cell {
+                file: file.to_path_buf(),
+                row: i + 1,
+                line: row.line,
+                column: builder.schema()[col].name.clone(),
+                reason: format!(
+                    "{} is a missing value; fill it in{}",
+                    match cells[col] {
+                        Cell::Text(t) if t.trim().is_empty() => "an empty cell".into(),
+                        other => other.shown(),
+                    },
+                    if missing.is_some() {
+                        ", or leave out the rows that have one with --missing drop"
+                    } else {
+                        ""
+                    }
+                ),
+            });
         }
         builder
             .push_row(&cells)
@@ -755,6 +772,18 @@ mod tests {
             );
             assert_eq!(imported.table.columns[0].name, "age", "{name}");
         }
+        // A file longer than the sniffed head, streamed after it: a row cut
+        // at the head's end is read whole.
+        let mut big = String::from("\u{feff}age;bmi;city\n");
+        for i in 0..12000 {
+            big.push_str(&format!("{};{}.5;Delft\n", 20 + i % 60, 20 + i % 10));
+        }
+        assert!(big.len() as u64 > 2 * SNIFF_BYTES);
+        let path = write(dir.path(), "big.csv", &big);
+        let imported = import_file(&path, &ReadOptions::default(), "t", None).unwrap();
+        assert_eq!(imported.delimiter.map(|d| d.byte), Some(b';'));
+        assert_eq!(imported.table.row_count, 12000);
+        assert_eq!(imported.table.columns[0].name, "age");
         // A decimal comma is named, not guessed.
         let path = write(dir.path(), "dc.csv", "age;bmi\n50;22,5\n61;30\n");
         let err = import_file(&path, &ReadOptions::default(), "t", None)
@@ -890,5 +919,11 @@ mod tests {
             "command line: row 1, column 'score': 11 is outside the declared range (integer 0..=10)"
         );
         assert!(row_from_assignments("t", &schema, &[]).is_err());
+        // One row typed in offers no --missing: the hint does not name it.
+        let err = row_from_assignments("t", &schema, &["score=n/a".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command line: row 1, column 'score': 'n/a' is a missing value; fill it in"
+        );
     }
 }
