@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{AlgorithmInfo, Param, Params};
-use crate::table::Table;
+use crate::table::{Column, ColumnSpec, Table};
 
 /// A named number an algorithm reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,42 @@ impl Metric {
             name: name.into(),
             value,
         }
+    }
+}
+
+/// What `evaluate` reports: each part named, so that no host guesses which
+/// number to compare or plot.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Evaluation {
+    /// What training minimises (squared error, log loss): lower is better.
+    pub loss: Metric,
+    /// The headline measure of quality (R², accuracy): higher is better.
+    pub score: Metric,
+    /// Any further metrics.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub metrics: Vec<Metric>,
+}
+
+impl Evaluation {
+    /// An evaluation with this loss and score and no further metrics.
+    pub fn new(loss: Metric, score: Metric) -> Evaluation {
+        Evaluation {
+            loss,
+            score,
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Adds a further metric.
+    pub fn metric(mut self, name: &str, value: f64) -> Evaluation {
+        self.metrics.push(Metric::new(name, value));
+        self
+    }
+
+    /// Every metric, loss and score first.
+    pub fn all(&self) -> impl Iterator<Item = &Metric> {
+        [&self.loss, &self.score].into_iter().chain(&self.metrics)
     }
 }
 
@@ -70,8 +106,29 @@ pub trait Algorithm {
     /// Local training from `model` on `data`; `seed` makes it reproducible.
     fn train(model: &[f32], params: &Params, data: &Table, seed: u64) -> Result<Update>;
 
-    /// Metrics of `model` on `data`.
-    fn evaluate(model: &[f32], params: &Params, data: &Table) -> Result<Vec<Metric>>;
+    /// The loss, the score and any further metrics of `model` on `data`,
+    /// which holds the label.
+    fn evaluate(model: &[f32], params: &Params, data: &Table) -> Result<Evaluation>;
+
+    /// The predictions of `model` for every row of `data`, which need not
+    /// hold the label; `label` is its declared type. The first column is the
+    /// prediction, named like the label and in its own units (unscale with
+    /// [`RangeScale::inverse`](crate::encode::RangeScale::inverse)); further
+    /// columns are extras such as class probabilities. The default says the
+    /// algorithm does not predict.
+    fn predict(
+        model: &[f32],
+        params: &Params,
+        data: &Table,
+        label: &ColumnSpec,
+    ) -> Result<Vec<Column>> {
+        let _ = (model, params, data);
+        Err(Error::new(format!(
+            "{} does not predict (its author did not implement `predict`); label '{}'",
+            Self::info().name,
+            label.name
+        )))
+    }
 }
 
 /// `describe`, as the host sees it.
@@ -105,12 +162,28 @@ pub fn evaluate<A: Algorithm>(
     model: &[f32],
     params: Vec<Param>,
     data: &Table,
-) -> Result<Vec<Metric>> {
+) -> Result<Evaluation> {
     let params = Params::resolve(&A::info().params, params)?;
     if data.row_count == 0 {
         return Err(Error::new(format!("table '{}' has no rows", data.name)));
     }
     A::evaluate(model, &params, data)
+}
+
+/// `predict`, as the host sees it: parameters checked first; the columns
+/// returned must each hold one value per row and fit their declared types.
+pub fn predict<A: Algorithm>(
+    model: &[f32],
+    params: Vec<Param>,
+    data: &Table,
+    label: &ColumnSpec,
+) -> Result<Vec<Column>> {
+    let params = Params::resolve(&A::info().params, params)?;
+    let columns = A::predict(model, &params, data, label)?;
+    if columns.is_empty() {
+        return Err(Error::new("predict returned no column"));
+    }
+    Table::new("predictions", data.row_count, columns).map(|t| t.columns)
 }
 
 /// Checks that `model` has the `expected` number of parameters.

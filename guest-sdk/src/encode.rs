@@ -12,7 +12,7 @@
 //! train in well-conditioned units and report metrics in the label's own units.
 
 use crate::error::{Error, Result};
-use crate::table::{ColumnData, ColumnSpec, ColumnType, Table};
+use crate::table::{Column, ColumnData, ColumnSpec, ColumnType, Table};
 
 /// The feature columns for `requested` names: the names as given, or, when the
 /// list is empty, every column except the label, in schema order.
@@ -225,6 +225,24 @@ impl RegressionTarget {
     pub fn scale(&self) -> RangeScale {
         self.scale
     }
+
+    /// Scores in model units as the prediction column: named like the
+    /// label, real, in the label's own units.
+    pub fn column(&self, scores: &[f32]) -> Column {
+        Column {
+            name: self.name.clone(),
+            ty: ColumnType::Real {
+                min: None,
+                max: None,
+            },
+            data: ColumnData::Real(
+                scores
+                    .iter()
+                    .map(|&s| self.scale.inverse(f64::from(s)))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// A class label: boolean (2 classes), category (one class per level) or an
@@ -232,6 +250,7 @@ impl RegressionTarget {
 #[derive(Debug, Clone)]
 pub struct ClassTarget {
     name: String,
+    ty: ColumnType,
     classes: usize,
     offset: i64,
 }
@@ -266,9 +285,60 @@ impl ClassTarget {
         }
         Ok(ClassTarget {
             name: label.into(),
+            ty: spec.ty.clone(),
             classes,
             offset,
         })
+    }
+
+    /// Each class's name: a category's level, `false`/`true`, or the integer.
+    pub fn class_names(&self) -> Vec<String> {
+        match &self.ty {
+            ColumnType::Category { levels } => levels.clone(),
+            ColumnType::Boolean => vec!["false".into(), "true".into()],
+            _ => (0..self.classes as i64)
+                .map(|k| (self.offset + k).to_string())
+                .collect(),
+        }
+    }
+
+    /// Classes `0..classes` as the prediction column: named like the label,
+    /// of the label's own type.
+    pub fn column(&self, classes: &[usize]) -> Column {
+        let data = match &self.ty {
+            ColumnType::Category { .. } => {
+                ColumnData::Category(classes.iter().map(|&k| k as u32).collect())
+            }
+            ColumnType::Boolean => ColumnData::Boolean(classes.iter().map(|&k| k == 1).collect()),
+            _ => ColumnData::Integer(classes.iter().map(|&k| self.offset + k as i64).collect()),
+        };
+        Column {
+            name: self.name.clone(),
+            ty: self.ty.clone(),
+            data,
+        }
+    }
+
+    /// Class probabilities (row-major, `classes` per row) as one column per
+    /// class, named `p_` and the class's name, in `[0, 1]`.
+    pub fn probability_columns(&self, p: &[f32]) -> Vec<Column> {
+        let rows = p.len().checked_div(self.classes).unwrap_or(0);
+        self.class_names()
+            .into_iter()
+            .enumerate()
+            .map(|(k, class)| Column {
+                name: format!("p_{class}"),
+                ty: ColumnType::Real {
+                    min: Some(0.0),
+                    max: Some(1.0),
+                },
+                data: ColumnData::Real(
+                    (0..rows)
+                        .map(|i| f64::from(p[i * self.classes + k]).clamp(0.0, 1.0))
+                        .collect(),
+                ),
+            })
+            .collect()
     }
 
     /// Number of classes.
@@ -318,6 +388,22 @@ impl ClassTarget {
             ))),
         }
     }
+}
+
+/// The schema `predict` works with: the table's columns and the label's
+/// declared type, after checking that the `label` hyper-parameter names it.
+pub fn prediction_schema(
+    table: &Table,
+    label: &ColumnSpec,
+    label_param: &str,
+) -> Result<Vec<ColumnSpec>> {
+    if label.name != label_param {
+        return Err(Error::new(format!(
+            "the host asks to predict '{}' but the hyper-parameter 'label' is '{label_param}'",
+            label.name
+        )));
+    }
+    Ok(table.schema_with(label))
 }
 
 fn find<'a>(schema: &'a [ColumnSpec], name: &str) -> Result<&'a ColumnSpec> {

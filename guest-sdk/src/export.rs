@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use crate::PANIC_MARKER;
 use crate::algorithm::{self, Algorithm};
 use crate::params::{AlgorithmInfo, Param, ParamKind, ParamSpec, ParamValue};
-use crate::table::{Column, ColumnData, ColumnType, Table};
+use crate::table::{Column, ColumnData, ColumnSpec, ColumnType, Table};
 
 /// Bindings generated from `wit/algorithm.wit`.
 #[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -87,12 +87,77 @@ impl<A: Algorithm> bindings::Guest for Exported<A> {
         model: Vec<f32>,
         params: Vec<wit::Param>,
         data: wit::Table,
-    ) -> Result<Vec<wit::Metric>, String> {
+    ) -> Result<wit::Evaluation, String> {
         install_panic_hook();
         let data = table_from_wit(data);
         algorithm::evaluate::<A>(&model, params_from_wit(params), &data)
-            .map(|m| m.into_iter().map(metric_to_wit).collect())
+            .map(|e| wit::Evaluation {
+                loss: metric_to_wit(e.loss),
+                score: metric_to_wit(e.score),
+                metrics: e.metrics.into_iter().map(metric_to_wit).collect(),
+            })
             .map_err(|e| e.to_string())
+    }
+
+    fn predict(
+        model: Vec<f32>,
+        params: Vec<wit::Param>,
+        data: wit::Table,
+        label: wit::ColumnSpec,
+    ) -> Result<Vec<wit::Column>, String> {
+        install_panic_hook();
+        let data = table_from_wit(data);
+        let label = ColumnSpec {
+            name: label.name,
+            ty: kind_from_wit(label.kind),
+        };
+        algorithm::predict::<A>(&model, params_from_wit(params), &data, &label)
+            .map(|columns| columns.into_iter().map(column_to_wit).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn kind_from_wit(kind: wit::ColumnKind) -> ColumnType {
+    match kind {
+        wit::ColumnKind::Integer((min, max)) => ColumnType::Integer { min, max },
+        wit::ColumnKind::Real((min, max)) => ColumnType::Real { min, max },
+        wit::ColumnKind::Boolean => ColumnType::Boolean,
+        wit::ColumnKind::Category(levels) => ColumnType::Category { levels },
+    }
+}
+
+fn column_to_wit(c: Column) -> wit::Column {
+    let values = match (c.ty, c.data) {
+        (ColumnType::Integer { min, max }, ColumnData::Integer(values)) => {
+            wit::ColumnValues::Integer(wit::IntegerColumn { values, min, max })
+        }
+        (ColumnType::Real { min, max }, ColumnData::Real(values)) => {
+            wit::ColumnValues::Real(wit::RealColumn { values, min, max })
+        }
+        (ColumnType::Category { levels }, ColumnData::Category(codes)) => {
+            wit::ColumnValues::Category(wit::CategoryColumn { levels, codes })
+        }
+        // `algorithm::predict` checked every column against its type, so
+        // only a boolean is left; its declared type adds nothing.
+        (_, ColumnData::Boolean(v)) => wit::ColumnValues::Boolean(v),
+        (_, ColumnData::Integer(values)) => wit::ColumnValues::Integer(wit::IntegerColumn {
+            values,
+            min: None,
+            max: None,
+        }),
+        (_, ColumnData::Real(values)) => wit::ColumnValues::Real(wit::RealColumn {
+            values,
+            min: None,
+            max: None,
+        }),
+        (_, ColumnData::Category(codes)) => wit::ColumnValues::Category(wit::CategoryColumn {
+            levels: Vec::new(),
+            codes,
+        }),
+    };
+    wit::Column {
+        name: c.name,
+        values,
     }
 }
 

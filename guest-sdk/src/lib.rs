@@ -8,6 +8,7 @@ extern crate self as c2ssi_guest_sdk;
 mod algorithm;
 pub mod encode;
 mod error;
+pub mod glm;
 mod params;
 pub mod sgd;
 mod table;
@@ -16,7 +17,8 @@ mod table;
 pub mod export;
 
 pub use algorithm::{
-    Algorithm, Metric, Update, describe, evaluate, expect_model_len, init_model, train,
+    Algorithm, Evaluation, Metric, Update, describe, evaluate, expect_model_len, init_model,
+    predict, train,
 };
 pub use error::{Error, Result};
 pub use params::{AlgorithmInfo, FEATURES, LABEL, Param, ParamKind, ParamSpec, ParamValue, Params};
@@ -32,11 +34,13 @@ pub const PANIC_MARKER: &str = "c2ssi-guest-panic: ";
 /// Everything an algorithm's `lib.rs` usually needs.
 pub mod prelude {
     pub use crate::encode::{
-        ClassTarget, FeatureEncoder, RangeScale, RegressionTarget, select_features,
+        ClassTarget, FeatureEncoder, RangeScale, RegressionTarget, prediction_schema,
+        select_features,
     };
+    pub use crate::glm::{Glm, GlmAlgorithm, Identity, Link, Logit, Softmax};
     pub use crate::sgd::{SgdConfig, axpy, dot, glm_gradient, glm_scores, run_epochs};
     pub use crate::{
-        Algorithm, AlgorithmInfo, Error, Metric, ParamKind, ParamSpec, ParamValue, Params, Result,
-        Table, Update, expect_model_len,
+        Algorithm, AlgorithmInfo, Column, ColumnData, ColumnSpec, ColumnType, Error, Evaluation,
+        Metric, ParamKind, ParamSpec, ParamValue, Params, Result, Table, Update, expect_model_len,
     };
 }

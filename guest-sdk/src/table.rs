@@ -401,6 +401,16 @@ impl Table {
         self.columns.iter().map(Column::spec).collect()
     }
 
+    /// The schema with `label` added when the table does not hold it: what
+    /// `predict` encodes features and unscales predictions by.
+    pub fn schema_with(&self, label: &ColumnSpec) -> Vec<ColumnSpec> {
+        let mut schema = self.schema();
+        if !schema.iter().any(|c| c.name == label.name) {
+            schema.push(label.clone());
+        }
+        schema
+    }
+
     /// A table with only the named columns, in the order given.
     pub fn project(&self, names: &[String]) -> Result<Table> {
         let columns = names

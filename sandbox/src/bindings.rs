@@ -16,56 +16,105 @@ pub(crate) fn table_to_wit(t: &sdk::Table) -> wit::Table {
         name: t.name.clone(),
         // Tables are built by the host and bounded far below u32::MAX rows.
         row_count: u32::try_from(t.row_count).unwrap_or(u32::MAX),
-        columns: t
-            .columns
-            .iter()
-            .map(|c| wit::Column {
-                name: c.name.clone(),
-                values: match (&c.ty, &c.data) {
-                    (sdk::ColumnType::Integer { min, max }, sdk::ColumnData::Integer(v)) => {
-                        wit::ColumnValues::Integer(wit::IntegerColumn {
-                            values: v.clone(),
-                            min: *min,
-                            max: *max,
-                        })
-                    }
-                    (sdk::ColumnType::Real { min, max }, sdk::ColumnData::Real(v)) => {
-                        wit::ColumnValues::Real(wit::RealColumn {
-                            values: v.clone(),
-                            min: *min,
-                            max: *max,
-                        })
-                    }
-                    (sdk::ColumnType::Category { levels }, sdk::ColumnData::Category(codes)) => {
-                        wit::ColumnValues::Category(wit::CategoryColumn {
-                            levels: levels.clone(),
-                            codes: codes.clone(),
-                        })
-                    }
-                    (_, sdk::ColumnData::Boolean(v)) => wit::ColumnValues::Boolean(v.clone()),
-                    // A checked table never mixes types; pass the values with
-                    // an open range so the guest still sees consistent data.
-                    (_, sdk::ColumnData::Integer(v)) => {
-                        wit::ColumnValues::Integer(wit::IntegerColumn {
-                            values: v.clone(),
-                            min: None,
-                            max: None,
-                        })
-                    }
-                    (_, sdk::ColumnData::Real(v)) => wit::ColumnValues::Real(wit::RealColumn {
-                        values: v.clone(),
-                        min: None,
-                        max: None,
-                    }),
-                    (_, sdk::ColumnData::Category(codes)) => {
-                        wit::ColumnValues::Category(wit::CategoryColumn {
-                            levels: Vec::new(),
-                            codes: codes.clone(),
-                        })
-                    }
-                },
-            })
-            .collect(),
+        columns: t.columns.iter().map(column_to_wit).collect(),
+    }
+}
+
+fn column_to_wit(c: &sdk::Column) -> wit::Column {
+    wit::Column {
+        name: c.name.clone(),
+        values: match (&c.ty, &c.data) {
+            (sdk::ColumnType::Integer { min, max }, sdk::ColumnData::Integer(v)) => {
+                wit::ColumnValues::Integer(wit::IntegerColumn {
+                    values: v.clone(),
+                    min: *min,
+                    max: *max,
+                })
+            }
+            (sdk::ColumnType::Real { min, max }, sdk::ColumnData::Real(v)) => {
+                wit::ColumnValues::Real(wit::RealColumn {
+                    values: v.clone(),
+                    min: *min,
+                    max: *max,
+                })
+            }
+            (sdk::ColumnType::Category { levels }, sdk::ColumnData::Category(codes)) => {
+                wit::ColumnValues::Category(wit::CategoryColumn {
+                    levels: levels.clone(),
+                    codes: codes.clone(),
+                })
+            }
+            (_, sdk::ColumnData::Boolean(v)) => wit::ColumnValues::Boolean(v.clone()),
+            // A checked table never mixes types; pass the values with
+            // an open range so the guest still sees consistent data.
+            (_, sdk::ColumnData::Integer(v)) => wit::ColumnValues::Integer(wit::IntegerColumn {
+                values: v.clone(),
+                min: None,
+                max: None,
+            }),
+            (_, sdk::ColumnData::Real(v)) => wit::ColumnValues::Real(wit::RealColumn {
+                values: v.clone(),
+                min: None,
+                max: None,
+            }),
+            (_, sdk::ColumnData::Category(codes)) => {
+                wit::ColumnValues::Category(wit::CategoryColumn {
+                    levels: Vec::new(),
+                    codes: codes.clone(),
+                })
+            }
+        },
+    }
+}
+
+/// A column the guest returned, with the type its values declare; the
+/// caller checks the values against it.
+pub(crate) fn column_from_wit(c: wit::Column) -> sdk::Column {
+    let (ty, data) = match c.values {
+        wit::ColumnValues::Integer(v) => (
+            sdk::ColumnType::Integer {
+                min: v.min,
+                max: v.max,
+            },
+            sdk::ColumnData::Integer(v.values),
+        ),
+        wit::ColumnValues::Real(v) => (
+            sdk::ColumnType::Real {
+                min: v.min,
+                max: v.max,
+            },
+            sdk::ColumnData::Real(v.values),
+        ),
+        wit::ColumnValues::Boolean(v) => (sdk::ColumnType::Boolean, sdk::ColumnData::Boolean(v)),
+        wit::ColumnValues::Category(v) => (
+            sdk::ColumnType::Category { levels: v.levels },
+            sdk::ColumnData::Category(v.codes),
+        ),
+    };
+    sdk::Column {
+        name: c.name,
+        ty,
+        data,
+    }
+}
+
+pub(crate) fn column_spec_to_wit(spec: &sdk::ColumnSpec) -> wit::ColumnSpec {
+    wit::ColumnSpec {
+        name: spec.name.clone(),
+        kind: match &spec.ty {
+            sdk::ColumnType::Integer { min, max } => wit::ColumnKind::Integer((*min, *max)),
+            sdk::ColumnType::Real { min, max } => wit::ColumnKind::Real((*min, *max)),
+            sdk::ColumnType::Boolean => wit::ColumnKind::Boolean,
+            sdk::ColumnType::Category { levels } => wit::ColumnKind::Category(levels.clone()),
+        },
+    }
+}
+
+pub(crate) fn evaluation_from_wit(e: wit::Evaluation) -> sdk::Evaluation {
+    sdk::Evaluation {
+        loss: metric_from_wit(e.loss),
+        score: metric_from_wit(e.score),
+        metrics: e.metrics.into_iter().map(metric_from_wit).collect(),
     }
 }
 

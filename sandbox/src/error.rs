@@ -30,6 +30,17 @@ pub enum LoadError {
         /// The refused imports, as the component names them.
         imports: Vec<String>,
     },
+    /// Built against a version of the contract that this host no longer runs.
+    #[error(
+        "the component was built against c2ssi:algorithm@{version}, which this host no longer \
+         runs (it has no `predict`, and its `evaluate` names no loss or score); rebuild it \
+         against this release's c2ssi-guest-sdk, which implements c2ssi:algorithm@{current}",
+        current = crate::imports::CONTRACT_VERSION
+    )]
+    RetiredContract {
+        /// The version the component imports.
+        version: String,
+    },
     /// Does not export the `c2ssi:algorithm` world.
     #[error("the component does not export the c2ssi:algorithm world: {0}")]
     NotAnAlgorithm(String),

@@ -31,9 +31,16 @@ pub const ALLOWED_INTERFACES: &[&str] = &[
 /// The contract's types-only interface, without version.
 pub const CONTRACT_TYPES: &str = "c2ssi:algorithm/types";
 
+/// The version of the contract this host runs (`wit/algorithm.wit`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// Versions of the contract that components were built against and that
+/// this host refuses by name rather than as an unknown import.
+pub const RETIRED_CONTRACT_VERSIONS: &[&str] = &["0.1."];
+
 /// The allow-list in words, for error messages.
 pub const ALLOWED_DESCRIPTION: &str = "wasi:io/{error,poll,streams} and wasi:cli/{environment,exit,\
-stdin,stdout,stderr,terminal-*} at version 0.2.x, and the types of c2ssi:algorithm@0.1.x";
+stdin,stdout,stderr,terminal-*} at version 0.2.x, and the types of c2ssi:algorithm@0.2.x";
 
 /// Whether one import name (`wasi:io/streams@0.2.6`) is allowed.
 pub fn is_allowed(import: &str) -> bool {
@@ -45,7 +52,20 @@ pub fn is_allowed(import: &str) -> bool {
         return false;
     };
     (ALLOWED_INTERFACES.contains(&interface) && version.starts_with("0.2."))
-        || (interface == CONTRACT_TYPES && version.starts_with("0.1."))
+        || (interface == CONTRACT_TYPES && version.starts_with("0.2."))
+}
+
+/// The retired contract version that `imports` name, if any
+/// (`c2ssi:algorithm/types@0.1.0` gives `0.1.0`).
+pub fn retired_contract<'a>(imports: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    imports.into_iter().find_map(|import| {
+        let (interface, version) = import.split_once('@')?;
+        (interface == CONTRACT_TYPES
+            && RETIRED_CONTRACT_VERSIONS
+                .iter()
+                .any(|v| version.starts_with(v)))
+        .then(|| version.to_string())
+    })
 }
 
 /// The imports in `imports` that are not allowed, in order.
@@ -65,7 +85,17 @@ mod tests {
     fn io_and_cli_plumbing_are_allowed() {
         assert!(is_allowed("wasi:io/streams@0.2.6"));
         assert!(is_allowed("wasi:cli/stderr@0.2.0"));
-        assert!(is_allowed("c2ssi:algorithm/types@0.1.0"));
+        assert!(is_allowed("c2ssi:algorithm/types@0.2.0"));
+    }
+
+    #[test]
+    fn a_retired_contract_is_named() {
+        assert_eq!(
+            retired_contract(["wasi:io/error@0.2.0", "c2ssi:algorithm/types@0.1.0"]).as_deref(),
+            Some("0.1.0")
+        );
+        assert_eq!(retired_contract(["c2ssi:algorithm/types@0.2.0"]), None);
+        assert!(!is_allowed("c2ssi:algorithm/types@0.1.0"));
     }
 
     #[test]
@@ -79,7 +109,8 @@ mod tests {
             "wasi:io/streams@0.3.0",
             "wasi:io/streams",
             "evil:io/streams@0.2.6",
-            "c2ssi:algorithm/types@0.2.0",
+            "c2ssi:algorithm/types@0.1.0",
+            "c2ssi:algorithm/types@0.3.0",
             "my-host-function",
         ] {
             assert!(!is_allowed(import), "{import}");

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use c2ssi_guest_sdk::{AlgorithmInfo, ColumnSpec, Metric, Param, Table};
+use c2ssi_guest_sdk::{AlgorithmInfo, Column, ColumnSpec, Evaluation, Param, Table};
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::cli::WasiCli;
@@ -40,7 +40,8 @@ pub use self::output::Captured;
 pub use self::shape::{Shape, ShapeExceeded, ShapeLimits};
 pub use self::validate::{
     CheckedUpdate, MAX_DEFAULT_BYTES, MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_PARAMS,
-    check_info, check_metrics, check_update, check_vector,
+    MAX_PREDICTION_COLUMNS, check_info, check_metrics, check_predictions, check_update,
+    check_vector,
 };
 
 use self::bindings::AlgorithmPre;
@@ -189,7 +190,11 @@ impl HasData for HasIo {
 fn link_allowed_interfaces(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, sync::io};
     let l = linker;
-    l.instance(&format!("{}@0.1.0", imports::CONTRACT_TYPES))?;
+    l.instance(&format!(
+        "{}@{}",
+        imports::CONTRACT_TYPES,
+        imports::CONTRACT_VERSION
+    ))?;
     io::error::add_to_linker::<TaskState, HasIo>(l, |t| &mut t.table)?;
     io::poll::add_to_linker::<TaskState, HasIo>(l, |t| &mut t.table)?;
     io::streams::add_to_linker::<TaskState, HasIo>(l, |t| &mut t.table)?;
@@ -410,6 +415,9 @@ impl Sandbox {
             }
         };
         let ty = component.component_type();
+        if let Some(version) = imports::retired_contract(ty.imports(&self.engine).map(|(n, _)| n)) {
+            return Err(LoadError::RetiredContract { version });
+        }
         let forbidden = imports::forbidden(ty.imports(&self.engine).map(|(name, _)| name));
         if !forbidden.is_empty() {
             return Err(LoadError::ForbiddenImports { imports: forbidden });
@@ -614,27 +622,53 @@ impl Sandbox {
         })
     }
 
-    /// Calls `evaluate` and checks the metrics.
+    /// Calls `evaluate` and checks its metrics.
     pub fn evaluate(
         &self,
         component: &LoadedComponent,
         model: &[f32],
         params: &[Param],
         data: &Table,
-    ) -> TaskReport<Vec<Metric>> {
+    ) -> TaskReport<Evaluation> {
         let params = bindings::params_to_wit(params);
         let data = bindings::table_to_wit(data);
         self.run(component, |instance, store| {
             instance.call_evaluate(store, model, &params, &data)
         })
         .and_then(|r| {
-            let metrics: Vec<Metric> = r
+            let evaluation = bindings::evaluation_from_wit(r.map_err(TaskError::Algorithm)?);
+            let all: Vec<_> = evaluation.all().cloned().collect();
+            check_metrics(&all, &self.limits)?;
+            Ok(evaluation)
+        })
+    }
+
+    /// Calls `predict` and checks the columns: at least one, the first named
+    /// like the label, at most [`MAX_PREDICTION_COLUMNS`], names of at most
+    /// [`MAX_NAME_BYTES`], one value per row of `data`, each fitting its
+    /// declared type (reals finite).
+    pub fn predict(
+        &self,
+        component: &LoadedComponent,
+        model: &[f32],
+        params: &[Param],
+        data: &Table,
+        label: &ColumnSpec,
+    ) -> TaskReport<Vec<Column>> {
+        let params = bindings::params_to_wit(params);
+        let wit_data = bindings::table_to_wit(data);
+        let wit_label = bindings::column_spec_to_wit(label);
+        self.run(component, |instance, store| {
+            instance.call_predict(store, model, &params, &wit_data, &wit_label)
+        })
+        .and_then(|r| {
+            let columns: Vec<Column> = r
                 .map_err(TaskError::Algorithm)?
                 .into_iter()
-                .map(bindings::metric_from_wit)
+                .map(bindings::column_from_wit)
                 .collect();
-            check_metrics(&metrics, &self.limits)?;
-            Ok(metrics)
+            check_predictions(&columns, data.row_count, &label.name)?;
+            Ok(columns)
         })
     }
 }

@@ -1,9 +1,10 @@
 //! Checks on what a guest returns, before anything leaves the sandbox: the
 //! update's length matches the model, every value is finite, metrics are few,
 //! short-named and finite, the update's L2 norm is clipped when asked, and
-//! what `describe` says is of bounded size.
+//! what `describe` says is of bounded size, and predictions are a well-formed
+//! table.
 
-use c2ssi_guest_sdk::{AlgorithmInfo, Metric, ParamValue, Update};
+use c2ssi_guest_sdk::{AlgorithmInfo, Column, Metric, ParamValue, Table, Update};
 
 use super::error::TaskError;
 use super::limits::SandboxLimits;
@@ -28,6 +29,58 @@ pub const MAX_PARAMS: usize = 64;
 /// The most bytes of a parameter's default value (a text, or a text list's
 /// items together).
 pub const MAX_DEFAULT_BYTES: usize = 4096;
+
+/// The most columns `predict` may return: the prediction and one
+/// probability per class, for the most classes a label may declare.
+pub const MAX_PREDICTION_COLUMNS: usize = 1 + c2ssi_guest_sdk::encode::MAX_CLASSES;
+
+/// Checks what `predict` returned: at least one column and at most
+/// [`MAX_PREDICTION_COLUMNS`], the first named `label`, names of at most
+/// [`MAX_NAME_BYTES`] and unique, category levels of at most
+/// [`MAX_NAME_BYTES`] each, and `rows` values in every column, each fitting
+/// the column's declared type (reals finite).
+pub fn check_predictions(columns: &[Column], rows: usize, label: &str) -> Result<(), TaskError> {
+    let invalid = |m: String| Err(TaskError::InvalidResult(format!("predict: {m}")));
+    match columns.first() {
+        None => return invalid("no column returned".into()),
+        Some(first) if first.name != label => {
+            return invalid(format!(
+                "the first column is named '{}' but must be the label, '{label}'",
+                first.name.chars().take(MAX_NAME_BYTES).collect::<String>()
+            ));
+        }
+        Some(_) => {}
+    }
+    if columns.len() > MAX_PREDICTION_COLUMNS {
+        return invalid(format!(
+            "{} columns; at most {MAX_PREDICTION_COLUMNS} are allowed",
+            columns.len()
+        ));
+    }
+    for c in columns {
+        if c.name.is_empty() || c.name.len() > MAX_NAME_BYTES {
+            return invalid(format!(
+                "a column name of {} bytes; names must have 1 to {MAX_NAME_BYTES} bytes",
+                c.name.len()
+            ));
+        }
+        if let c2ssi_guest_sdk::ColumnType::Category { levels } = &c.ty
+            && (levels.len() > c2ssi_guest_sdk::encode::MAX_CLASSES
+                || levels.iter().any(|l| l.len() > MAX_NAME_BYTES))
+        {
+            return invalid(format!(
+                "column '{}' declares {} levels; at most {} of at most {MAX_NAME_BYTES} bytes \
+                 each are allowed",
+                c.name,
+                levels.len(),
+                c2ssi_guest_sdk::encode::MAX_CLASSES
+            ));
+        }
+    }
+    Table::new("predictions", rows, columns.to_vec())
+        .map(|_| ())
+        .or_else(|e| invalid(e.to_string()))
+}
 
 /// Checks what `describe` returned: every string and list within its bound,
 /// so that no wallet prints, no broker stores and no simulation copies a

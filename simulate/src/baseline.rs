@@ -3,7 +3,7 @@
 //! on the same held-out people with the same encoding.
 
 use c2ssi_guest_sdk::encode::{ClassTarget, FeatureEncoder};
-use c2ssi_guest_sdk::{ColumnSpec, Table};
+use c2ssi_guest_sdk::{Column, ColumnData, ColumnSpec, ColumnType, Table};
 use linfa::prelude::*;
 use linfa_linear::LinearRegression;
 use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
@@ -23,7 +23,52 @@ pub enum Problem {
 }
 
 impl Problem {
-    /// The metric's name, as the algorithms' `evaluate` reports it.
+    /// The problem that an algorithm's prediction of `label` answers, by the
+    /// prediction's type: a real column is a regression; anything else are
+    /// classes, two of them binary.
+    pub fn of_prediction(prediction: &Column, schema: &[ColumnSpec], label: &str) -> Problem {
+        match prediction.ty {
+            ColumnType::Real { .. } => Problem::Regression,
+            _ => match ClassTarget::new(schema, label) {
+                Ok(target) if target.classes() == 2 => Problem::Binary,
+                _ => Problem::Multiclass,
+            },
+        }
+    }
+
+    /// The metric of `prediction` against `truth`, row by row: mean squared
+    /// error, or the fraction of rows predicted right (categories compared
+    /// by level name, so a prediction's own level list cannot cheat).
+    pub fn measure(self, prediction: &Column, truth: &Column) -> f64 {
+        let n = truth.data.len();
+        if prediction.data.len() != n || n == 0 {
+            return f64::NAN;
+        }
+        match self {
+            Problem::Regression => {
+                (0..n)
+                    .map(|row| {
+                        let e = prediction.value_f64(row).unwrap_or(f64::NAN)
+                            - truth.value_f64(row).unwrap_or(f64::NAN);
+                        e * e
+                    })
+                    .sum::<f64>()
+                    / n as f64
+            }
+            Problem::Binary | Problem::Multiclass => {
+                let right = (0..n)
+                    .filter(|&row| match (level(prediction, row), level(truth, row)) {
+                        (Some(a), Some(b)) => a == b,
+                        (None, None) => prediction.value_f64(row) == truth.value_f64(row),
+                        _ => false,
+                    })
+                    .count();
+                right as f64 / n as f64
+            }
+        }
+    }
+
+    /// The metric's name: `mse` or `accuracy`.
     pub fn metric(self) -> &'static str {
         match self {
             Problem::Regression => "mse",
@@ -34,6 +79,16 @@ impl Problem {
     /// Whether a lower value is better.
     pub fn lower_is_better(self) -> bool {
         self == Problem::Regression
+    }
+}
+
+/// A category cell's level name; `None` for other columns.
+fn level(column: &Column, row: usize) -> Option<&str> {
+    match (&column.ty, &column.data) {
+        (ColumnType::Category { levels }, ColumnData::Category(codes)) => {
+            Some(levels.get(*codes.get(row)? as usize)?.as_str())
+        }
+        _ => None,
     }
 }
 

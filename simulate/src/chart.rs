@@ -14,6 +14,8 @@ pub struct Point {
     pub round: u32,
     /// The held-out metric of the model after the round.
     pub held_out: f64,
+    /// The held-out loss, as the algorithm's `evaluate` names and reports it.
+    pub loss: f64,
     /// The batch's mean training loss before local training (the current
     /// model's loss on the sampled wallets), when the round released a batch.
     pub training_loss: Option<f64>,

@@ -279,6 +279,14 @@ pub(crate) fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             summary.metric, summary.federated
         ),
     }
+    if summary.loss != summary.metric
+        && let Some(last) = summary.points.last()
+    {
+        println!(
+            "held-out {} (the algorithm's loss): federated {:.4}",
+            summary.loss, last.loss
+        );
+    }
     println!(
         "ledger: {} accesses paid, {} spent of {} deposited, {} entries verified; {} of {} rounds released a batch",
         summary.accesses_paid,

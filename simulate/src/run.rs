@@ -19,14 +19,14 @@ use c2ssi_broker::database::Database;
 use c2ssi_broker::distributor::Randomness;
 use c2ssi_broker::{Broker, BrokerConfig, RoundEnd, RoundStart};
 use c2ssi_guest_sdk::encode::select_features;
-use c2ssi_guest_sdk::{ColumnType, Param, ParamValue, Params};
+use c2ssi_guest_sdk::{Column, ColumnSpec, ColumnType, Evaluation, Param, ParamValue, Params};
 use c2ssi_protocol::{
     AggregationRule, AllowedAlgorithm, Amount, Command, DataRequirements, Header, JobSpec,
     LrSchedule, ManifestSubmission, OperatorCommand, PrivacyTerms, PublicKey, Purpose,
     ServerOptimizer, Signed, Signer, SigningKey, Subscription, TableRequirement, Task,
     UpdateOutcome, collective_id, now_ms,
 };
-use c2ssi_sandbox::{Sandbox, SandboxLimits};
+use c2ssi_sandbox::{Sandbox, SandboxLimits, TaskError};
 use collective::manifest_file::{ManifestFile, TermsFile, build};
 use serde::Serialize;
 use wallet_host::agent::{
@@ -217,8 +217,13 @@ pub struct Summary {
     pub dataset: String,
     /// The algorithm.
     pub algorithm: String,
-    /// The held-out metric's name.
+    /// The held-out metric's name: `mse` or `accuracy` when the algorithm
+    /// predicts (scored by the host, as the centralized fit is), else the
+    /// algorithm's loss.
     pub metric: String,
+    /// The name of the loss the algorithm's `evaluate` reports (each point's
+    /// `loss`).
+    pub loss: String,
     /// Whether lower is better.
     pub lower_is_better: bool,
     /// The federated model's held-out metric.
@@ -316,18 +321,6 @@ struct SimWallet {
     attacker: bool,
 }
 
-/// The problem an algorithm solves, from its name and the label's type.
-fn problem_of(algorithm: &str, label_ty: &ColumnType) -> Problem {
-    match algorithm {
-        "logistic-regression" => Problem::Binary,
-        "softmax-regression" => Problem::Multiclass,
-        _ if matches!(label_ty, ColumnType::Boolean | ColumnType::Category { .. }) => {
-            Problem::Multiclass
-        }
-        _ => Problem::Regression,
-    }
-}
-
 fn default_params(algorithm: &str, label: &str, label_ty: &ColumnType) -> Vec<Param> {
     let mut params = vec![Param::new("label", ParamValue::Text(label.into()))];
     match algorithm {
@@ -366,6 +359,15 @@ fn merge(mut base: Vec<Param>, extra: &[Param]) -> Vec<Param> {
 
 fn internal(e: impl std::fmt::Display) -> SimError {
     SimError::Internal(e.to_string())
+}
+
+/// Every column of `schema` but the label.
+fn features_of_all(schema: &[ColumnSpec], label: &str) -> Vec<String> {
+    schema
+        .iter()
+        .filter(|c| c.name != label)
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// The simulation's terms for a job of `rounds` rounds.
@@ -466,7 +468,6 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         .describe(&component)
         .into_result()
         .map_err(|e| SimError::Invalid(e.to_string()))?;
-    let problem = problem_of(&info.name, &label_ty);
     let params = merge(
         default_params(&info.name, &people.label, &label_ty),
         &options.params,
@@ -587,7 +588,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
             None => Wallet::in_memory_for_simulation(options.seed, &label)?,
         };
         let mine = data::rows(&train_table, &[owners[i]]);
-        wallet.update_records(|r| r.put(mine, IfExists::Fail))?;
+        wallet.put_table(mine, IfExists::Fail)?;
         wallet.update_document(POLICY_FILE, |p: &mut Policy| {
             *p = policy.clone();
             Ok(())
@@ -641,22 +642,6 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
     broker.subscriptions().touch(&id, &keys)?;
     let setup_seconds = started.elapsed().as_secs_f64();
 
-    // The centralized baseline.
-    let (centralized, centralized_model) = match baseline::centralized(
-        problem,
-        &schema,
-        &features,
-        &people.label,
-        &train_table,
-        &test_table,
-    ) {
-        Ok((v, m)) => (Some(v), Some(m.to_string())),
-        Err(e) => {
-            tracing::warn!(error = %e, "no centralized baseline");
-            (None, None)
-        }
-    };
-
     // Training.
     let training_started = Instant::now();
     let spec = JobSpec {
@@ -682,43 +667,81 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         c2ssi_protocol::CommandOutcome::JobStarted { job_id } => job_id,
         other => return Err(SimError::Internal(format!("the broker answered {other:?}"))),
     };
-    let evaluate_all = |model: &[f32]| {
+    // The held-out measures, named by type, never guessed from names: the
+    // algorithm's own loss from `evaluate`, and, when it predicts, its
+    // predictions for the held-out rows without their label, scored by the
+    // host against the truth as the centralized fit's are (mean squared
+    // error for a real prediction, accuracy for classes). An algorithm that
+    // does not predict (the privacy attacks) is compared with nothing.
+    let truth = test_table
+        .column(&people.label)
+        .map_err(|e| SimError::Invalid(e.to_string()))?
+        .clone();
+    let label_spec = truth.spec();
+    let unlabelled = test_table
+        .project(&features_of_all(&schema, &people.label))
+        .map_err(internal)?;
+    let evaluate = |model: &[f32]| -> Result<Evaluation> {
         sandbox
             .evaluate(&component, model, &params, &test_table)
             .into_result()
             .map_err(|e| SimError::Internal(format!("evaluation failed: {e}")))
     };
+    let predict = |model: &[f32]| -> Result<Option<Column>> {
+        match sandbox
+            .predict(&component, model, &params, &unlabelled, &label_spec)
+            .into_result()
+        {
+            Ok(mut columns) => Ok(Some(columns.swap_remove(0))),
+            Err(TaskError::Algorithm(message)) => {
+                tracing::warn!(%message, "the algorithm does not predict: nothing to compare with the centralized fit");
+                Ok(None)
+            }
+            Err(e) => Err(SimError::Internal(format!("prediction failed: {e}"))),
+        }
+    };
     let status = broker.job_status(&id, &job)?;
     let initial = broker.model(&id, &status.model_hash)?;
-    // The held-out metric: the one the centralized fit reports when the
-    // algorithm reports it too, else the algorithm's first, which is then
-    // compared with nothing (its units are the algorithm's own). An
-    // algorithm that evaluates nothing (the privacy attacks) has no
-    // held-out curve: NaN, shown as such.
-    let reported = evaluate_all(&initial.params)?;
-    let (metric, centralized, centralized_model) =
-        if reported.iter().any(|m| m.name == problem.metric()) {
-            (problem.metric().to_string(), centralized, centralized_model)
-        } else {
-            let name = reported
-                .first()
-                .map_or_else(|| problem.metric().to_string(), |m| m.name.clone());
-            tracing::warn!(
-                metric = %name,
-                "the algorithm reports no '{}': nothing to compare with the centralized fit",
-                problem.metric()
-            );
-            (name, None, None)
-        };
-    let evaluate = |model: &[f32]| -> Result<f64> {
-        Ok(evaluate_all(model)?
-            .iter()
-            .find(|m| m.name == metric)
-            .map_or(f64::NAN, |m| m.value))
+    let initial_evaluation = evaluate(&initial.params)?;
+    let loss_name = initial_evaluation.loss.name.clone();
+    let problem =
+        predict(&initial.params)?.map(|p| Problem::of_prediction(&p, &schema, &people.label));
+
+    // The centralized baseline, for the problem the predictions answer.
+    let (centralized, centralized_model) = match problem.map(|problem| {
+        baseline::centralized(
+            problem,
+            &schema,
+            &features,
+            &people.label,
+            &train_table,
+            &test_table,
+        )
+    }) {
+        Some(Ok((v, m))) => (Some(v), Some(m.to_string())),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "no centralized baseline");
+            (None, None)
+        }
+        None => (None, None),
     };
+    let metric = problem.map_or(loss_name.clone(), |p| p.metric().to_string());
+    let measure = |model: &[f32], evaluation: Option<Evaluation>| -> Result<(f64, f64)> {
+        let loss = match evaluation {
+            Some(e) => e.loss.value,
+            None => evaluate(model)?.loss.value,
+        };
+        let held_out = match problem {
+            Some(problem) => predict(model)?.map_or(f64::NAN, |p| problem.measure(&p, &truth)),
+            None => loss,
+        };
+        Ok((held_out, loss))
+    };
+    let (held_out, loss) = measure(&initial.params, Some(initial_evaluation))?;
     let mut points = vec![Point {
         round: 0,
-        held_out: evaluate(&initial.params)?,
+        held_out,
+        loss,
         training_loss: None,
     }];
     let scale = options
@@ -775,18 +798,21 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
             }
         }
 
+        // The sampled wallets' mean loss before training, by the name the
+        // algorithm's evaluation gives its loss.
         let training_loss = match &end {
             RoundEnd::Released(s) => s
                 .metrics
                 .iter()
-                .find(|m| m.name.ends_with("_before"))
+                .find(|m| m.name == format!("{loss_name}_before"))
                 .map(|m| m.value),
             RoundEnd::NothingReleased(_) => None,
         };
-        let held_out = evaluate(&model.params)?;
+        let (held_out, loss) = measure(&model.params, None)?;
         points.push(Point {
             round,
             held_out,
+            loss,
             training_loss,
         });
         slowest = slowest.max(round_started.elapsed().as_secs_f64());
@@ -825,7 +851,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
                 &metric,
                 &points,
                 centralized,
-                problem == Problem::Regression,
+                metric == loss_name,
             )?;
             Some(path.clone())
         }
@@ -835,7 +861,8 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         dataset: options.data.name(),
         algorithm: info.name.clone(),
         metric: metric.clone(),
-        lower_is_better: problem.lower_is_better(),
+        loss: loss_name.clone(),
+        lower_is_better: problem.is_none_or(|p| p.lower_is_better()),
         federated,
         relative_difference: centralized.map(|c| federated / c - 1.0),
         centralized,

@@ -1,7 +1,7 @@
 //! `describe` returns a 1 MiB name and 100,000 parameters: refused by the
 //! bounds on what `describe` says, before anyone prints or stores it.
 use test_guests::sdk::{
-    Algorithm, AlgorithmInfo, Metric, ParamKind, ParamSpec, Params, Result, Table, Update,
+    Algorithm, AlgorithmInfo, Evaluation, ParamKind, ParamSpec, Params, Result, Table, Update,
 };
 
 /// The hostile algorithm.
@@ -30,8 +30,8 @@ impl Algorithm for Hostile {
         Ok(test_guests::zero_update(model))
     }
 
-    fn evaluate(_model: &[f32], _params: &Params, _table: &Table) -> Result<Vec<Metric>> {
-        Ok(Vec::new())
+    fn evaluate(_model: &[f32], _params: &Params, _table: &Table) -> Result<Evaluation> {
+        Ok(test_guests::zero_evaluation())
     }
 }
 

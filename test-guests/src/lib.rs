@@ -16,7 +16,7 @@ pub use c2ssi_guest_sdk as sdk;
 /// Declares an algorithm named `$name` whose `train` runs `$body` with
 /// `$model: &[f32]`, `$table: &Table` and `$seed: u64` in scope, and exports
 /// it. Everything else behaves: no parameters, a zero model of
-/// `feature_count + 1` parameters, and an empty evaluation.
+/// `feature_count + 1` parameters, a zero evaluation, and no `predict`.
 #[macro_export]
 macro_rules! hostile_algorithm {
     ($name:literal, |$model:ident, $table:ident, $seed:ident| $body:block) => {
@@ -50,13 +50,22 @@ macro_rules! hostile_algorithm {
                 _model: &[f32],
                 _params: &$crate::sdk::Params,
                 _table: &$crate::sdk::Table,
-            ) -> $crate::sdk::Result<Vec<$crate::sdk::Metric>> {
-                Ok(Vec::new())
+            ) -> $crate::sdk::Result<$crate::sdk::Evaluation> {
+                Ok($crate::zero_evaluation())
             }
         }
 
         $crate::sdk::export_algorithm!(Hostile);
     };
+}
+
+/// The evaluation a hostile or attacking component reports: zero loss and
+/// zero score.
+pub fn zero_evaluation() -> sdk::Evaluation {
+    sdk::Evaluation::new(
+        sdk::Metric::new("loss", 0.0),
+        sdk::Metric::new("score", 0.0),
+    )
 }
 
 /// The honest update for `model`: all zeros, one example.
@@ -267,8 +276,8 @@ macro_rules! attack_algorithm {
                 _model: &[f32],
                 _params: &$crate::sdk::Params,
                 _table: &$crate::sdk::Table,
-            ) -> $crate::sdk::Result<Vec<$crate::sdk::Metric>> {
-                Ok(Vec::new())
+            ) -> $crate::sdk::Result<$crate::sdk::Evaluation> {
+                Ok($crate::zero_evaluation())
             }
         }
 

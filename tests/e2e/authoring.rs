@@ -33,6 +33,16 @@ pub(crate) fn a_new_algorithm_builds_and_runs_in_a_wallet_at_once() {
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS"),
     );
+    // Its own tests, natively: it learns a line and predicts in the label's units.
+    let tested = run_ok(
+        Command::new(env!("CARGO"))
+            .args(["test", "--offline"])
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", dir.path().join("target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+    );
+    assert!(tested.contains("test result: ok. 2 passed"), "{tested}");
     let component = dir.path().join("target/wasm32-wasip2/release/my_algo.wasm");
     assert!(component.exists(), "{} was not built", component.display());
     let wallet = WalletDir::create(dir.path(), "author", 3);

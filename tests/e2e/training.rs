@@ -119,9 +119,78 @@ pub(crate) fn twenty_wallet_agents_train_linear_regression_and_a_revoked_wallet_
     ])))
     .expect("model evaluate --json is JSON");
     assert_eq!(evaluated["rows"], 60, "{evaluated}");
+    assert_eq!(evaluated["loss"]["name"], "mse", "{evaluated}");
+    assert_eq!(evaluated["score"]["name"], "r2", "{evaluated}");
+    let mse = evaluated["loss"]["value"].as_f64().expect("the loss");
+    assert!(mse > 0.0, "{evaluated}");
+    assert_eq!(evaluated["metrics"]["mse"].as_f64(), Some(mse));
+    // ... and predicts the same rows in the label's own units: their squared
+    // error is the loss `evaluate` reported.
+    let predicted = run_ok(&mut service.operator(&[
+        "model",
+        "predict",
+        &latest[..12],
+        "--data",
+        held_out.to_str().expect("utf-8"),
+    ]));
+    let mut lines = predicted.lines();
+    assert_eq!(lines.next(), Some("row,progression"), "{predicted}");
+    let truth: Vec<f64> = rows[380..440]
+        .iter()
+        .map(|r| {
+            r.rsplit(',')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("a label")
+        })
+        .collect();
+    let mut se = 0.0;
+    for (i, line) in lines.enumerate() {
+        let (row, value) = line.split_once(',').expect("row,value");
+        assert_eq!(row, (i + 1).to_string());
+        se += (value.parse::<f64>().expect("a number") - truth[i]).powi(2);
+    }
+    let from_predictions = se / truth.len() as f64;
     assert!(
-        evaluated["metrics"]["mse"].as_f64() > Some(0.0),
-        "{evaluated}"
+        (from_predictions - mse).abs() <= 1e-3 * mse,
+        "predictions give {from_predictions}, evaluate {mse}"
+    );
+    // Rows without the label, as JSON into a new file, never over one.
+    let features_only = dir.path().join("to-predict.csv");
+    let strip = |line: &str| line.rsplit_once(',').expect("a label column").0.to_string();
+    let unlabelled: Vec<String> = rows[440..442].iter().map(|r| strip(r)).collect();
+    std::fs::write(
+        &features_only,
+        format!("{}\n{}\n", strip(&header), unlabelled.join("\n")),
+    )
+    .expect("writing rows to predict");
+    let out = dir.path().join("predictions.json");
+    let predict_json = [
+        "model",
+        "predict",
+        &latest[..12],
+        "--data",
+        features_only.to_str().expect("utf-8"),
+        "--json",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    run_ok(&mut service.operator(&predict_json));
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("the predictions")).expect("JSON");
+    assert_eq!(written["label"], "progression", "{written}");
+    let values = written["predictions"].as_array().expect("predictions");
+    assert_eq!(values.len(), 2, "{written}");
+    assert!(
+        values
+            .iter()
+            .all(|v| v["progression"].as_f64().is_some_and(f64::is_finite))
+    );
+    let again = service.operator(&predict_json).output().expect("runs");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{again:?}"
     );
     // A wallet starts from it as it is.
     run_ok(&mut people[0].command(&[

@@ -14,9 +14,13 @@
 //! model only as far as its evidence allows. The ridge problem is solved as
 //! ordinary least squares on the augmented system `[H 1; sqrt(n penalty) I 0]`
 //! by linfa-linear, inside the sandbox. The model is the output weights
-//! followed by the output bias, in the label's scaled units.
+//! followed by the output bias, in the label's scaled units. Its output layer
+//! is a GLM with the identity link: `evaluate` and `predict` are the SDK's
+//! ([`Identity`]: `mse` as loss, `r2` as score, `mae`, predictions in the
+//! label's own units) over the hidden layer's activations.
 #![deny(missing_docs)]
 
+use c2ssi_guest_sdk::glm;
 use c2ssi_guest_sdk::prelude::*;
 use linfa::Dataset;
 use linfa::traits::Fit;
@@ -31,8 +35,7 @@ pub struct ElmRidge;
 struct Data {
     /// Hidden-layer activations, `n x hidden`.
     h: Array2<f64>,
-    y: Array1<f64>,
-    unit: f64,
+    link: Identity,
 }
 
 fn hidden_layer(d: usize, hidden: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
@@ -45,12 +48,13 @@ fn hidden_layer(d: usize, hidden: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
     (w, b)
 }
 
-fn prepare(params: &Params, table: &Table) -> Result<Data> {
-    let schema = table.schema();
+/// The hidden layer's activations for `table`, whose columns `schema`
+/// declares (with the label, which the table need not hold).
+fn prepare(params: &Params, schema: &[ColumnSpec], table: &Table) -> Result<Data> {
     let label = params.text("label")?;
-    let features = select_features(&schema, params.text_list("features")?, Some(label));
-    let encoder = FeatureEncoder::new(&schema, &features)?;
-    let target = RegressionTarget::new(&schema, label)?;
+    let features = select_features(schema, params.text_list("features")?, Some(label));
+    let encoder = FeatureEncoder::new(schema, &features)?;
+    let link = Identity::new(schema, label, params)?;
     let hidden = hidden_units(params)?;
     let seed = params.integer("hidden_seed")? as u64;
     let x = encoder.encode(table)?;
@@ -66,13 +70,7 @@ fn prepare(params: &Params, table: &Table) -> Result<Data> {
             h[[i, j]] = (z + b[j]).tanh();
         }
     }
-    let y = target.encode(table)?.into_iter().map(f64::from).collect();
-    let half = target.scale().half_width();
-    Ok(Data {
-        h,
-        y,
-        unit: half * half,
-    })
+    Ok(Data { h, link })
 }
 
 fn hidden_units(params: &Params) -> Result<usize> {
@@ -85,9 +83,9 @@ fn predictions(model: &[f32], data: &Data) -> Array1<f64> {
     data.h.dot(&beta) + f64::from(model[k])
 }
 
-fn mse(model: &[f32], data: &Data) -> f64 {
-    let r = &data.y - &predictions(model, data);
-    r.mapv(|e| e * e).mean().unwrap_or(0.0) * data.unit
+/// The model's scores in scaled units, as the GLM link takes them.
+fn scores(model: &[f32], data: &Data) -> Vec<f32> {
+    predictions(model, data).iter().map(|&p| p as f32).collect()
 }
 
 impl Algorithm for ElmRidge {
@@ -123,10 +121,12 @@ impl Algorithm for ElmRidge {
 
     fn train(model: &[f32], params: &Params, table: &Table, _seed: u64) -> Result<Update> {
         let penalty = params.real_in("penalty", 1e-9, 1e6)?;
-        let data = prepare(params, table)?;
+        let data = prepare(params, &table.schema(), table)?;
+        let targets = data.link.targets(table)?;
         expect_model_len(model, data.h.ncols() + 1)?;
-        let mse_before = mse(model, &data);
-        let residual = &data.y - &predictions(model, &data);
+        let before = glm::evaluation(&data.link, &scores(model, &data), &targets);
+        let y: Array1<f64> = targets.iter().map(|&t| f64::from(t)).collect();
+        let residual = &y - &predictions(model, &data);
         let (n, k) = data.h.dim();
         // [H 1] over [sqrt(n penalty) I 0]; targets [r; 0].
         let mut design = Array2::<f64>::zeros((n + k, k + 1));
@@ -136,27 +136,41 @@ impl Algorithm for ElmRidge {
         for j in 0..k {
             design[[n + j, j]] = ridge;
         }
-        let mut targets = Array1::<f64>::zeros(n + k);
-        targets.slice_mut(s![..n]).assign(&residual);
+        let mut augmented = Array1::<f64>::zeros(n + k);
+        augmented.slice_mut(s![..n]).assign(&residual);
         let fit = LinearRegression::new()
             .with_intercept(false)
-            .fit(&Dataset::new(design, targets))
+            .fit(&Dataset::new(design, augmented))
             .map_err(|e| Error::new(format!("linfa least-squares fit failed: {e}")))?;
         let step = fit.params();
         let mut after = model.to_vec();
         for (w, dw) in after.iter_mut().zip(step) {
             *w += *dw as f32;
         }
-        let mse_after = mse(&after, &data);
+        let done = glm::evaluation(&data.link, &scores(&after, &data), &targets);
         Ok(Update::between(model, &after, table.row_count)
-            .metric("mse_before", mse_before)
-            .metric("mse_after", mse_after))
+            .metric("mse_before", before.loss.value)
+            .metric("mse_after", done.loss.value)
+            .metric("r2_after", done.score.value))
     }
 
-    fn evaluate(model: &[f32], params: &Params, table: &Table) -> Result<Vec<Metric>> {
-        let data = prepare(params, table)?;
+    fn evaluate(model: &[f32], params: &Params, table: &Table) -> Result<Evaluation> {
+        let data = prepare(params, &table.schema(), table)?;
+        let targets = data.link.targets(table)?;
         expect_model_len(model, data.h.ncols() + 1)?;
-        Ok(vec![Metric::new("mse", mse(model, &data))])
+        Ok(glm::evaluation(&data.link, &scores(model, &data), &targets))
+    }
+
+    fn predict(
+        model: &[f32],
+        params: &Params,
+        table: &Table,
+        label: &ColumnSpec,
+    ) -> Result<Vec<Column>> {
+        let schema = prediction_schema(table, label, params.text("label")?)?;
+        let data = prepare(params, &schema, table)?;
+        expect_model_len(model, data.h.ncols() + 1)?;
+        Ok(data.link.predict(&scores(model, &data)))
     }
 }
 

@@ -5,6 +5,7 @@
 mod algorithm;
 mod jobs;
 mod manifest;
+mod model_run;
 mod reads;
 mod simulate;
 

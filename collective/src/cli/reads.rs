@@ -71,8 +71,13 @@ pub(crate) enum ModelCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Evaluate one version on held-out rows of a file, here, in the sandbox
-    Evaluate(EvaluateArgs),
+    /// Evaluate one version on held-out rows of a file, here, in the sandbox:
+    /// its loss, its score and any further metrics
+    Evaluate(super::model_run::RowsArgs),
+    /// Predict the label for every row of a file, here, in the sandbox: CSV
+    /// (or JSON with --json) in the label's own units, with class
+    /// probabilities where the algorithm gives them
+    Predict(super::model_run::PredictArgs),
     /// Write one version as a model you can use elsewhere: model.safetensors
     /// (the weights) and card.json (algorithm, hyper-parameters, label, the
     /// features' encoding, metrics, provenance)
@@ -87,97 +92,9 @@ pub(crate) enum ModelCommand {
     },
 }
 
-/// `collective model evaluate`'s arguments.
-#[derive(Debug, clap::Args)]
-pub(crate) struct EvaluateArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The model version: its hash, or any prefix of it that only it has
-    hash: String,
-    /// Held-out data: a CSV or JSON file with the columns of the job's table, checked
-    /// against the manifest's declared types and ranges
-    #[arg(long, value_name = "FILE")]
-    data: PathBuf,
-    /// A CSV file's delimiter [default: detected]
-    #[arg(long, value_parser = wallet_host::import::parse_delimiter, value_name = "CHAR")]
-    delimiter: Option<u8>,
-    /// Rows with a missing value: refuse the file, or drop those rows
-    #[arg(long, value_enum, default_value_t = wallet_host::import::Missing::Refuse)]
-    missing: wallet_host::import::Missing,
-    #[command(flatten)]
-    out: c2ssi_cli::JsonArg,
-}
-
-/// Runs the version's algorithm, in the sandbox, over the rows of a file
-/// here on the consumer's machine, and prints its metrics.
-pub(crate) fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let client = args.target.client()?;
-    let id = &args.target.collective;
-    let version = fetch_version(&client, id, &args.hash)?;
-    let hash = version.hash.clone();
-    let (job, manifest) = trained_under(&client, id, &version)?;
-    let schema = manifest
-        .requirements
-        .table(&job.spec.table)
-        .with_context(|| format!("the manifest requires no table '{}'", job.spec.table))?
-        .columns
-        .clone();
-    let options = wallet_host::import::ReadOptions {
-        format: None,
-        delimiter: args.delimiter,
-        missing: args.missing,
-    };
-    let imported =
-        wallet_host::import::import_file(&args.data, &options, &job.spec.table, Some(&schema))?;
-    let sha = &version.provenance.algorithm_sha256;
-    let bytes = client.algorithm(id, sha)?;
-    if &hex::encode(c2ssi_protocol::sha256(&bytes)) != sha {
-        bail!("the broker's component for {sha} does not hash to it");
-    }
-    let sandbox = c2ssi_sandbox::Sandbox::new(c2ssi_sandbox::SandboxLimits::default())?;
-    let component = sandbox.load(&bytes).context("the component was refused")?;
-    let metrics = sandbox
-        .evaluate(
-            &component,
-            &version.params,
-            &job.spec.params,
-            &imported.table,
-        )
-        .into_result()
-        .map_err(|e| anyhow::anyhow!("the algorithm's evaluation failed: {e}"))?;
-    if args.out.json {
-        let json = serde_json::json!({
-            "model_hash": hash,
-            "rows": imported.table.row_count,
-            "dropped_rows": imported.dropped,
-            "metrics": metrics
-                .iter()
-                .map(|m| (m.name.clone(), serde_json::json!(m.value)))
-                .collect::<serde_json::Map<_, _>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "model {} on {} ({} rows{}):",
-        &hash[..12],
-        args.data.display(),
-        imported.table.row_count,
-        if imported.dropped.is_empty() {
-            String::new()
-        } else {
-            format!(", {} left out for a missing value", imported.dropped.len())
-        }
-    );
-    for m in &metrics {
-        println!("  {:<16} {:.6}", m.name, m.value);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The model version whose hash is `prefix` or starts with it, checked
 /// against its hash.
-fn fetch_version(
+pub(super) fn fetch_version(
     client: &c2ssi_client::Client,
     collective: &str,
     prefix: &str,
@@ -191,7 +108,7 @@ fn fetch_version(
 }
 
 /// The job that made `version` and the signed manifest it was trained under.
-fn trained_under(
+pub(super) fn trained_under(
     client: &c2ssi_client::Client,
     collective: &str,
     version: &c2ssi_protocol::ModelVersion,
@@ -282,7 +199,8 @@ pub(crate) fn model(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 None => println!("{text}"),
             }
         }
-        ModelCommand::Evaluate(args) => return evaluate(args),
+        ModelCommand::Evaluate(args) => return super::model_run::evaluate(args),
+        ModelCommand::Predict(args) => return super::model_run::predict(args),
         ModelCommand::Export { target, hash, out } => {
             let client = target.client()?;
             let id = &target.collective;

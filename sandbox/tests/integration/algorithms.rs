@@ -1,9 +1,10 @@
 //! Every algorithm in `algorithms/` loads, describes itself, initializes a
-//! model, trains (lowering the local loss) and evaluates in the sandbox, and
-//! gives the same update in the sandbox as natively: the same code runs the
-//! same way in both.
+//! model, trains (lowering the local loss), evaluates (naming its loss) and
+//! predicts (on rows without the label) in the sandbox, and gives the same
+//! update, evaluation and predictions in the sandbox as natively: the same
+//! code runs the same way in both.
 
-use c2ssi_guest_sdk::{Algorithm, Metric, Param, Table};
+use c2ssi_guest_sdk::{Algorithm, Metric, Param, ParamValue, Table};
 
 use crate::support::*;
 
@@ -68,7 +69,58 @@ fn check_algorithm<A: Algorithm>(
         .evaluate(&component, &trained, &params, table)
         .into_result()
         .expect("evaluate");
-    assert!(!evaluated.is_empty());
+    assert_eq!(
+        format!("{}_before", evaluated.loss.name),
+        before,
+        "the loss evaluate names is the one training reports"
+    );
+    let native_evaluated =
+        c2ssi_guest_sdk::evaluate::<A>(&trained, params.clone(), table).expect("native evaluate");
+    for (s, n) in evaluated.all().zip(native_evaluated.all()) {
+        assert_eq!(s.name, n.name);
+        assert!(
+            (s.value - n.value).abs() <= 1e-3 * (1.0 + n.value.abs()),
+            "{s:?} vs {n:?}"
+        );
+    }
+
+    // Predictions for rows without the label, in the label's own type.
+    let label_name = params
+        .iter()
+        .find_map(|p| match (&*p.name, &p.value) {
+            ("label", ParamValue::Text(l)) => Some(l.clone()),
+            _ => None,
+        })
+        .expect("a label parameter");
+    let label = table.column(&label_name).expect("label column").spec();
+    let features: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|n| *n != label_name)
+        .collect();
+    let unlabelled = table.project(&features).expect("project");
+    let predicted = sandbox
+        .predict(&component, &trained, &params, &unlabelled, &label)
+        .into_result()
+        .expect("predict");
+    let native_predicted =
+        c2ssi_guest_sdk::predict::<A>(&trained, params.clone(), &unlabelled, &label)
+            .expect("native predict");
+    assert_eq!(predicted[0].name, label_name);
+    assert_eq!(predicted.len(), native_predicted.len());
+    for (s, n) in predicted.iter().zip(&native_predicted) {
+        assert_eq!((&s.name, &s.ty), (&n.name, &n.ty));
+        for row in 0..table.row_count {
+            let value = |c: &c2ssi_guest_sdk::Column| c.value_f64(row).expect("a value per row");
+            let (a, b) = (value(s), value(n));
+            assert!(
+                (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
+                "{}: row {row}",
+                s.name
+            );
+        }
+    }
     trained
 }
 

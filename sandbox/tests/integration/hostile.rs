@@ -253,3 +253,57 @@ fn huge_output() {
     );
     assert_normal_task_runs(&sandbox);
 }
+
+#[test]
+fn bad_predictions() {
+    let sandbox = sandbox();
+    let component = load(&sandbox, test_guest_artifacts::BAD_PREDICTIONS);
+    let table = linear_table(8, 2);
+    for (mode, expected) in [
+        (
+            "long",
+            "column 'long' has 9 values but the table has 8 rows",
+        ),
+        ("nan", "column 'nan', row 1: NaN is not a finite number"),
+        (
+            "misnamed",
+            "the first column is named 'not-the-label' but must be the label, 'misnamed'",
+        ),
+        ("many", "2000 columns; at most 1025 are allowed"),
+    ] {
+        let label = c2ssi_guest_sdk::ColumnSpec {
+            name: mode.into(),
+            ty: c2ssi_guest_sdk::ColumnType::Real {
+                min: None,
+                max: None,
+            },
+        };
+        let err = sandbox
+            .predict(&component, &[0.0; 3], &[], &table, &label)
+            .result
+            .expect_err("refused");
+        assert!(
+            matches!(err, TaskError::InvalidResult(_)),
+            "{mode}: {err:?}"
+        );
+        assert!(err.to_string().contains(expected), "{mode}: {err}");
+    }
+    assert_normal_task_runs(&sandbox);
+}
+
+#[test]
+fn contract_0_1() {
+    let sandbox = sandbox();
+    let err = load_error(&sandbox, test_guest_artifacts::CONTRACT_0_1);
+    assert!(
+        matches!(&err, LoadError::RetiredContract { version } if version == "0.1.0"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("built against c2ssi:algorithm@0.1.0")
+            && message.contains("implements c2ssi:algorithm@0.2.0"),
+        "{message}"
+    );
+    assert_normal_task_runs(&sandbox);
+}

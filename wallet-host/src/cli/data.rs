@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
 use clap::Args;
 use wallet_host::import::{self, Format, Missing, ReadOptions};
@@ -122,26 +122,39 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
         format: args.format,
         delimiter: args.delimiter,
         missing: args.missing,
+        optional: Vec::new(),
     };
-    let imported = import::import_file(&args.file, &options, &args.table, schema.as_deref())?;
-    if let Some(delimiter) = imported.delimiter {
-        println!("{}: CSV, delimiter {delimiter}", args.file.display());
-    }
-    if !imported.dropped.is_empty() {
-        let shown: Vec<String> = imported
-            .dropped
-            .iter()
-            .take(20)
-            .map(usize::to_string)
-            .collect();
-        let n = imported.dropped.len();
-        let s = if n == 1 { "" } else { "s" };
+    let if_exists = if args.append {
+        IfExists::Append
+    } else if args.replace {
+        IfExists::Replace
+    } else {
+        IfExists::Fail
+    };
+    let format = args.format.or_else(|| Format::from_path(&args.file));
+    if let (Some(schema), Some(Format::Csv)) = (&schema, format) {
+        // Declared types: the file is streamed into the wallet a segment at
+        // a time, never held whole; a bad cell anywhere stores nothing.
+        let wallet = unlock::open(g)?;
+        let (streamed, total) = wallet.put_table_chunks(&args.table, schema, if_exists, |put| {
+            import::stream_csv(
+                &args.file,
+                &options,
+                &args.table,
+                schema,
+                wallet_host::store::tables::CHUNK_ROWS,
+                |chunk| put(chunk).map_err(anyhow::Error::from),
+            )
+        })?;
+        report_read(&args.file, Some(streamed.delimiter), &streamed.dropped);
         println!(
-            "left out {n} row{s} with a missing value (--missing drop): row{s} {}{}",
-            shown.join(", "),
-            if n > 20 { ", ..." } else { "" }
+            "imported {} rows into table '{}' ({total} rows now)",
+            streamed.rows, args.table
         );
+        return Ok(ExitCode::SUCCESS);
     }
+    let imported = import::import_file(&args.file, &options, &args.table, schema.as_deref())?;
+    report_read(&args.file, imported.delimiter, &imported.dropped);
     if imported.inferred {
         println!(
             "inferred column types for {} rows (declare them with --schema FILE to set ranges):",
@@ -160,15 +173,8 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
         }
     }
     let wallet = unlock::open(g)?;
-    let if_exists = if args.append {
-        IfExists::Append
-    } else if args.replace {
-        IfExists::Replace
-    } else {
-        IfExists::Fail
-    };
     let added = imported.table.row_count;
-    let total = wallet.update_records(|records| records.put(imported.table.clone(), if_exists))?;
+    let total = wallet.put_table(imported.table, if_exists)?;
     println!(
         "imported {added} rows into table '{}' ({total} rows now)",
         args.table
@@ -182,6 +188,24 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says which delimiter a CSV file was read with, and which rows were left
+/// out for a missing value.
+fn report_read(file: &std::path::Path, delimiter: Option<import::Delimiter>, dropped: &[usize]) {
+    if let Some(delimiter) = delimiter {
+        println!("{}: CSV, delimiter {delimiter}", file.display());
+    }
+    if !dropped.is_empty() {
+        let shown: Vec<String> = dropped.iter().take(20).map(usize::to_string).collect();
+        let n = dropped.len();
+        let s = if n == 1 { "" } else { "s" };
+        println!(
+            "left out {n} row{s} with a missing value (--missing drop): row{s} {}{}",
+            shown.join(", "),
+            if n > 20 { ", ..." } else { "" }
+        );
+    }
+}
+
 pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
     check_table_name(&args.table)?;
     let wallet = unlock::open(g)?;
@@ -190,24 +214,14 @@ pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(import::read_schema)
         .transpose()?;
-    let rows = wallet.update_records(|records| {
-        let schema = match (records.table(&args.table), &new_schema) {
-            (Ok(table), _) => table.schema(),
-            (Err(_), Some(schema)) => schema.clone(),
-            (Err(e), None) => {
-                return Err(wallet_host::store::WalletError::InvalidData {
-                    reason: format!("{e}; to create it, give --schema FILE"),
-                });
-            }
-        };
-        let row =
-            import::row_from_assignments(&args.table, &schema, &args.values).map_err(|e| {
-                wallet_host::store::WalletError::InvalidData {
-                    reason: e.to_string(),
-                }
-            })?;
-        records.put(row, IfExists::Append)
-    })?;
+    let index = wallet.table_index()?;
+    let schema = match (index.entry(&args.table), new_schema) {
+        (Ok(entry), _) => entry.columns.clone(),
+        (Err(_), Some(schema)) => schema,
+        (Err(e), None) => bail!("{e}; to create it, give --schema FILE"),
+    };
+    let row = import::row_from_assignments(&args.table, &schema, &args.values)?;
+    let rows = wallet.put_table(row, IfExists::Append)?;
     println!("added a row to table '{}' ({rows} rows now)", args.table);
     Ok(ExitCode::SUCCESS)
 }
@@ -341,7 +355,7 @@ pub(crate) fn remove(g: &GlobalArgs, args: RemoveArgs) -> anyhow::Result<ExitCod
         println!("kept table '{}'", args.name);
         return Ok(ExitCode::SUCCESS);
     }
-    wallet.update_records(|records| records.remove(&args.name))?;
+    wallet.remove_table(&args.name)?;
     println!("removed table '{}' ({rows} rows)", args.name);
     Ok(ExitCode::SUCCESS)
 }

@@ -285,10 +285,6 @@ impl TableBuilder {
         }
     }
 
-    pub(crate) fn schema(&self) -> &[ColumnSpec] {
-        &self.schema
-    }
-
     /// Adds one row whose cells are in schema order; on error, the index of
     /// the column at fault and why. A failed row adds nothing.
     pub(crate) fn push_row(&mut self, cells: &[&Cell]) -> Result<(), (usize, String)> {
@@ -311,6 +307,11 @@ impl TableBuilder {
         }
         self.rows += 1;
         Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
     }
 
     pub(crate) fn finish(self) -> Table {

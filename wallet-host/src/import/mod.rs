@@ -62,6 +62,9 @@ pub struct ReadOptions {
     pub delimiter: Option<u8>,
     /// What to do with missing values.
     pub missing: Missing,
+    /// Columns of the schema that the data may leave out (the label, for
+    /// data to predict); the table then has none of them.
+    pub optional: Vec<String>,
 }
 
 /// The delimiters detected in a CSV file, in order of preference.
@@ -243,12 +246,19 @@ pub fn import_file(
             (headers, rows, None)
         }
     };
+    let present: Option<Vec<ColumnSpec>> = schema.map(|schema| {
+        schema
+            .iter()
+            .filter(|c| headers.contains(&c.name) || !options.optional.contains(&c.name))
+            .cloned()
+            .collect()
+    });
     let mut imported = build(
         path,
         table_name,
         headers,
         rows,
-        schema,
+        present.as_deref(),
         Some(options.missing),
     )?;
     imported.delimiter = delimiter;
@@ -327,10 +337,16 @@ fn sniff_delimiter(head: &[u8], whole: bool) -> u8 {
         .map_or(b',', |(d, _)| d)
 }
 
-fn read_csv(
+/// The rows of a CSV file, read as they are asked for.
+type CsvRecords =
+    csv::StringRecordsIntoIter<std::io::Chain<std::io::Cursor<Vec<u8>>, std::fs::File>>;
+
+/// Opens a CSV file: its header, its delimiter (detected unless given) and
+/// its rows, not read yet.
+fn open_csv(
     path: &Path,
     delimiter: Option<u8>,
-) -> Result<(Vec<String>, Vec<Row>, Delimiter), ImportError> {
+) -> Result<(Vec<String>, CsvRows, Delimiter), ImportError> {
     let malformed = |reason: String| ImportError::Malformed {
         file: path.to_path_buf(),
         reason,
@@ -388,28 +404,62 @@ fn read_csv(
              is the delimiter {other}? (--delimiter)"
         )));
     }
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let at = e
-                .position()
-                .map(|p| format!("line {}: ", p.line()))
-                .unwrap_or_default();
-            match e.kind() {
-                csv::ErrorKind::UnequalLengths {
-                    expected_len, len, ..
-                } => malformed(format!(
-                    "{at}this row has {len} fields but the header has {expected_len} \
-                     (delimiter {delimiter})"
-                )),
-                _ => malformed(format!("{at}{e}")),
-            }
-        })?;
-        rows.push(Row {
-            line: record.position().map(|p| p.line()),
-            cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
-        });
+    let rows = CsvRows {
+        file: path.to_path_buf(),
+        delimiter,
+        records: reader.into_records(),
+    };
+    Ok((headers, rows, delimiter))
+}
+
+/// A CSV file's rows, one at a time.
+struct CsvRows {
+    file: PathBuf,
+    delimiter: Delimiter,
+    records: CsvRecords,
+}
+
+impl Iterator for CsvRows {
+    type Item = Result<Row, ImportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        Some(
+            record
+                .map(|record| Row {
+                    line: record.position().map(|p| p.line()),
+                    cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
+                })
+                .map_err(|e| {
+                    let at = e
+                        .position()
+                        .map(|p| format!("line {}: ", p.line()))
+                        .unwrap_or_default();
+                    let reason = match e.kind() {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => format!(
+                            "{at}this row has {len} fields but the header has {expected_len} \
+                             (delimiter {})",
+                            self.delimiter
+                        ),
+                        _ => format!("{at}{e}"),
+                    };
+                    ImportError::Malformed {
+                        file: self.file.clone(),
+                        reason,
+                    }
+                }),
+        )
     }
+}
+
+fn read_csv(
+    path: &Path,
+    delimiter: Option<u8>,
+) -> Result<(Vec<String>, Vec<Row>, Delimiter), ImportError> {
+    let (headers, rows, delimiter) = open_csv(path, delimiter)?;
+    let rows = rows.collect::<Result<Vec<Row>, ImportError>>()?;
     Ok((headers, rows, delimiter))
 }
 
@@ -523,20 +573,7 @@ fn build(
     }
     let (schema, inferred) = match schema {
         Some(schema) => {
-            if let Some(missing) = schema.iter().find(|c| !headers.contains(&c.name)) {
-                return Err(schema_error(format!(
-                    "column '{}' ({}) is declared in the schema but missing from the data",
-                    missing.name, missing.ty
-                )));
-            }
-            if let Some(extra) = headers
-                .iter()
-                .find(|h| !schema.iter().any(|c| &c.name == *h))
-            {
-                return Err(schema_error(format!(
-                    "column '{extra}' is not declared in the schema"
-                )));
-            }
+            check_headers(file, &headers, schema)?;
             (schema.to_vec(), false)
         }
         None => {
@@ -595,37 +632,120 @@ fn build(
             (specs, true)
         }
     };
-    // Cells in schema order for each row.
-    let order: Vec<usize> = schema
-        .iter()
-        .filter_map(|c| headers.iter().position(|h| *h == c.name))
-        .collect();
-    let mut builder = TableBuilder::new(table_name, schema);
-    let mut dropped = Vec::new();
+    let mut typer = RowTyper::new(file, table_name, &headers, schema, missing);
     for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<&Cell> = order.iter().filter_map(|&j| row.cells.get(j)).collect();
-        let gap = builder
-            .schema()
+        typer.push(i, row)?;
+    }
+    let (table, dropped) = typer.finish();
+    Ok(Imported {
+        table,
+        inferred,
+        delimiter: None,
+        dropped,
+    })
+}
+
+/// Checks a header against a declared schema: every declared column there,
+/// and no other.
+fn check_headers(
+    file: &Path,
+    headers: &[String],
+    schema: &[ColumnSpec],
+) -> Result<(), ImportError> {
+    let schema_error = |reason: String| ImportError::Schema {
+        file: file.to_path_buf(),
+        reason,
+    };
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            return Err(schema_error(format!("column {} has no name", i + 1)));
+        }
+        if headers[..i].contains(h) {
+            return Err(schema_error(format!("column '{h}' appears twice")));
+        }
+    }
+    if let Some(missing) = schema.iter().find(|c| !headers.contains(&c.name)) {
+        return Err(schema_error(format!(
+            "column '{}' ({}) is declared in the schema but missing from the data",
+            missing.name, missing.ty
+        )));
+    }
+    if let Some(extra) = headers
+        .iter()
+        .find(|h| !schema.iter().any(|c| &c.name == *h))
+    {
+        return Err(schema_error(format!(
+            "column '{extra}' is not declared in the schema"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns rows of cells into typed rows of a table, one at a time: missing
+/// values refused or the row dropped, every cell checked against its type.
+struct RowTyper {
+    file: PathBuf,
+    name: String,
+    schema: Vec<ColumnSpec>,
+    /// Each schema column's position in a row.
+    order: Vec<usize>,
+    builder: TableBuilder,
+    missing: Option<Missing>,
+    dropped: Vec<usize>,
+}
+
+impl RowTyper {
+    fn new(
+        file: &Path,
+        name: &str,
+        headers: &[String],
+        schema: Vec<ColumnSpec>,
+        missing: Option<Missing>,
+    ) -> RowTyper {
+        let order = schema
+            .iter()
+            .filter_map(|c| headers.iter().position(|h| *h == c.name))
+            .collect();
+        RowTyper {
+            file: file.to_path_buf(),
+            name: name.to_string(),
+            builder: TableBuilder::new(name, schema.clone()),
+            schema,
+            order,
+            missing,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Types row `i` (from 0) and adds it, or drops it for a missing value.
+    fn push(&mut self, i: usize, row: &Row) -> Result<(), ImportError> {
+        let cells: Vec<&Cell> = self
+            .order
+            .iter()
+            .filter_map(|&j| row.cells.get(j))
+            .collect();
+        let gap = self
+            .schema
             .iter()
             .zip(&cells)
             .position(|(spec, cell)| cells::is_missing(&spec.ty, cell));
         if let Some(col) = gap {
-            if missing == Some(Missing::Drop) {
-                dropped.push(i + 1);
-                continue;
+            if self.missing == Some(Missing::Drop) {
+                self.dropped.push(i + 1);
+                return Ok(());
             }
             return Err(ImportError::Cell {
-                file: file.to_path_buf(),
+                file: self.file.clone(),
                 row: i + 1,
                 line: row.line,
-                column: builder.schema()[col].name.clone(),
+                column: self.schema[col].name.clone(),
                 reason: format!(
                     "{} is a missing value; fill it in{}",
                     match cells[col] {
                         Cell::Text(t) if t.trim().is_empty() => "an empty cell".into(),
                         other => other.shown(),
                     },
-                    if missing.is_some() {
+                    if self.missing.is_some() {
                         ", or leave out the rows that have one with --missing drop"
                     } else {
                         ""
@@ -633,20 +753,86 @@ fn build(
                 ),
             });
         }
-        builder
+        self.builder
             .push_row(&cells)
             .map_err(|(col, reason)| ImportError::Cell {
-                file: file.to_path_buf(),
+                file: self.file.clone(),
                 row: i + 1,
                 line: row.line,
-                column: builder.schema()[col].name.clone(),
+                column: self.schema[col].name.clone(),
                 reason,
-            })?;
+            })
     }
-    Ok(Imported {
-        table: builder.finish(),
-        inferred,
-        delimiter: None,
+
+    /// Rows typed since the last chunk.
+    fn rows(&self) -> usize {
+        self.builder.rows()
+    }
+
+    /// The rows typed since the last chunk, as a table; starts a new chunk.
+    fn chunk(&mut self) -> Table {
+        std::mem::replace(
+            &mut self.builder,
+            TableBuilder::new(&self.name, self.schema.clone()),
+        )
+        .finish()
+    }
+
+    /// The rows typed since the last chunk, and every row dropped.
+    fn finish(self) -> (Table, Vec<usize>) {
+        (self.builder.finish(), self.dropped)
+    }
+}
+
+/// What a streamed import read.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    /// Rows imported.
+    pub rows: usize,
+    /// The CSV file's delimiter.
+    pub delimiter: Delimiter,
+    /// The rows left out for a missing value (`--missing drop`), from 1.
+    pub dropped: Vec<usize>,
+}
+
+/// Reads the CSV file `path` against a declared `schema` without holding
+/// it: its rows are typed as they are read and handed to `chunk`, at most
+/// `rows_per_chunk` at a time, as tables called `table_name`. The first cell
+/// that does not fit stops the import with the same error [`import_file`]
+/// gives (chunks already handed over are the caller's to discard).
+pub fn stream_csv<E: From<ImportError>>(
+    path: &Path,
+    options: &ReadOptions,
+    table_name: &str,
+    schema: &[ColumnSpec],
+    rows_per_chunk: usize,
+    mut chunk: impl FnMut(Table) -> Result<(), E>,
+) -> Result<Streamed, E> {
+    let (headers, rows, delimiter) = open_csv(path, options.delimiter)?;
+    check_headers(path, &headers, schema)?;
+    let mut typer = RowTyper::new(
+        path,
+        table_name,
+        &headers,
+        schema.to_vec(),
+        Some(options.missing),
+    );
+    let mut count = 0;
+    for (i, row) in rows.enumerate() {
+        typer.push(i, &row?)?;
+        if typer.rows() >= rows_per_chunk.max(1) {
+            count += typer.rows();
+            chunk(typer.chunk())?;
+        }
+    }
+    let (last, dropped) = typer.finish();
+    count += last.row_count;
+    if last.row_count > 0 {
+        chunk(last)?;
+    }
+    Ok(Streamed {
+        rows: count,
+        delimiter,
         dropped,
     })
 }
@@ -809,6 +995,89 @@ mod tests {
         assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
         assert_eq!(parse_delimiter(";"), Ok(b';'));
         assert!(parse_delimiter("ab").is_err());
+    }
+
+    #[test]
+    fn a_streamed_csv_comes_in_chunks_and_stops_at_the_first_bad_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = vec![ColumnSpec {
+            name: "age".into(),
+            ty: ColumnType::Integer {
+                min: Some(0),
+                max: Some(120),
+            },
+        }];
+        let path = write(dir.path(), "a.csv", "age\n1\n2\n\n3\n4\n5\n");
+        let mut chunks = Vec::new();
+        let drop = ReadOptions {
+            missing: Missing::Drop,
+            ..ReadOptions::default()
+        };
+        let streamed = stream_csv(&path, &drop, "t", &schema, 2, |t: Table| {
+            chunks.push(t.columns[0].data.clone());
+            Ok::<(), ImportError>(())
+        })
+        .unwrap();
+        assert_eq!(streamed.rows, 5);
+        assert_eq!(
+            chunks,
+            [
+                ColumnData::Integer(vec![1, 2]),
+                ColumnData::Integer(vec![3, 4]),
+                ColumnData::Integer(vec![5]),
+            ]
+        );
+        // The blank line is skipped by the CSV reader; nothing was dropped.
+        assert!(streamed.dropped.is_empty());
+        // The same error as a whole-file import, after the chunks before it.
+        let bad = write(dir.path(), "b.csv", "age\n1\n2\n3\n200\n");
+        let mut seen = 0;
+        let err = stream_csv(&bad, &ReadOptions::default(), "t", &schema, 2, |_| {
+            seen += 1;
+            Ok::<(), ImportError>(())
+        })
+        .unwrap_err();
+        let whole = import_file(&bad, &ReadOptions::default(), "t", Some(&schema)).unwrap_err();
+        assert_eq!(err.to_string(), whole.to_string());
+        assert!(
+            err.to_string().contains("row 4 (line 5), column 'age'"),
+            "{err}"
+        );
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn an_optional_column_may_be_left_out_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = vec![
+            ColumnSpec {
+                name: "age".into(),
+                ty: ColumnType::Integer {
+                    min: None,
+                    max: None,
+                },
+            },
+            ColumnSpec {
+                name: "y".into(),
+                ty: ColumnType::Real {
+                    min: None,
+                    max: None,
+                },
+            },
+        ];
+        let options = ReadOptions {
+            optional: vec!["y".into()],
+            ..ReadOptions::default()
+        };
+        let without = write(dir.path(), "x.csv", "age\n50\n");
+        let imported = import_file(&without, &options, "t", Some(&schema)).unwrap();
+        assert_eq!(imported.table.schema(), schema[..1]);
+        let with = write(dir.path(), "xy.csv", "age,y\n50,1.5\n");
+        let imported = import_file(&with, &options, "t", Some(&schema)).unwrap();
+        assert_eq!(imported.table.schema(), schema);
+        let neither = write(dir.path(), "n.csv", "y\n1.5\n");
+        let err = import_file(&neither, &options, "t", Some(&schema)).unwrap_err();
+        assert!(err.to_string().contains("column 'age'"), "{err}");
     }
 
     #[test]

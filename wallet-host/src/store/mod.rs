@@ -2,11 +2,19 @@
 //! keys, never in plaintext.
 //!
 //! ```text
-//! wallet.json   public facts: format, wallet id (Ed25519 public key), age recipient
-//! keys.age      the secret keys, under a passphrase (scrypt) or an age identity file
-//! records.age   the tables, encrypted to the wallet's own X25519 recipient
-//! .lock         taken by every writer, so two never interleave
+//! wallet.json           public facts: format, wallet id (Ed25519 public key), age recipient
+//! keys.age              the secret keys, under a passphrase (scrypt) or an age identity file
+//! tables.age            the tables' index: schemas, row counts, segments
+//! tables/<random>.age   the tables' rows, in segments
+//! *.age                 the other documents (log, policy, subscriptions, receipts, ...)
+//! .lock                 taken by every writer, so two never interleave
 //! ```
+//!
+//! Every `.age` file but the key file is encrypted to the wallet's own X25519
+//! recipient. Store format 2 keeps each table's rows in segments beside an
+//! index ([`tables`]), so listing tables or adding a row reads no rows;
+//! format 1 kept every table in one `records.age`, and a format-1 wallet is
+//! migrated when it is first opened.
 //!
 //! Every write is atomic (temporary file, fsync, rename), so a crash leaves
 //! the old or the new state. A wrong passphrase, or a truncated or tampered
@@ -21,6 +29,7 @@ mod crypt;
 mod files;
 mod keys;
 mod records;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 
@@ -30,13 +39,19 @@ use serde::{Deserialize, Serialize};
 pub use self::crypt::KeyProtection;
 pub use self::keys::WalletKeys;
 pub use self::records::{IfExists, MAX_TABLE_NAME, Records, check_table_name};
+pub use self::tables::{INDEX_FILE, TableEntry, TableIndex};
+
+use c2ssi_guest_sdk::{ColumnData, Table};
 
 /// The file with the wallet's public facts.
 pub const META_FILE: &str = "wallet.json";
 /// The encrypted key file.
 pub const KEYS_FILE: &str = "keys.age";
-/// The encrypted records.
+/// Store format 1's encrypted records, every table in one document: only
+/// read, to migrate from.
 pub const RECORDS_FILE: &str = "records.age";
+/// The store format this version writes.
+pub const STORE_FORMAT: u32 = 2;
 /// The lock file.
 pub const LOCK_FILE: &str = ".lock";
 
@@ -215,9 +230,9 @@ impl Wallet {
             place: Place::Dir(dir.to_path_buf()),
             keys: std::sync::Arc::new(keys),
         };
-        wallet.write_document(RECORDS_FILE, &Records::default())?;
+        wallet.write_document(INDEX_FILE, &TableIndex::default())?;
         let meta = Meta {
-            format: 1,
+            format: STORE_FORMAT,
             wallet_id: wallet.id(),
             recipient: wallet.keys.recipient().to_string(),
         };
@@ -261,7 +276,70 @@ impl Wallet {
                 reason: "its wallet id does not match the wallet's keys".into(),
             });
         }
+        match meta.format {
+            STORE_FORMAT => {}
+            1 => wallet.migrate_from_format_1(dir)?,
+            newer => {
+                return Err(WalletError::Damaged {
+                    path: meta_path,
+                    reason: format!(
+                        "it is store format {newer}, newer than this program's {STORE_FORMAT}: \
+                         open it with the version that made it"
+                    ),
+                });
+            }
+        }
         Ok(wallet)
+    }
+
+    /// Moves a format-1 wallet's tables from `records.age` into the index
+    /// and segments, then marks the wallet format 2 and removes
+    /// `records.age`, under the lock. A crash part way leaves format 1 and
+    /// `records.age` as they were (segments already written are swept by the
+    /// next writer), so the next open migrates again.
+    fn migrate_from_format_1(&self, dir: &Path) -> Result<(), WalletError> {
+        let _lock = self.lock()?;
+        let meta_path = dir.join(META_FILE);
+        let mut meta: Meta = serde_json::from_slice(&files::read(&meta_path)?).map_err(|e| {
+            WalletError::Damaged {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        if meta.format == STORE_FORMAT {
+            return Ok(()); // another process migrated it while we waited
+        }
+        let records: Records = self.read_document(RECORDS_FILE)?;
+        let mut index = TableIndex::default();
+        for (name, table) in records.tables {
+            let plan = tables::plan_put(
+                &index,
+                &name,
+                &table.schema(),
+                IfExists::Fail,
+                table.row_count,
+            )?;
+            let mut entry = plan.entry;
+            let rows = table.row_count;
+            entry.rows += rows;
+            let columns: Vec<ColumnData> = table.columns.into_iter().map(|c| c.data).collect();
+            self.push_segment(&mut entry, &columns, rows)?;
+            index.tables.insert(name, entry);
+        }
+        self.write_document(INDEX_FILE, &index)?;
+        self.sweep_segments(&index)?;
+        meta.format = STORE_FORMAT;
+        let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| WalletError::Keys {
+            reason: e.to_string(),
+        })?;
+        files::atomic_write(&meta_path, &meta_json)?;
+        let records_path = dir.join(RECORDS_FILE);
+        std::fs::remove_file(&records_path).map_err(|e| WalletError::Io {
+            path: records_path,
+            source: e,
+        })?;
+        tracing::info!(dir = %dir.display(), "migrated the wallet to store format 2");
+        Ok(())
     }
 
     /// A simulated wallet in memory, with keys derived from `seed` and
@@ -277,7 +355,7 @@ impl Wallet {
             },
             keys: std::sync::Arc::new(keys),
         };
-        wallet.write_document(RECORDS_FILE, &Records::default())?;
+        wallet.write_document(INDEX_FILE, &TableIndex::default())?;
         Ok(wallet)
     }
 
@@ -324,37 +402,95 @@ impl Wallet {
         self.keys.clone()
     }
 
-    /// Reads an encrypted document; a missing file reads as the default.
+    /// The plaintext of the encrypted file `name` (relative to the wallet),
+    /// or `None` when there is none. With `sha256`, the sealed bytes must
+    /// hash to it (a segment, which its index names by hash).
+    fn read_sealed(
+        &self,
+        name: &str,
+        sha256: Option<&str>,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, WalletError> {
+        let check = |stored: &[u8], path: &Path| match sha256 {
+            Some(expected) if hex::encode(c2ssi_protocol::sha256(stored)) != expected => {
+                Err(WalletError::Damaged {
+                    path: path.to_path_buf(),
+                    reason: "it is not the file the index names (its hash differs)".into(),
+                })
+            }
+            _ => Ok(()),
+        };
+        match &self.place {
+            Place::Memory { documents, .. } => {
+                let documents = documents.lock().unwrap_or_else(|e| e.into_inner());
+                match documents.get(name) {
+                    None => Ok(None),
+                    Some(bytes) => {
+                        check(bytes, Path::new(name))?;
+                        Ok(Some(zeroize::Zeroizing::new(bytes.clone())))
+                    }
+                }
+            }
+            Place::Dir(dir) => {
+                let path = dir.join(name);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let sealed = files::read(&path)?;
+                check(&sealed, &path)?;
+                Ok(Some(zeroize::Zeroizing::new(crypt::decrypt_own(
+                    &self.keys.age_identity,
+                    &sealed,
+                    &path,
+                )?)))
+            }
+        }
+    }
+
+    /// Encrypts `plaintext` into the file `name`, atomically; returns the
+    /// SHA-256 of the stored bytes, hex.
+    fn write_sealed(&self, name: &str, plaintext: &[u8]) -> Result<String, WalletError> {
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.join(name);
+                let sealed = crypt::encrypt_to(&self.keys.recipient(), plaintext, &path)?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| WalletError::Io {
+                        path: parent.to_path_buf(),
+                        source: e,
+                    })?;
+                }
+                files::atomic_write(&path, &sealed)?;
+                Ok(hex::encode(c2ssi_protocol::sha256(&sealed)))
+            }
+            Place::Memory { documents, .. } => {
+                documents
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), plaintext.to_vec());
+                Ok(hex::encode(c2ssi_protocol::sha256(plaintext)))
+            }
+        }
+    }
+
+    /// Reads an encrypted document; a missing file reads as the default,
+    /// except the tables' index, which every wallet has.
     pub fn read_document<T: DeserializeOwned + Default>(
         &self,
         name: &str,
     ) -> Result<T, WalletError> {
-        let dir = match &self.place {
-            Place::Dir(dir) => dir,
-            Place::Memory { documents, .. } => {
-                let documents = documents.lock().unwrap_or_else(|e| e.into_inner());
-                return match documents.get(name) {
-                    None => Ok(T::default()),
-                    Some(json) => serde_json::from_slice(json).map_err(|e| WalletError::Damaged {
-                        path: PathBuf::from(name),
-                        reason: format!("its content does not parse: {e}"),
-                    }),
-                };
-            }
+        let path = match &self.place {
+            Place::Dir(dir) => dir.join(name),
+            Place::Memory { .. } => PathBuf::from(name),
         };
-        let path = dir.join(name);
-        if !path.exists() {
-            if name == RECORDS_FILE {
+        let Some(plaintext) = self.read_sealed(name, None)? else {
+            if name == INDEX_FILE || name == RECORDS_FILE {
                 return Err(WalletError::Damaged {
                     path,
                     reason: "the file is missing".into(),
                 });
             }
             return Ok(T::default());
-        }
-        let sealed = files::read(&path)?;
-        let plaintext =
-            zeroize::Zeroizing::new(crypt::decrypt_own(&self.keys.age_identity, &sealed, &path)?);
+        };
         serde_json::from_slice(&plaintext).map_err(|e| WalletError::Damaged {
             path,
             reason: format!("its decrypted content does not parse: {e}"),
@@ -368,20 +504,17 @@ impl Wallet {
                 reason: e.to_string(),
             }
         })?);
-        match &self.place {
-            Place::Dir(dir) => {
-                let path = dir.join(name);
-                let sealed = crypt::encrypt_to(&self.keys.recipient(), &plaintext, &path)?;
-                files::atomic_write(&path, &sealed)
+        self.write_sealed(name, &plaintext).map(|_| ())
+    }
+
+    /// Takes the writer's lock.
+    fn lock(&self) -> Result<Lock<'_>, WalletError> {
+        Ok(match &self.place {
+            Place::Dir(dir) => Lock::File(files::WriteLock::acquire(&dir.join(LOCK_FILE))?),
+            Place::Memory { writer, .. } => {
+                Lock::Memory(writer.lock().unwrap_or_else(|e| e.into_inner()))
             }
-            Place::Memory { documents, .. } => {
-                documents
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name.to_string(), plaintext.to_vec());
-                Ok(())
-            }
-        }
+        })
     }
 
     /// Reads, changes and writes back an encrypted document under the
@@ -394,29 +527,229 @@ impl Wallet {
     where
         T: Serialize + DeserializeOwned + Default,
     {
-        let _lock = match &self.place {
-            Place::Dir(dir) => Lock::File(files::WriteLock::acquire(&dir.join(LOCK_FILE))?),
-            Place::Memory { writer, .. } => {
-                Lock::Memory(writer.lock().unwrap_or_else(|e| e.into_inner()))
-            }
-        };
+        let _lock = self.lock()?;
         let mut value: T = self.read_document(name)?;
         let out = change(&mut value)?;
         self.write_document(name, &value)?;
         Ok(out)
     }
 
-    /// The records.
-    pub fn records(&self) -> Result<Records, WalletError> {
-        self.read_document(RECORDS_FILE)
+    /// Every table's schema and row count, without reading any rows.
+    pub fn table_index(&self) -> Result<TableIndex, WalletError> {
+        self.read_document(INDEX_FILE)
     }
 
-    /// Changes the records under the lock; nothing is written if `change` fails.
-    pub fn update_records<R>(
+    /// The table called `name`, with its rows.
+    pub fn table(&self, name: &str) -> Result<Table, WalletError> {
+        self.read_table(&self.table_index()?, name)
+    }
+
+    /// Every table, with its rows.
+    pub fn records(&self) -> Result<Records, WalletError> {
+        let index = self.table_index()?;
+        let mut records = Records::default();
+        for name in index.tables.keys() {
+            records
+                .tables
+                .insert(name.clone(), self.read_table(&index, name)?);
+        }
+        Ok(records)
+    }
+
+    fn read_table(&self, index: &TableIndex, name: &str) -> Result<Table, WalletError> {
+        let entry = index.entry(name)?;
+        let mut columns: Vec<ColumnData> = entry
+            .columns
+            .iter()
+            .map(|c| ColumnData::empty_for(&c.ty))
+            .collect();
+        for segment in &entry.segments {
+            let more = self.read_segment(entry, segment)?;
+            tables::extend(&mut columns, more);
+        }
+        tables::assemble(name, entry, columns)
+    }
+
+    fn read_segment(
         &self,
-        change: impl FnOnce(&mut Records) -> Result<R, WalletError>,
-    ) -> Result<R, WalletError> {
-        self.update_document(RECORDS_FILE, change)
+        entry: &TableEntry,
+        segment: &tables::Segment,
+    ) -> Result<Vec<ColumnData>, WalletError> {
+        let name = tables::segment_path(&segment.file);
+        let plaintext = self
+            .read_sealed(&name, Some(&segment.sha256))?
+            .ok_or_else(|| WalletError::Damaged {
+                path: self.path_of(&name),
+                reason: "the file is missing".into(),
+            })?;
+        tables::decode_segment(&plaintext, entry, segment)
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        match &self.place {
+            Place::Dir(dir) => dir.join(name),
+            Place::Memory { .. } => PathBuf::from(name),
+        }
+    }
+
+    /// Writes `columns` (`rows` rows) as a new segment of `entry` (none for
+    /// no rows); the index names it once it is written.
+    fn push_segment(
+        &self,
+        entry: &mut TableEntry,
+        columns: &[ColumnData],
+        rows: usize,
+    ) -> Result<(), WalletError> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let plaintext = zeroize::Zeroizing::new(tables::encode_segment(columns)?);
+        let file = tables::new_segment_name()?;
+        let sha256 = self.write_sealed(&tables::segment_path(&file), &plaintext)?;
+        entry.segments.push(tables::Segment { file, rows, sha256 });
+        Ok(())
+    }
+
+    /// Stores `table` under its name (see [`IfExists`]); returns the rows the
+    /// table has now. Writes one segment and the index, never the other
+    /// tables' rows nor this one's (but for a few trailing small segments it
+    /// absorbs); nothing changes if the table is refused.
+    pub fn put_table(&self, table: Table, if_exists: IfExists) -> Result<usize, WalletError> {
+        table.validate().map_err(|e| WalletError::InvalidData {
+            reason: e.to_string(),
+        })?;
+        let _lock = self.lock()?;
+        let mut index = self.table_index()?;
+        let name = table.name.clone();
+        let plan = tables::plan_put(&index, &name, &table.schema(), if_exists, table.row_count)?;
+        let mut entry = plan.entry;
+        let mut columns: Vec<ColumnData> = entry
+            .columns
+            .iter()
+            .map(|c| ColumnData::empty_for(&c.ty))
+            .collect();
+        let mut rows = 0;
+        for segment in &plan.merge {
+            tables::extend(&mut columns, self.read_segment(&entry, segment)?);
+            rows += segment.rows;
+        }
+        rows += table.row_count;
+        entry.rows += table.row_count;
+        tables::extend(
+            &mut columns,
+            table.columns.into_iter().map(|c| c.data).collect(),
+        );
+        self.push_segment(&mut entry, &columns, rows)?;
+        let total = entry.rows;
+        index.tables.insert(name, entry);
+        self.write_document(INDEX_FILE, &index)?;
+        self.sweep_segments(&index)?;
+        Ok(total)
+    }
+
+    /// Stores the rows of table `name` with `columns` as they come, a
+    /// segment per chunk, so that no more than one chunk is held at once:
+    /// `fill` is given a function to call with each chunk (a table of that
+    /// name and those columns). The index is written only once `fill` has
+    /// succeeded, so a failure of `fill` or of the store leaves the wallet as
+    /// it was (the chunks' segments are swept). Returns what `fill` returned
+    /// and the rows the table has now.
+    pub fn put_table_chunks<T, E: From<WalletError>>(
+        &self,
+        name: &str,
+        columns: &[c2ssi_guest_sdk::ColumnSpec],
+        if_exists: IfExists,
+        fill: impl FnOnce(&mut dyn FnMut(Table) -> Result<(), WalletError>) -> Result<T, E>,
+    ) -> Result<(T, usize), E> {
+        let _lock = self.lock()?;
+        let mut index = self.table_index()?;
+        let plan = tables::plan_put(&index, name, columns, if_exists, usize::MAX)?;
+        let mut entry = plan.entry;
+        let mut put_chunk = |chunk: Table| -> Result<(), WalletError> {
+            if chunk.name != name || chunk.schema() != entry.columns {
+                return Err(WalletError::InvalidData {
+                    reason: format!("a chunk of rows does not fit table '{name}'"),
+                });
+            }
+            chunk.validate().map_err(|e| WalletError::InvalidData {
+                reason: e.to_string(),
+            })?;
+            let rows = chunk.row_count;
+            let data: Vec<ColumnData> = chunk.columns.into_iter().map(|c| c.data).collect();
+            entry.rows += rows;
+            self.push_segment(&mut entry, &data, rows)
+        };
+        let filled = fill(&mut put_chunk);
+        let value = match filled {
+            Ok(value) => value,
+            Err(e) => {
+                // The index never named the chunks' segments; the error that
+                // matters is `fill`'s, so a failed sweep is left to the next
+                // writer.
+                let _ = self.sweep_segments(&index);
+                return Err(e);
+            }
+        };
+        let total = entry.rows;
+        index.tables.insert(name.to_string(), entry);
+        self.write_document(INDEX_FILE, &index)?;
+        self.sweep_segments(&index)?;
+        Ok((value, total))
+    }
+
+    /// Removes the table called `name`; returns how many rows it had.
+    pub fn remove_table(&self, name: &str) -> Result<usize, WalletError> {
+        let _lock = self.lock()?;
+        let mut index = self.table_index()?;
+        let rows = index.entry(name)?.rows;
+        index.tables.remove(name);
+        self.write_document(INDEX_FILE, &index)?;
+        self.sweep_segments(&index)?;
+        Ok(rows)
+    }
+
+    /// Removes every segment file the index does not name: those a put
+    /// replaced, a removed table's, and any a crash left between a segment's
+    /// write and the index's. Called with the lock held.
+    fn sweep_segments(&self, index: &TableIndex) -> Result<(), WalletError> {
+        let named: std::collections::HashSet<&str> = index.files().collect();
+        match &self.place {
+            Place::Memory { documents, .. } => {
+                let prefix = format!("{}/", tables::SEGMENT_DIR);
+                documents
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|k, _| {
+                        k.strip_prefix(&prefix)
+                            .is_none_or(|file| named.contains(file))
+                    });
+                Ok(())
+            }
+            Place::Dir(dir) => {
+                let segments = dir.join(tables::SEGMENT_DIR);
+                let entries = match std::fs::read_dir(&segments) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => {
+                        return Err(WalletError::Io {
+                            path: segments,
+                            source: e,
+                        });
+                    }
+                };
+                for entry in entries.flatten() {
+                    let file = entry.file_name();
+                    let file = file.to_string_lossy();
+                    if file.ends_with(".age") && !named.contains(file.as_ref()) {
+                        std::fs::remove_file(entry.path()).map_err(|e| WalletError::Io {
+                            path: entry.path(),
+                            source: e,
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -514,20 +847,190 @@ mod tests {
         ));
     }
 
+    fn steps(name: &str, values: Vec<i64>) -> Table {
+        Table::new(
+            name,
+            values.len(),
+            vec![c2ssi_guest_sdk::Column {
+                name: "steps".into(),
+                ty: c2ssi_guest_sdk::ColumnType::Integer {
+                    min: Some(0),
+                    max: None,
+                },
+                data: ColumnData::Integer(values),
+            }],
+        )
+        .unwrap()
+    }
+
+    /// Every file of the wallet with its bytes, but the lock.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !path.ends_with(LOCK_FILE) {
+                    files.push((path.clone(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join(tables::SEGMENT_DIR))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     #[test]
-    fn a_failed_change_writes_nothing() {
+    fn a_refused_put_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let wallet = Wallet::init(dir.path(), &identity()).unwrap();
-        let before = std::fs::read(dir.path().join(RECORDS_FILE)).unwrap();
-        let result: Result<(), _> = wallet.update_records(|_| {
-            Err(WalletError::InvalidData {
-                reason: "no".into(),
-            })
-        });
-        assert!(result.is_err());
-        assert_eq!(
-            std::fs::read(dir.path().join(RECORDS_FILE)).unwrap(),
-            before
+        wallet
+            .put_table(steps("health", vec![1, 2]), IfExists::Fail)
+            .unwrap();
+        let before = snapshot(dir.path());
+        // Out of its declared range: built without `Table::new`'s check.
+        let mut negative = steps("other", vec![1]);
+        negative.columns[0].data = ColumnData::Integer(vec![-1]);
+        for (table, how) in [
+            (steps("health", vec![3]), IfExists::Fail),
+            (negative, IfExists::Fail),
+        ] {
+            assert!(wallet.put_table(table, how).is_err());
+        }
+        let mut wrong = steps("health", vec![3]);
+        wrong.columns[0].name = "walks".into();
+        let err = wallet.put_table(wrong, IfExists::Append).unwrap_err();
+        assert!(
+            err.to_string().contains("it has steps (integer >= 0)"),
+            "{err}"
         );
+        assert_eq!(snapshot(dir.path()), before);
+    }
+
+    #[test]
+    fn appends_write_segments_that_compact_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = Wallet::init(dir.path(), &identity()).unwrap();
+        wallet
+            .put_table(steps("health", vec![0]), IfExists::Fail)
+            .unwrap();
+        for i in 1..(tables::MAX_SEGMENTS as i64 + 5) {
+            let rows = wallet
+                .put_table(steps("health", vec![i]), IfExists::Append)
+                .unwrap();
+            assert_eq!(rows, i as usize + 1);
+            let index = wallet.table_index().unwrap();
+            let segments = index.tables["health"].segments.len();
+            assert!(segments <= tables::MAX_SEGMENTS, "{segments}");
+            assert_eq!(segment_files(dir.path()), segments, "no file left over");
+        }
+        let n = tables::MAX_SEGMENTS as i64 + 5;
+        assert_eq!(
+            wallet.table("health").unwrap().columns[0].data,
+            ColumnData::Integer((0..n).collect())
+        );
+        // Replacing and removing leave no segment behind either.
+        wallet
+            .put_table(steps("health", vec![9]), IfExists::Replace)
+            .unwrap();
+        assert_eq!(segment_files(dir.path()), 1);
+        assert_eq!(wallet.remove_table("health").unwrap(), 1);
+        assert_eq!(segment_files(dir.path()), 0);
+        assert!(wallet.table_index().unwrap().tables.is_empty());
+    }
+
+    #[test]
+    fn a_segment_swapped_or_missing_is_damage_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let protection = identity();
+        let wallet = Wallet::init(dir.path(), &protection).unwrap();
+        wallet
+            .put_table(steps("a", vec![1]), IfExists::Fail)
+            .unwrap();
+        wallet
+            .put_table(steps("b", vec![2]), IfExists::Fail)
+            .unwrap();
+        let index = wallet.table_index().unwrap();
+        let file = |t: &str| {
+            dir.path()
+                .join(tables::segment_path(&index.tables[t].segments[0].file))
+        };
+        // Both are sealed to the same key; only the index's hash tells them apart.
+        std::fs::copy(file("b"), file("a")).unwrap();
+        let err = Wallet::open(dir.path(), &protection)
+            .unwrap()
+            .table("a")
+            .unwrap_err();
+        assert!(matches!(err, WalletError::Damaged { .. }), "{err:?}");
+        assert!(err.to_string().contains("its hash differs"), "{err}");
+        std::fs::remove_file(file("b")).unwrap();
+        let err = wallet.table("b").unwrap_err();
+        assert!(err.to_string().contains("the file is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_format_1_wallet_is_migrated_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let protection = identity();
+        let wallet = Wallet::init(dir.path(), &protection).unwrap();
+        // What format 1 wrote: every table in records.age.
+        let mut records = Records::default();
+        records
+            .put(steps("health", vec![4, 5]), IfExists::Fail)
+            .unwrap();
+        records.put(steps("empty", vec![]), IfExists::Fail).unwrap();
+        wallet.write_document(RECORDS_FILE, &records).unwrap();
+        std::fs::remove_file(dir.path().join(INDEX_FILE)).unwrap();
+        let meta_path = dir.path().join(META_FILE);
+        let meta = std::fs::read_to_string(&meta_path).unwrap();
+        std::fs::write(&meta_path, meta.replace("\"format\": 2", "\"format\": 1")).unwrap();
+
+        let opened = Wallet::open(dir.path(), &protection).unwrap();
+        assert_eq!(opened.records().unwrap(), records);
+        assert!(!dir.path().join(RECORDS_FILE).exists());
+        assert!(
+            std::fs::read_to_string(&meta_path)
+                .unwrap()
+                .contains("\"format\": 2")
+        );
+        // Opening again changes nothing.
+        let before = snapshot(dir.path());
+        Wallet::open(dir.path(), &protection).unwrap();
+        assert_eq!(snapshot(dir.path()), before);
+    }
+
+    #[test]
+    fn a_wallet_in_memory_keeps_tables_in_segments_too() {
+        let wallet = Wallet::in_memory_for_simulation(3, "m").unwrap();
+        wallet
+            .put_table(steps("t", vec![1]), IfExists::Fail)
+            .unwrap();
+        wallet
+            .put_table(steps("t", vec![2]), IfExists::Append)
+            .unwrap();
+        assert_eq!(
+            wallet.table("t").unwrap().columns[0].data,
+            ColumnData::Integer(vec![1, 2])
+        );
+        wallet
+            .put_table(steps("t", vec![3]), IfExists::Replace)
+            .unwrap();
+        let Place::Memory { documents, .. } = &wallet.place else {
+            panic!("in memory")
+        };
+        let segments = documents
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("tables/"))
+            .count();
+        assert_eq!(segments, 1);
     }
 }

@@ -1,4 +1,5 @@
-//! The wallet's records: named typed tables, kept as one encrypted document.
+//! The wallet's records: named typed tables, in memory (and, in store
+//! format 1, in one encrypted document, which a wallet migrates from).
 
 use std::collections::BTreeMap;
 
@@ -69,7 +70,7 @@ impl Records {
                         reason: format!(
                             "the new rows' columns do not match table '{}': it has {}",
                             table.name,
-                            describe_schema(existing)
+                            describe_schema(&existing.schema())
                         ),
                     });
                 }
@@ -104,9 +105,8 @@ impl Records {
     }
 }
 
-fn describe_schema(table: &Table) -> String {
-    table
-        .columns
+pub(crate) fn describe_schema(columns: &[c2ssi_guest_sdk::ColumnSpec]) -> String {
+    columns
         .iter()
         .map(|c| format!("{} ({})", c.name, c.ty))
         .collect::<Vec<_>>()

@@ -210,6 +210,49 @@ fn a_bad_row_names_row_and_column_and_imports_nothing() {
         !stdout(&out).contains("health.daily"),
         "nothing was imported"
     );
+
+    // Streamed with its declared types, a segment per 65,536 rows: a bad
+    // cell in the second segment leaves no segment and no table behind.
+    let rows = 70_000;
+    let mut text = String::from("steps,sleep_hours\n");
+    for i in 0..rows {
+        text.push_str(&format!("{},{}\n", i % 100_000, (i % 24) as f64 / 2.0));
+    }
+    let big = dir.path().join("big.csv");
+    std::fs::write(&big, format!("{text}8000,25\n")).expect("write");
+    let import_big = |path: &Path| {
+        t.wallet(&[
+            "import",
+            "--table",
+            "big",
+            "--schema",
+            schema.to_str().expect("path"),
+            path.to_str().expect("path"),
+        ])
+    };
+    assert_failure_with(
+        &import_big(&big),
+        &format!(
+            "big.csv: row {} (line {}), column 'sleep_hours': 25 is outside",
+            rows + 1,
+            rows + 2
+        ),
+    );
+    let segments = t.wallet.join("tables");
+    let left = std::fs::read_dir(&segments).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no segment of the refused import is left");
+    std::fs::write(&big, &text).expect("write");
+    let out = import_big(&big);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("imported {rows} rows into table 'big'")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read_dir(&segments).expect("segments").count(), 2);
+    let out = t.wallet(&["add", "--table", "big", "steps=1", "sleep_hours=8"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains(&format!("({} rows now)", rows + 1)));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use age::secrecy::SecretString;
 use wallet_host::import::{ReadOptions, import_file};
-use wallet_host::store::{IfExists, KEYS_FILE, KeyProtection, RECORDS_FILE, Wallet, WalletError};
+use wallet_host::store::{INDEX_FILE, IfExists, KEYS_FILE, KeyProtection, Wallet, WalletError};
 
 fn diabetes_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/diabetes.csv")
@@ -15,22 +15,29 @@ fn wallet_with_data(protection: &KeyProtection) -> (tempfile::TempDir, Wallet) {
     let imported =
         import_file(&diabetes_path(), &ReadOptions::default(), "diabetes", None).expect("import");
     wallet
-        .update_records(|r| r.put(imported.table, IfExists::Fail))
+        .put_table(imported.table, IfExists::Fail)
         .expect("store");
     (dir, wallet)
 }
 
+/// Every file under `dir` (the segments' directory too), by relative name.
 fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).expect("read"),
-            )
-        })
-        .collect();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).expect("under dir");
+                files.push((
+                    name.to_string_lossy().into_owned(),
+                    std::fs::read(&path).expect("read"),
+                ));
+            }
+        }
+    }
     files.sort();
     files
 }
@@ -122,7 +129,7 @@ fn a_key_file_asking_for_too_much_work_is_named_as_such() {
 fn tampered_or_truncated_files_are_named_and_change_nothing() {
     let protection = KeyProtection::Identity(age::x25519::Identity::generate());
     let (dir, _) = wallet_with_data(&protection);
-    let records = dir.path().join(RECORDS_FILE);
+    let records = dir.path().join(INDEX_FILE);
     let original = std::fs::read(&records).expect("read");
 
     // One flipped bit in the payload.
@@ -136,12 +143,12 @@ fn tampered_or_truncated_files_are_named_and_change_nothing() {
     assert!(matches!(err, WalletError::Damaged { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("records.age is damaged or was tampered with"),
+            .contains("tables.age is damaged or was tampered with"),
         "{err}"
     );
     // A write is refused too, and writes nothing.
     let err = wallet
-        .update_records(|r| r.remove("diabetes").map(|_| ()))
+        .remove_table("diabetes")
         .expect_err("no write on a damaged store");
     assert!(matches!(err, WalletError::Damaged { .. }));
     assert_eq!(snapshot(dir.path()), before);
@@ -149,10 +156,30 @@ fn tampered_or_truncated_files_are_named_and_change_nothing() {
     // Truncated.
     std::fs::write(&records, &original[..original.len() / 2]).expect("write");
     let err = wallet.records().expect_err("truncated");
-    assert!(err.to_string().contains("records.age is damaged"), "{err}");
+    assert!(err.to_string().contains("tables.age is damaged"), "{err}");
+    std::fs::write(&records, &original).expect("restore");
+
+    // One flipped bit in a segment of the table's rows.
+    let segment = snapshot(dir.path())
+        .into_iter()
+        .find(|(name, _)| name.starts_with("tables/"))
+        .expect("a segment");
+    let path = dir.path().join(&segment.0);
+    let mut tampered = segment.1.clone();
+    let last = tampered.len() - 10;
+    tampered[last] ^= 1;
+    std::fs::write(&path, &tampered).expect("write");
+    let err = wallet.table("diabetes").expect_err("tampered segment");
+    assert!(matches!(err, WalletError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains(&segment.0), "{err}");
+    assert_eq!(
+        wallet.table_index().expect("the index is intact").tables["diabetes"].rows,
+        442
+    );
+    std::fs::write(&path, &segment.1).expect("restore");
+    assert_eq!(wallet.table("diabetes").expect("restored").row_count, 442);
 
     // A truncated key file.
-    std::fs::write(&records, &original).expect("restore");
     let keys = dir.path().join(KEYS_FILE);
     let key_bytes = std::fs::read(&keys).expect("read");
     std::fs::write(&keys, &key_bytes[..key_bytes.len() - 20]).expect("write");
@@ -173,11 +200,7 @@ fn records_encrypted_to_another_wallet_are_refused() {
     let (dir_a, _) = wallet_with_data(&a);
     let dir_b = tempfile::tempdir().expect("tempdir");
     let wallet_b = Wallet::init(dir_b.path(), &b).expect("init");
-    std::fs::copy(
-        dir_a.path().join(RECORDS_FILE),
-        dir_b.path().join(RECORDS_FILE),
-    )
-    .expect("copy");
+    std::fs::copy(dir_a.path().join(INDEX_FILE), dir_b.path().join(INDEX_FILE)).expect("copy");
     let err = wallet_b.records().expect_err("foreign records");
     assert!(
         err.to_string()
