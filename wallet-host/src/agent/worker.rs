@@ -216,7 +216,8 @@ impl<'a> Worker<'a> {
                 return Ok(());
             }
         };
-        let records = self.wallet.records()?;
+        // Only the task's table is read.
+        let records = self.wallet.records_of([verified.task.table.as_str()])?;
         let handled = match run_task(
             self.wallet.keys(),
             &records,

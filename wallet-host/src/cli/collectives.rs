@@ -80,7 +80,13 @@ pub(crate) struct ConsentArgs {
 /// Checks the wallet's data against a manifest's requirements and prints
 /// what does not fit; `true` when everything does.
 fn check_data(wallet: &Wallet, manifest: &Manifest) -> anyhow::Result<bool> {
-    let records = wallet.records()?;
+    let records = wallet.records_of(
+        manifest
+            .requirements
+            .tables
+            .iter()
+            .map(|t| t.table.as_str()),
+    )?;
     let mut all_met = true;
     for t in &manifest.requirements.tables {
         match check_requirement(t, records.tables.get(&t.table)) {

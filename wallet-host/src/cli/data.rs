@@ -131,28 +131,58 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
     } else {
         IfExists::Fail
     };
+    const CONFIRM: &str = "importing with inferred types needs your confirmation: check them \
+                           above, then run in a terminal or pass --yes";
     let format = args.format.or_else(|| Format::from_path(&args.file));
-    if let (Some(schema), Some(Format::Csv)) = (&schema, format) {
-        // Declared types: the file is streamed into the wallet a segment at
-        // a time, never held whole; a bad cell anywhere stores nothing.
+    if format == Some(Format::Csv) {
+        // A CSV file is streamed into the wallet a segment at a time, never
+        // held whole; a bad cell anywhere stores nothing. Without declared
+        // types, one pass first infers them (holding no rows), and they are
+        // shown and confirmed before the second.
+        let (schema, inferred) = match schema {
+            Some(schema) => (schema, false),
+            None => {
+                let (inferred, delimiter, rows) = import::infer_csv(&args.file, &options)?;
+                report_read(&args.file, Some(delimiter), &[]);
+                println!(
+                    "inferred column types for {rows} rows (declare them with --schema FILE \
+                     to set ranges):"
+                );
+                print_columns(&inferred);
+                if !args.yes && !confirm("Import with these types?", CONFIRM)? {
+                    println!("imported nothing");
+                    return Ok(ExitCode::FAILURE);
+                }
+                (inferred, true)
+            }
+        };
         let wallet = unlock::open(g)?;
-        let (streamed, total) = wallet.put_table_chunks(&args.table, schema, if_exists, |put| {
-            import::stream_csv(
-                &args.file,
-                &options,
-                &args.table,
-                schema,
-                wallet_host::store::tables::CHUNK_ROWS,
-                |chunk| put(chunk).map_err(anyhow::Error::from),
-            )
-        })?;
-        report_read(&args.file, Some(streamed.delimiter), &streamed.dropped);
+        let (streamed, total) =
+            wallet.put_table_chunks(&args.table, &schema, if_exists, |put| {
+                import::stream_csv(
+                    &args.file,
+                    &options,
+                    &args.table,
+                    &schema,
+                    wallet_host::store::tables::CHUNK_ROWS,
+                    |chunk| put(chunk).map_err(anyhow::Error::from),
+                )
+            })?;
+        let delimiter = (!inferred).then_some(streamed.delimiter);
+        report_read(&args.file, delimiter, &streamed.dropped);
         println!(
             "imported {} rows into table '{}' ({total} rows now)",
             streamed.rows, args.table
         );
+        if inferred {
+            println!(
+                "save the types with: wallet schema {} > schema.json",
+                args.table
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    // JSON: read whole (an array is parsed at once).
     let imported = import::import_file(&args.file, &options, &args.table, schema.as_deref())?;
     report_read(&args.file, imported.delimiter, &imported.dropped);
     if imported.inferred {
@@ -160,14 +190,8 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
             "inferred column types for {} rows (declare them with --schema FILE to set ranges):",
             imported.table.row_count
         );
-        print_schema(&imported.table);
-        if !args.yes
-            && !confirm(
-                "Import with these types?",
-                "importing with inferred types needs your confirmation: check them above, \
-                 then run in a terminal or pass --yes",
-            )?
-        {
+        print_columns(&imported.table.schema());
+        if !args.yes && !confirm("Import with these types?", CONFIRM)? {
             println!("imported nothing");
             return Ok(ExitCode::FAILURE);
         }
@@ -228,31 +252,32 @@ pub(crate) fn add(g: &GlobalArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn tables(g: &GlobalArgs, out: c2ssi_cli::JsonArg) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let records = wallet.records()?;
+    // The index alone: no table's rows are read.
+    let index = wallet.table_index()?;
     if out.json {
-        let tables: Vec<serde_json::Value> = records
+        let tables: Vec<serde_json::Value> = index
             .tables
             .iter()
-            .map(|(name, table)| {
+            .map(|(name, entry)| {
                 serde_json::json!({
                     "name": name,
-                    "rows": table.row_count,
-                    "columns": table.schema(),
+                    "rows": entry.rows,
+                    "columns": entry.columns,
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&tables)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if records.tables.is_empty() {
+    if index.tables.is_empty() {
         println!("no tables yet (add one with `wallet import --table NAME FILE`)");
     }
-    for (name, table) in &records.tables {
+    for (name, entry) in &index.tables {
         println!(
             "{name}\t{} rows\t{} columns: {}",
-            table.row_count,
-            table.columns.len(),
-            table
+            entry.rows,
+            entry.columns.len(),
+            entry
                 .columns
                 .iter()
                 .map(|c| c.name.as_str())
@@ -263,8 +288,8 @@ pub(crate) fn tables(g: &GlobalArgs, out: c2ssi_cli::JsonArg) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_schema(table: &Table) {
-    for c in &table.columns {
+fn print_columns(columns: &[c2ssi_guest_sdk::ColumnSpec]) {
+    for c in columns {
         println!("  {:<24} {}", c.name, c.ty);
     }
 }
@@ -285,21 +310,23 @@ fn cell_text(column: &Column, row: usize) -> String {
 
 pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let records = wallet.records()?;
-    let table = records.table(&args.name)?;
-    let shown = table.row_count.min(args.limit);
+    let rows = wallet.table_index()?.entry(&args.name)?.rows;
+    // Only the segments that hold the rows shown are read.
+    let head = wallet.table_head(&args.name, args.limit)?;
+    let table = &head;
+    let shown = table.row_count;
     if args.out.json {
         let json = serde_json::json!({
             "name": table.name,
-            "rows": table.row_count,
+            "rows": rows,
             "columns": table.schema(),
             "shown": rows_json(table, shown),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("table '{}': {} rows", table.name, table.row_count);
-    print_schema(table);
+    println!("table '{}': {rows} rows", table.name);
+    print_columns(&table.schema());
     let mut cells: Vec<Vec<String>> = vec![table.columns.iter().map(|c| c.name.clone()).collect()];
     for row in 0..shown {
         cells.push(table.columns.iter().map(|c| cell_text(c, row)).collect());
@@ -322,27 +349,23 @@ pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
-    if shown < table.row_count {
-        println!(
-            "... {} more rows (--limit N shows more)",
-            table.row_count - shown
-        );
+    if shown < rows {
+        println!("... {} more rows (--limit N shows more)", rows - shown);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn schema(g: &GlobalArgs, args: NameArg) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let records = wallet.records()?;
-    let table = records.table(&args.name)?;
-    let schema = serde_json::json!({ "columns": table.schema() });
+    let index = wallet.table_index()?;
+    let schema = serde_json::json!({ "columns": index.entry(&args.name)?.columns });
     println!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn remove(g: &GlobalArgs, args: RemoveArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let rows = wallet.records()?.table(&args.name)?.row_count;
+    let rows = wallet.table_index()?.entry(&args.name)?.rows;
     if !args.yes
         && !confirm(
             &format!("Remove table '{}' with {rows} rows?", args.name),
@@ -362,8 +385,7 @@ pub(crate) fn remove(g: &GlobalArgs, args: RemoveArgs) -> anyhow::Result<ExitCod
 
 pub(crate) fn export(g: &GlobalArgs, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    let records = wallet.records()?;
-    let table = records.table(&args.name)?;
+    let table = &wallet.table(&args.name)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match args.format {

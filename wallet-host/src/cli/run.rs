@@ -152,8 +152,7 @@ pub(crate) fn run(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let params = parse_params(&info, &args.params)?;
 
     let wallet = unlock::open(g)?;
-    let records = wallet.records()?;
-    let table = records.table(&args.table)?;
+    let table = &wallet.table(&args.table)?;
 
     let model = match &args.model {
         Some(path) => read_model(path)?,

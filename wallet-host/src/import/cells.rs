@@ -20,6 +20,42 @@ pub(crate) enum Cell {
     Null,
 }
 
+/// A cell borrowed from a CSV record or a parsed JSON value: what a cell is
+/// typed from, without a copy of its text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum CellRef<'a> {
+    /// Text.
+    Text(&'a str),
+    /// A JSON number.
+    Number(&'a serde_json::Number),
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON null.
+    Null,
+}
+
+impl<'a> From<&'a Cell> for CellRef<'a> {
+    fn from(cell: &'a Cell) -> CellRef<'a> {
+        match cell {
+            Cell::Text(t) => CellRef::Text(t),
+            Cell::Number(n) => CellRef::Number(n),
+            Cell::Bool(b) => CellRef::Bool(*b),
+            Cell::Null => CellRef::Null,
+        }
+    }
+}
+
+impl CellRef<'_> {
+    pub(crate) fn shown(&self) -> String {
+        match self {
+            CellRef::Text(s) => format!("'{s}'"),
+            CellRef::Number(n) => n.to_string(),
+            CellRef::Bool(b) => b.to_string(),
+            CellRef::Null => "null".into(),
+        }
+    }
+}
+
 /// Texts that mean "no value" in the files people bring (pandas' list, less
 /// the odd ones, plus `?` from the UCI repository), compared without case.
 /// They count as missing only where a value must be a number or a boolean, or
@@ -33,11 +69,11 @@ fn is_missing_token(text: &str) -> bool {
 
 /// Whether `cell` has no value for a column of type `ty`: a JSON null, an
 /// empty cell, or one of [`MISSING_TOKENS`] where that cannot be a value.
-pub(crate) fn is_missing(ty: &ColumnType, cell: &Cell) -> bool {
-    match cell {
-        Cell::Null => true,
-        Cell::Text(t) if t.trim().is_empty() => true,
-        Cell::Text(t) if is_missing_token(t) => match ty {
+pub(crate) fn is_missing<'a>(ty: &ColumnType, cell: impl Into<CellRef<'a>>) -> bool {
+    match cell.into() {
+        CellRef::Null => true,
+        CellRef::Text(t) if t.trim().is_empty() => true,
+        CellRef::Text(t) if is_missing_token(t) => match ty {
             ColumnType::Category { levels } => !levels.iter().any(|l| l == t.trim()),
             _ => true,
         },
@@ -48,16 +84,34 @@ pub(crate) fn is_missing(ty: &ColumnType, cell: &Cell) -> bool {
 /// Why a column's type was not inferred.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NotInferred {
-    /// At least half of the column's values are numbers, the others
-    /// (their positions here) are not: a typo or an unmarked missing value
-    /// more likely than a category whose levels are numbers.
+    /// At least half of the column's values are numbers, the others are
+    /// not: a typo or an unmarked missing value more likely than a category
+    /// whose levels are numbers.
     MostlyNumbers {
-        /// Positions of the cells that are not numbers.
-        odd: Vec<usize>,
+        /// How many cells are not numbers.
+        count: usize,
+        /// The first few of them.
+        first: Vec<OddCell>,
+        /// Whether one of them is a number written with a decimal comma.
+        decimal_comma: bool,
     },
     /// Anything else, said in words.
     Other(String),
 }
+
+/// A cell that is not a number in a column of numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OddCell {
+    /// Its row, from 0.
+    pub(crate) row: usize,
+    /// Its line in the file, where known.
+    pub(crate) line: Option<u64>,
+    /// The cell as shown in messages.
+    pub(crate) shown: String,
+}
+
+/// How many cells that are not numbers a [`NotInferred::MostlyNumbers`] names.
+const ODD_CELLS_NAMED: usize = 5;
 
 impl Cell {
     pub(crate) fn shown(&self) -> String {
@@ -80,48 +134,52 @@ enum Value {
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" => Some(true),
-        "false" | "no" => Some(false),
-        _ => None,
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("yes") {
+        Some(true)
+    } else if t.eq_ignore_ascii_case("false") || t.eq_ignore_ascii_case("no") {
+        Some(false)
+    } else {
+        None
     }
 }
 
 /// Parses `cell` as a value of `ty`, range and levels included; the error
 /// says what is wrong with it.
-fn parse(ty: &ColumnType, cell: &Cell) -> Result<Value, String> {
-    if let Cell::Text(t) = cell
+fn parse<'a>(ty: &ColumnType, cell: impl Into<CellRef<'a>>) -> Result<Value, String> {
+    let cell = cell.into();
+    if let CellRef::Text(t) = cell
         && t.trim().is_empty()
     {
         return Err("empty value; every cell needs a value".into());
     }
     let value = match (ty, cell) {
-        (ColumnType::Integer { .. }, Cell::Text(t)) => t
+        (ColumnType::Integer { .. }, CellRef::Text(t)) => t
             .trim()
             .parse::<i64>()
             .map(Value::Integer)
             .map_err(|_| format!("{} is not an integer", cell.shown()))?,
-        (ColumnType::Integer { .. }, Cell::Number(n)) => n
+        (ColumnType::Integer { .. }, CellRef::Number(n)) => n
             .as_i64()
             .map(Value::Integer)
             .ok_or_else(|| format!("{n} is not an integer"))?,
-        (ColumnType::Real { .. }, Cell::Text(t)) => match t.trim().parse::<f64>() {
+        (ColumnType::Real { .. }, CellRef::Text(t)) => match t.trim().parse::<f64>() {
             Ok(x) if x.is_finite() => Value::Real(x),
             _ => return Err(format!("{} is not a finite real number", cell.shown())),
         },
-        (ColumnType::Real { .. }, Cell::Number(n)) => n
+        (ColumnType::Real { .. }, CellRef::Number(n)) => n
             .as_f64()
             .filter(|x| x.is_finite())
             .map(Value::Real)
             .ok_or_else(|| format!("{n} is not a finite real number"))?,
-        (ColumnType::Boolean, Cell::Bool(b)) => Value::Boolean(*b),
-        (ColumnType::Boolean, Cell::Text(t)) => parse_bool(t)
+        (ColumnType::Boolean, CellRef::Bool(b)) => Value::Boolean(b),
+        (ColumnType::Boolean, CellRef::Text(t)) => parse_bool(t)
             .map(Value::Boolean)
             .ok_or_else(|| format!("{} is not true or false", cell.shown()))?,
-        (ColumnType::Category { levels }, Cell::Text(_) | Cell::Number(_)) => {
-            let text = match cell {
-                Cell::Text(t) => t.trim().to_string(),
-                other => other.shown(),
+        (ColumnType::Category { levels }, CellRef::Text(_) | CellRef::Number(_)) => {
+            let text: std::borrow::Cow<'_, str> = match cell {
+                CellRef::Text(t) => t.trim().into(),
+                other => other.shown().into(),
             };
             match levels.iter().position(|l| *l == text) {
                 Some(code) => Value::Category(code as u32),
@@ -181,85 +239,153 @@ fn is_number(c: &Cell) -> bool {
     }
 }
 
-/// Infers the type of a column from all its cells. Missing cells (null,
-/// empty, or one of [`MISSING_TOKENS`]) do not count; what becomes of them
-/// is decided afterwards, by `--missing`.
+/// Infers the type of a column from all its cells (see [`Inference`]).
+#[cfg(test)]
 pub(crate) fn infer(cells: &[&Cell]) -> Result<ColumnType, NotInferred> {
-    let present: Vec<(usize, &Cell)> = cells
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| match c {
-            Cell::Null => false,
-            Cell::Text(t) => !t.trim().is_empty() && !is_missing_token(t),
-            _ => true,
+    let mut inference = Inference::default();
+    for (row, cell) in cells.iter().enumerate() {
+        inference.add(row, None, cell);
+    }
+    inference.finish()
+}
+
+/// A column's type, inferred one cell at a time, in memory that does not
+/// grow with the rows: integer if every value is one, else real, else
+/// boolean, else a category of at most [`MAX_INFERRED_LEVELS`] levels.
+/// Missing cells (null, empty, or one of [`MISSING_TOKENS`]) do not count;
+/// what becomes of them is decided afterwards, by `--missing`.
+#[derive(Debug, Default)]
+pub(crate) struct Inference {
+    present: usize,
+    /// A value that is not an integer seen (then no cell is parsed as one).
+    not_integer: bool,
+    numbers: usize,
+    /// A value that is not a boolean seen.
+    not_boolean: bool,
+    odd: usize,
+    first_odd: Vec<OddCell>,
+    decimal_comma: bool,
+    /// Every text that is not empty ("NA" included), until there are too many.
+    levels: std::collections::BTreeSet<String>,
+    too_many_levels: bool,
+    /// A JSON number or boolean seen (a category holds only texts).
+    not_text: bool,
+}
+
+impl Inference {
+    /// Counts `cell`, of row `row` (from 0) at `line` of the file.
+    pub(crate) fn add(&mut self, row: usize, line: Option<u64>, cell: &Cell) {
+        match cell {
+            Cell::Null => {}
+            Cell::Text(t) => self.add_text(row, line, t),
+            Cell::Number(n) => {
+                self.not_text = true;
+                self.present += 1;
+                self.not_integer |= !n.is_i64();
+                self.not_boolean = true;
+                if is_number(cell) {
+                    self.numbers += 1;
+                } else {
+                    self.count_odd(row, line, cell.shown());
+                }
+            }
+            Cell::Bool(_) => {
+                self.not_text = true;
+                self.present += 1;
+                self.not_integer = true;
+                self.count_odd(row, line, cell.shown());
+            }
+        }
+    }
+
+    /// Counts a text cell (every CSV cell), without copying it unless it is
+    /// a new level or one of the first cells named in an error.
+    pub(crate) fn add_text(&mut self, row: usize, line: Option<u64>, text: &str) {
+        let t = text.trim();
+        if t.is_empty() {
+            return;
+        }
+        if !self.too_many_levels && !self.levels.contains(t) {
+            self.levels.insert(t.to_string());
+            if self.levels.len() > MAX_INFERRED_LEVELS {
+                self.too_many_levels = true;
+                self.levels.clear();
+            }
+        }
+        if is_missing_token(t) {
+            return;
+        }
+        self.present += 1;
+        if !self.not_integer {
+            self.not_integer = t.parse::<i64>().is_err();
+        }
+        if !self.not_boolean {
+            self.not_boolean = parse_bool(t).is_none();
+        }
+        if t.parse::<f64>().is_ok_and(f64::is_finite) {
+            self.numbers += 1;
+        } else {
+            if t.replace(',', ".").parse::<f64>().is_ok() {
+                self.decimal_comma = true;
+            }
+            self.count_odd(row, line, format!("'{text}'"));
+        }
+    }
+
+    /// Counts a present cell that is not a number.
+    fn count_odd(&mut self, row: usize, line: Option<u64>, shown: String) {
+        self.odd += 1;
+        if self.first_odd.len() < ODD_CELLS_NAMED {
+            self.first_odd.push(OddCell { row, line, shown });
+        }
+    }
+
+    /// The column's type, or why it has none.
+    pub(crate) fn finish(self) -> Result<ColumnType, NotInferred> {
+        if self.present == 0 {
+            return Err(NotInferred::Other(
+                "has no values, only missing ones; declare its type in a schema file (--schema)"
+                    .into(),
+            ));
+        }
+        if !self.not_integer {
+            return Ok(ColumnType::Integer {
+                min: None,
+                max: None,
+            });
+        }
+        if self.numbers == self.present {
+            return Ok(ColumnType::Real {
+                min: None,
+                max: None,
+            });
+        }
+        if !self.not_boolean {
+            return Ok(ColumnType::Boolean);
+        }
+        if 2 * self.numbers >= self.present {
+            return Err(NotInferred::MostlyNumbers {
+                count: self.odd,
+                first: self.first_odd,
+                decimal_comma: self.decimal_comma,
+            });
+        }
+        if self.not_text {
+            return Err(NotInferred::Other(
+                "mixes numbers, booleans and text; declare its type in a schema file (--schema)"
+                    .into(),
+            ));
+        }
+        if self.too_many_levels {
+            return Err(NotInferred::Other(format!(
+                "has more than {MAX_INFERRED_LEVELS} distinct text values, which looks like free \
+                 text rather than a category; declare its type in a schema file (--schema)"
+            )));
+        }
+        Ok(ColumnType::Category {
+            levels: self.levels.into_iter().collect(),
         })
-        .map(|(i, c)| (i, *c))
-        .collect();
-    let all = |f: &dyn Fn(&Cell) -> bool| present.iter().all(|(_, c)| f(c));
-    if present.is_empty() {
-        return Err(NotInferred::Other(
-            "has no values, only missing ones; declare its type in a schema file (--schema)".into(),
-        ));
     }
-    if all(&|c| match c {
-        Cell::Number(n) => n.is_i64(),
-        Cell::Text(t) => t.trim().parse::<i64>().is_ok(),
-        _ => false,
-    }) {
-        return Ok(ColumnType::Integer {
-            min: None,
-            max: None,
-        });
-    }
-    if all(&is_number) {
-        return Ok(ColumnType::Real {
-            min: None,
-            max: None,
-        });
-    }
-    if all(&|c| match c {
-        Cell::Bool(_) => true,
-        Cell::Text(t) => parse_bool(t).is_some(),
-        _ => false,
-    }) {
-        return Ok(ColumnType::Boolean);
-    }
-    let numbers = present.iter().filter(|(_, c)| is_number(c)).count();
-    if 2 * numbers >= present.len() {
-        return Err(NotInferred::MostlyNumbers {
-            odd: present
-                .iter()
-                .filter(|(_, c)| !is_number(c))
-                .map(|(i, _)| *i)
-                .collect(),
-        });
-    }
-    // A category: every text that is not empty is a level, "NA" included
-    // (it is shown with the inferred schema).
-    let texts: Option<Vec<String>> = cells
-        .iter()
-        .filter_map(|c| match c {
-            Cell::Null => None,
-            Cell::Text(t) if t.trim().is_empty() => None,
-            Cell::Text(t) => Some(Some(t.trim().to_string())),
-            _ => Some(None),
-        })
-        .collect();
-    let Some(mut levels) = texts else {
-        return Err(NotInferred::Other(
-            "mixes numbers, booleans and text; declare its type in a schema file (--schema)".into(),
-        ));
-    };
-    levels.sort();
-    levels.dedup();
-    if levels.len() > MAX_INFERRED_LEVELS {
-        return Err(NotInferred::Other(format!(
-            "has {} distinct text values, which looks like free text rather than a \
-             category; declare its type in a schema file (--schema)",
-            levels.len()
-        )));
-    }
-    Ok(ColumnType::Category { levels })
 }
 
 /// Collects typed values column by column.
@@ -287,13 +413,13 @@ impl TableBuilder {
 
     /// Adds one row whose cells are in schema order; on error, the index of
     /// the column at fault and why. A failed row adds nothing.
-    pub(crate) fn push_row(&mut self, cells: &[&Cell]) -> Result<(), (usize, String)> {
+    pub(crate) fn push_row(&mut self, cells: &[CellRef<'_>]) -> Result<(), (usize, String)> {
         let values = self
             .schema
             .iter()
             .zip(cells)
             .enumerate()
-            .map(|(i, (spec, cell))| parse(&spec.ty, cell).map_err(|e| (i, e)))
+            .map(|(i, (spec, cell))| parse(&spec.ty, *cell).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>()?;
         for (data, value) in self.data.iter_mut().zip(values) {
             match (data, value) {
@@ -422,7 +548,15 @@ mod tests {
         // A number column with a word in it is refused with the word's place.
         assert_eq!(
             infer(&[&one, &word, &half, &na]),
-            Err(NotInferred::MostlyNumbers { odd: vec![1] })
+            Err(NotInferred::MostlyNumbers {
+                count: 1,
+                first: vec![OddCell {
+                    row: 1,
+                    line: None,
+                    shown: "'twelve'".into()
+                }],
+                decimal_comma: false
+            })
         );
         // Mostly words: a category, whose levels may include "none".
         let none = t("none");

@@ -354,8 +354,8 @@ proptest! {
                 "t",
                 vec![ColumnSpec { name: "c".into(), ty: ty.clone() }],
             );
-            for cell in refs.iter().filter(|c| !cells::is_missing(&ty, c)) {
-                prop_assert!(builder.push_row(&[cell]).is_ok(), "{cell:?} is not {ty}");
+            for cell in refs.iter().filter(|c| !cells::is_missing(&ty, **c)) {
+                prop_assert!(builder.push_row(&[(*cell).into()]).is_ok(), "{cell:?} is not {ty}");
             }
             prop_assert!(builder.finish().validate().is_ok());
         }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use c2ssi_guest_sdk::{ColumnSpec, Table};
 use serde::Deserialize;
 
-use self::cells::{Cell, NotInferred, TableBuilder};
+use self::cells::{Cell, CellRef, Inference, NotInferred, TableBuilder};
 
 /// Source formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -419,38 +419,41 @@ struct CsvRows {
     records: CsvRecords,
 }
 
+impl CsvRows {
+    /// The next row as the CSV reader gives it, its cells not copied.
+    fn next_record(&mut self) -> Option<Result<csv::StringRecord, ImportError>> {
+        let record = self.records.next()?;
+        Some(record.map_err(|e| {
+            let at = e
+                .position()
+                .map(|p| format!("line {}: ", p.line()))
+                .unwrap_or_default();
+            let reason = match e.kind() {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => format!(
+                    "{at}this row has {len} fields but the header has {expected_len} \
+                             (delimiter {})",
+                    self.delimiter
+                ),
+                _ => format!("{at}{e}"),
+            };
+            ImportError::Malformed {
+                file: self.file.clone(),
+                reason,
+            }
+        }))
+    }
+}
+
 impl Iterator for CsvRows {
     type Item = Result<Row, ImportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let record = self.records.next()?;
-        Some(
-            record
-                .map(|record| Row {
-                    line: record.position().map(|p| p.line()),
-                    cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
-                })
-                .map_err(|e| {
-                    let at = e
-                        .position()
-                        .map(|p| format!("line {}: ", p.line()))
-                        .unwrap_or_default();
-                    let reason = match e.kind() {
-                        csv::ErrorKind::UnequalLengths {
-                            expected_len, len, ..
-                        } => format!(
-                            "{at}this row has {len} fields but the header has {expected_len} \
-                             (delimiter {})",
-                            self.delimiter
-                        ),
-                        _ => format!("{at}{e}"),
-                    };
-                    ImportError::Malformed {
-                        file: self.file.clone(),
-                        reason,
-                    }
-                }),
-        )
+        Some(self.next_record()?.map(|record| Row {
+            line: record.position().map(|p| p.line()),
+            cells: record.iter().map(|s| Cell::Text(s.to_string())).collect(),
+        }))
     }
 }
 
@@ -563,14 +566,7 @@ fn build(
         file: file.to_path_buf(),
         reason,
     };
-    for (i, h) in headers.iter().enumerate() {
-        if h.is_empty() {
-            return Err(schema_error(format!("column {} has no name", i + 1)));
-        }
-        if headers[..i].contains(h) {
-            return Err(schema_error(format!("column '{h}' appears twice")));
-        }
-    }
+    check_names(file, &headers)?;
     let (schema, inferred) = match schema {
         Some(schema) => {
             check_headers(file, &headers, schema)?;
@@ -580,50 +576,18 @@ fn build(
             if headers.is_empty() {
                 return Err(schema_error("the data has no columns".into()));
             }
+            let mut inferences: Vec<Inference> =
+                headers.iter().map(|_| Inference::default()).collect();
+            for (r, row) in rows.iter().enumerate() {
+                for (inference, cell) in inferences.iter_mut().zip(&row.cells) {
+                    inference.add(r, row.line, cell);
+                }
+            }
             let mut specs = Vec::with_capacity(headers.len());
-            for (i, name) in headers.iter().enumerate() {
-                let column: Vec<&Cell> = rows.iter().filter_map(|r| r.cells.get(i)).collect();
-                let ty = cells::infer(&column).map_err(|why| match why {
-                    NotInferred::Other(reason) => schema_error(format!("column '{name}' {reason}")),
-                    NotInferred::MostlyNumbers { odd } => {
-                        let named: Vec<String> = odd
-                            .iter()
-                            .take(5)
-                            .map(|&r| {
-                                format!(
-                                    "row {}{} {}",
-                                    r + 1,
-                                    rows[r]
-                                        .line
-                                        .map(|l| format!(" (line {l})"))
-                                        .unwrap_or_default(),
-                                    column[r].shown()
-                                )
-                            })
-                            .collect();
-                        let more = match odd.len() {
-                            n if n > 5 => format!(" and {} more", n - 5),
-                            _ => String::new(),
-                        };
-                        let decimal_comma = odd.iter().any(|&r| {
-                            matches!(column[r], Cell::Text(t)
-                                if t.trim().replace(',', ".").parse::<f64>().is_ok())
-                        });
-                        schema_error(format!(
-                            "column '{name}' holds numbers except in {} cell{}: {}{more}{}; \
-                             correct them, or empty them and add --missing drop, or declare \
-                             the column's type in a schema file (--schema)",
-                            odd.len(),
-                            if odd.len() == 1 { "" } else { "s" },
-                            named.join(", "),
-                            if decimal_comma {
-                                " (a decimal comma is not read as a number: write 22.5, not 22,5)"
-                            } else {
-                                ""
-                            }
-                        ))
-                    }
-                })?;
+            for (name, inference) in headers.iter().zip(inferences) {
+                let ty = inference
+                    .finish()
+                    .map_err(|why| not_inferred(file, name, why))?;
                 specs.push(ColumnSpec {
                     name: name.clone(),
                     ty,
@@ -634,7 +598,8 @@ fn build(
     };
     let mut typer = RowTyper::new(file, table_name, &headers, schema, missing);
     for (i, row) in rows.iter().enumerate() {
-        typer.push(i, row)?;
+        let cells: Vec<CellRef<'_>> = row.cells.iter().map(CellRef::from).collect();
+        typer.push(i, row.line, &cells)?;
     }
     let (table, dropped) = typer.finish();
     Ok(Imported {
@@ -643,6 +608,109 @@ fn build(
         delimiter: None,
         dropped,
     })
+}
+
+/// The error for a column whose type was not inferred.
+fn not_inferred(file: &Path, name: &str, why: NotInferred) -> ImportError {
+    let reason = match why {
+        NotInferred::Other(reason) => format!("column '{name}' {reason}"),
+        NotInferred::MostlyNumbers {
+            count,
+            first,
+            decimal_comma,
+        } => {
+            let named: Vec<String> = first
+                .iter()
+                .map(|odd| {
+                    format!(
+                        "row {}{} {}",
+                        odd.row + 1,
+                        odd.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                        odd.shown
+                    )
+                })
+                .collect();
+            let more = match count.saturating_sub(named.len()) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            format!(
+                "column '{name}' holds numbers except in {count} cell{}: {}{more}{}; \
+                 correct them, or empty them and add --missing drop, or declare \
+                 the column's type in a schema file (--schema)",
+                if count == 1 { "" } else { "s" },
+                named.join(", "),
+                if decimal_comma {
+                    " (a decimal comma is not read as a number: write 22.5, not 22,5)"
+                } else {
+                    ""
+                }
+            )
+        }
+    };
+    ImportError::Schema {
+        file: file.to_path_buf(),
+        reason,
+    }
+}
+
+/// Infers the types of a CSV file's columns in one pass that holds no
+/// rows, with the same rules and errors as [`import_file`]; returns them,
+/// the delimiter and the number of rows. With the types, [`stream_csv`]
+/// then reads the file again into the wallet.
+pub fn infer_csv(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<(Vec<ColumnSpec>, Delimiter, usize), ImportError> {
+    let (headers, rows, delimiter) = open_csv(path, options.delimiter)?;
+    check_names(path, &headers)?;
+    if headers.is_empty() {
+        return Err(ImportError::Schema {
+            file: path.to_path_buf(),
+            reason: "the data has no columns".into(),
+        });
+    }
+    let mut inferences: Vec<Inference> = headers.iter().map(|_| Inference::default()).collect();
+    let mut count = 0;
+    let mut rows = rows;
+    while let Some(record) = rows.next_record() {
+        let record = record?;
+        let line = record.position().map(|p| p.line());
+        for (inference, text) in inferences.iter_mut().zip(record.iter()) {
+            inference.add_text(count, line, text);
+        }
+        count += 1;
+    }
+    let schema = headers
+        .iter()
+        .zip(inferences)
+        .map(|(name, inference)| {
+            Ok(ColumnSpec {
+                name: name.clone(),
+                ty: inference
+                    .finish()
+                    .map_err(|why| not_inferred(path, name, why))?,
+            })
+        })
+        .collect::<Result<Vec<_>, ImportError>>()?;
+    Ok((schema, delimiter, count))
+}
+
+/// Checks a header's names: none empty, none twice.
+fn check_names(file: &Path, headers: &[String]) -> Result<(), ImportError> {
+    let schema_error = |reason: String| ImportError::Schema {
+        file: file.to_path_buf(),
+        reason,
+    };
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            return Err(schema_error(format!("column {} has no name", i + 1)));
+        }
+        if headers[..i].contains(h) {
+            return Err(schema_error(format!("column '{h}' appears twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a header against a declared schema: every declared column there,
@@ -717,18 +785,24 @@ impl RowTyper {
         }
     }
 
-    /// Types row `i` (from 0) and adds it, or drops it for a missing value.
-    fn push(&mut self, i: usize, row: &Row) -> Result<(), ImportError> {
-        let cells: Vec<&Cell> = self
+    /// Types row `i` (from 0, at `line` of the file) and adds it, or drops
+    /// it for a missing value; `row` holds its cells in the file's order.
+    fn push(
+        &mut self,
+        i: usize,
+        line: Option<u64>,
+        row: &[CellRef<'_>],
+    ) -> Result<(), ImportError> {
+        let cells: Vec<CellRef<'_>> = self
             .order
             .iter()
-            .filter_map(|&j| row.cells.get(j))
+            .filter_map(|&j| row.get(j).copied())
             .collect();
         let gap = self
             .schema
             .iter()
             .zip(&cells)
-            .position(|(spec, cell)| cells::is_missing(&spec.ty, cell));
+            .position(|(spec, cell)| cells::is_missing(&spec.ty, *cell));
         if let Some(col) = gap {
             if self.missing == Some(Missing::Drop) {
                 self.dropped.push(i + 1);
@@ -737,12 +811,12 @@ impl RowTyper {
             return Err(ImportError::Cell {
                 file: self.file.clone(),
                 row: i + 1,
-                line: row.line,
+                line,
                 column: self.schema[col].name.clone(),
                 reason: format!(
                     "{} is a missing value; fill it in{}",
                     match cells[col] {
-                        Cell::Text(t) if t.trim().is_empty() => "an empty cell".into(),
+                        CellRef::Text(t) if t.trim().is_empty() => "an empty cell".into(),
                         other => other.shown(),
                     },
                     if self.missing.is_some() {
@@ -758,7 +832,7 @@ impl RowTyper {
             .map_err(|(col, reason)| ImportError::Cell {
                 file: self.file.clone(),
                 row: i + 1,
-                line: row.line,
+                line,
                 column: self.schema[col].name.clone(),
                 reason,
             })
@@ -818,8 +892,13 @@ pub fn stream_csv<E: From<ImportError>>(
         Some(options.missing),
     );
     let mut count = 0;
-    for (i, row) in rows.enumerate() {
-        typer.push(i, &row?)?;
+    let mut rows = rows;
+    let mut i = 0;
+    while let Some(record) = rows.next_record() {
+        let record = record?;
+        let cells: Vec<CellRef<'_>> = record.iter().map(CellRef::Text).collect();
+        typer.push(i, record.position().map(|p| p.line()), &cells)?;
+        i += 1;
         if typer.rows() >= rows_per_chunk.max(1) {
             count += typer.rows();
             chunk(typer.chunk())?;

@@ -544,6 +544,51 @@ impl Wallet {
         self.read_table(&self.table_index()?, name)
     }
 
+    /// The table called `name` with its first `rows` rows only (or all it
+    /// has): reads only the segments that hold them.
+    pub fn table_head(&self, name: &str, rows: usize) -> Result<Table, WalletError> {
+        let index = self.table_index()?;
+        let entry = index.entry(name)?;
+        let mut columns: Vec<ColumnData> = entry
+            .columns
+            .iter()
+            .map(|c| ColumnData::empty_for(&c.ty))
+            .collect();
+        let mut read = 0;
+        for segment in &entry.segments {
+            if read >= rows {
+                break;
+            }
+            tables::extend(&mut columns, self.read_segment(entry, segment)?);
+            read += segment.rows;
+        }
+        for data in &mut columns {
+            tables::truncate(data, rows);
+        }
+        let head = TableEntry {
+            rows: read.min(rows),
+            ..entry.clone()
+        };
+        tables::assemble(name, &head, columns)
+    }
+
+    /// The tables called `names` that the wallet has, with their rows.
+    pub fn records_of<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Records, WalletError> {
+        let index = self.table_index()?;
+        let mut records = Records::default();
+        for name in names {
+            if index.tables.contains_key(name) {
+                records
+                    .tables
+                    .insert(name.to_string(), self.read_table(&index, name)?);
+            }
+        }
+        Ok(records)
+    }
+
     /// Every table, with its rows.
     pub fn records(&self) -> Result<Records, WalletError> {
         let index = self.table_index()?;
@@ -935,6 +980,14 @@ mod tests {
         assert_eq!(
             wallet.table("health").unwrap().columns[0].data,
             ColumnData::Integer((0..n).collect())
+        );
+        // The head reads only the segments it needs, and is the same rows.
+        let head = wallet.table_head("health", 3).unwrap();
+        assert_eq!(head.row_count, 3);
+        assert_eq!(head.columns[0].data, ColumnData::Integer(vec![0, 1, 2]));
+        assert_eq!(
+            wallet.table_head("health", 1000).unwrap().row_count,
+            n as usize
         );
         // Replacing and removing leave no segment behind either.
         wallet

@@ -167,6 +167,16 @@ pub(crate) fn extend(columns: &mut [ColumnData], more: Vec<ColumnData>) {
     }
 }
 
+/// Keeps the first `rows` values of a column.
+pub(crate) fn truncate(data: &mut ColumnData, rows: usize) {
+    match data {
+        ColumnData::Integer(v) => v.truncate(rows),
+        ColumnData::Real(v) => v.truncate(rows),
+        ColumnData::Boolean(v) => v.truncate(rows),
+        ColumnData::Category(v) => v.truncate(rows),
+    }
+}
+
 /// A table from its entry and its columns' values, checked.
 pub(crate) fn assemble(
     name: &str,

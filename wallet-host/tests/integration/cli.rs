@@ -253,6 +253,21 @@ fn a_bad_row_names_row_and_column_and_imports_nothing() {
     let out = t.wallet(&["add", "--table", "big", "steps=1", "sleep_hours=8"]);
     assert_success(&out);
     assert!(stdout(&out).contains(&format!("({} rows now)", rows + 1)));
+    let out = t.wallet(&["show", "big", "--limit", "3"]);
+    assert_success(&out);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(&format!("table 'big': {} rows", rows + 1)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("... {} more rows", rows - 2)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n2      1"),
+        "the third row, steps 2: {shown}"
+    );
 }
 
 #[test]
