@@ -7,7 +7,10 @@
 //! tables.age            the tables' index: schemas, row counts, segments
 //! tables/<random>.age   the tables' rows, in segments
 //! *.age                 the other documents (log, policy, subscriptions, receipts, ...)
-//! .lock                 taken by every writer, so two never interleave
+//! .lock                 taken by every writer of a document, so two never interleave
+//! .tables.lock          taken by every writer of the tables (an import holds it for
+//!                       as long as it reads its file, without keeping the agent from
+//!                       writing its log)
 //! ```
 //!
 //! Every `.age` file but the key file is encrypted to the wallet's own X25519
@@ -54,6 +57,8 @@ pub const RECORDS_FILE: &str = "records.age";
 pub const STORE_FORMAT: u32 = 2;
 /// The lock file.
 pub const LOCK_FILE: &str = ".lock";
+/// The tables' writers' lock file.
+pub const TABLES_LOCK_FILE: &str = ".tables.lock";
 
 /// What went wrong with a wallet.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +196,8 @@ enum Place {
     Memory {
         documents: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
         writer: std::sync::Mutex<()>,
+        /// Plays the tables' lock file's part.
+        tables_writer: std::sync::Mutex<()>,
     },
 }
 
@@ -298,7 +305,7 @@ impl Wallet {
     /// `records.age` as they were (segments already written are swept by the
     /// next writer), so the next open migrates again.
     fn migrate_from_format_1(&self, dir: &Path) -> Result<(), WalletError> {
-        let _lock = self.lock()?;
+        let _lock = self.tables_lock()?;
         let meta_path = dir.join(META_FILE);
         let mut meta: Meta = serde_json::from_slice(&files::read(&meta_path)?).map_err(|e| {
             WalletError::Damaged {
@@ -352,6 +359,7 @@ impl Wallet {
             place: Place::Memory {
                 documents: Default::default(),
                 writer: Default::default(),
+                tables_writer: Default::default(),
             },
             keys: std::sync::Arc::new(keys),
         };
@@ -507,12 +515,23 @@ impl Wallet {
         self.write_sealed(name, &plaintext).map(|_| ())
     }
 
-    /// Takes the writer's lock.
+    /// Takes the documents' writers' lock.
     fn lock(&self) -> Result<Lock<'_>, WalletError> {
         Ok(match &self.place {
             Place::Dir(dir) => Lock::File(files::WriteLock::acquire(&dir.join(LOCK_FILE))?),
             Place::Memory { writer, .. } => {
                 Lock::Memory(writer.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+        })
+    }
+
+    /// Takes the tables' writers' lock: the index and the segments change
+    /// only under it, and only table writers sweep segments.
+    fn tables_lock(&self) -> Result<Lock<'_>, WalletError> {
+        Ok(match &self.place {
+            Place::Dir(dir) => Lock::File(files::WriteLock::acquire(&dir.join(TABLES_LOCK_FILE))?),
+            Place::Memory { tables_writer, .. } => {
+                Lock::Memory(tables_writer.lock().unwrap_or_else(|e| e.into_inner()))
             }
         })
     }
@@ -663,7 +682,7 @@ impl Wallet {
         table.validate().map_err(|e| WalletError::InvalidData {
             reason: e.to_string(),
         })?;
-        let _lock = self.lock()?;
+        let _lock = self.tables_lock()?;
         let mut index = self.table_index()?;
         let name = table.name.clone();
         let plan = tables::plan_put(&index, &name, &table.schema(), if_exists, table.row_count)?;
@@ -706,7 +725,7 @@ impl Wallet {
         if_exists: IfExists,
         fill: impl FnOnce(&mut dyn FnMut(Table) -> Result<(), WalletError>) -> Result<T, E>,
     ) -> Result<(T, usize), E> {
-        let _lock = self.lock()?;
+        let _lock = self.tables_lock()?;
         let mut index = self.table_index()?;
         let plan = tables::plan_put(&index, name, columns, if_exists, usize::MAX)?;
         let mut entry = plan.entry;
@@ -744,7 +763,7 @@ impl Wallet {
 
     /// Removes the table called `name`; returns how many rows it had.
     pub fn remove_table(&self, name: &str) -> Result<usize, WalletError> {
-        let _lock = self.lock()?;
+        let _lock = self.tables_lock()?;
         let mut index = self.table_index()?;
         let rows = index.entry(name)?.rows;
         index.tables.remove(name);
@@ -917,7 +936,7 @@ mod tests {
                 let path = e.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if !path.ends_with(LOCK_FILE) {
+                } else if !path.ends_with(LOCK_FILE) && !path.ends_with(TABLES_LOCK_FILE) {
                     files.push((path.clone(), std::fs::read(&path).unwrap()));
                 }
             }
@@ -997,6 +1016,47 @@ mod tests {
         assert_eq!(wallet.remove_table("health").unwrap(), 1);
         assert_eq!(segment_files(dir.path()), 0);
         assert!(wallet.table_index().unwrap().tables.is_empty());
+    }
+
+    #[test]
+    fn an_import_in_progress_does_not_hold_up_the_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = Wallet::init(dir.path(), &identity()).unwrap();
+        let schema = steps("t", vec![]).schema();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let (go_on, may_go_on) = std::sync::mpsc::channel::<()>();
+        let (wallet_ref, schema_ref) = (&wallet, &schema);
+        std::thread::scope(move |scope| {
+            // Owned here, so that a failure below drops it and the import
+            // ends instead of waiting for ever.
+            let go_on = go_on;
+            let (wallet, schema) = (wallet_ref, schema_ref);
+            let import = scope.spawn(move || {
+                wallet.put_table_chunks("t", schema, IfExists::Fail, |put| {
+                    put(steps("t", vec![1]))?;
+                    started.send(()).unwrap();
+                    // Holds the tables' lock until the document is written:
+                    // were it the documents' lock too, the write below would
+                    // wait for it and fail as `Locked` after 10 s.
+                    may_go_on.recv().unwrap();
+                    put(steps("t", vec![2]))
+                })
+            });
+            has_started.recv().unwrap();
+            wallet
+                .update_document("count.age", |n: &mut u32| {
+                    *n += 1;
+                    Ok(())
+                })
+                .expect("the documents' lock is free during an import");
+            go_on.send(()).unwrap();
+            assert_eq!(import.join().unwrap().unwrap().1, 2);
+        });
+        assert_eq!(wallet.read_document::<u32>("count.age").unwrap(), 1);
+        assert_eq!(
+            wallet.table("t").unwrap().columns[0].data,
+            ColumnData::Integer(vec![1, 2])
+        );
     }
 
     #[test]
