@@ -560,13 +560,40 @@ impl Wallet {
 
     /// The table called `name`, with its rows.
     pub fn table(&self, name: &str) -> Result<Table, WalletError> {
-        self.read_table(&self.table_index()?, name)
+        self.read_consistent(|index| self.read_table(index, name))
+    }
+
+    /// Runs `read` on the index, again on a newer index if it meets a
+    /// damaged or missing segment while a writer changed the index (readers
+    /// take no lock, and a writer removes the segments it replaced): only a
+    /// segment that the current index names and that is wrong is damage.
+    fn read_consistent<T>(
+        &self,
+        read: impl Fn(&TableIndex) -> Result<T, WalletError>,
+    ) -> Result<T, WalletError> {
+        let mut index = self.table_index()?;
+        for _ in 0..8 {
+            match read(&index) {
+                Err(e @ WalletError::Damaged { .. }) => {
+                    let now = self.table_index()?;
+                    if now == index {
+                        return Err(e);
+                    }
+                    index = now;
+                }
+                other => return other,
+            }
+        }
+        read(&index)
     }
 
     /// The table called `name` with its first `rows` rows only (or all it
     /// has): reads only the segments that hold them.
     pub fn table_head(&self, name: &str, rows: usize) -> Result<Table, WalletError> {
-        let index = self.table_index()?;
+        self.read_consistent(|index| self.read_head(index, name, rows))
+    }
+
+    fn read_head(&self, index: &TableIndex, name: &str, rows: usize) -> Result<Table, WalletError> {
         let entry = index.entry(name)?;
         let mut columns: Vec<ColumnData> = entry
             .columns
@@ -596,28 +623,31 @@ impl Wallet {
         &self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Records, WalletError> {
-        let index = self.table_index()?;
-        let mut records = Records::default();
-        for name in names {
-            if index.tables.contains_key(name) {
-                records
-                    .tables
-                    .insert(name.to_string(), self.read_table(&index, name)?);
+        let names: Vec<&str> = names.into_iter().collect();
+        self.read_consistent(|index| {
+            let mut records = Records::default();
+            for name in &names {
+                if index.tables.contains_key(*name) {
+                    records
+                        .tables
+                        .insert(name.to_string(), self.read_table(index, name)?);
+                }
             }
-        }
-        Ok(records)
+            Ok(records)
+        })
     }
 
     /// Every table, with its rows.
     pub fn records(&self) -> Result<Records, WalletError> {
-        let index = self.table_index()?;
-        let mut records = Records::default();
-        for name in index.tables.keys() {
-            records
-                .tables
-                .insert(name.clone(), self.read_table(&index, name)?);
-        }
-        Ok(records)
+        self.read_consistent(|index| {
+            let mut records = Records::default();
+            for name in index.tables.keys() {
+                records
+                    .tables
+                    .insert(name.clone(), self.read_table(index, name)?);
+            }
+            Ok(records)
+        })
     }
 
     fn read_table(&self, index: &TableIndex, name: &str) -> Result<Table, WalletError> {
@@ -1057,6 +1087,45 @@ mod tests {
             wallet.table("t").unwrap().columns[0].data,
             ColumnData::Integer(vec![1, 2])
         );
+    }
+
+    #[test]
+    fn a_reader_that_meets_a_writer_reads_again_rather_than_cry_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = Wallet::init(dir.path(), &identity()).unwrap();
+        wallet
+            .put_table(steps("t", vec![1]), IfExists::Fail)
+            .unwrap();
+        // A reader has the index; a writer replaces the table and removes
+        // the segment that index names.
+        let stale = wallet.table_index().unwrap();
+        wallet
+            .put_table(steps("t", vec![2]), IfExists::Replace)
+            .unwrap();
+        let err = wallet.read_table(&stale, "t").unwrap_err();
+        assert!(err.to_string().contains("the file is missing"), "{err}");
+        // Through `read_consistent`, a replace between the reader's index and
+        // its segments makes it read again, with the new index.
+        let first = std::cell::Cell::new(true);
+        let table = wallet
+            .read_consistent(|index| {
+                if first.replace(false) {
+                    wallet
+                        .put_table(steps("t", vec![3]), IfExists::Replace)
+                        .unwrap();
+                }
+                wallet.read_table(index, "t")
+            })
+            .unwrap();
+        assert_eq!(table.columns[0].data, ColumnData::Integer(vec![3]));
+        // With the index unchanged, a missing segment is damage.
+        let index = wallet.table_index().unwrap();
+        let file = &index.tables["t"].segments[0].file;
+        std::fs::remove_file(dir.path().join(tables::segment_path(file))).unwrap();
+        assert!(matches!(
+            wallet.table("t"),
+            Err(WalletError::Damaged { .. })
+        ));
     }
 
     #[test]
