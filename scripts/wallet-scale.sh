@@ -44,6 +44,24 @@ cat > "$work/schema.json" <<'EOF'
   {"name": "progression", "type": "integer", "min": 0, "max": 400}
 ]}
 EOF
+# The same rows as a JSON array of objects, up to the same size.
+python3 - "$work/big.csv" "$work/big.json" "$size_mb" <<'PY'
+import csv, json, sys
+src, dst, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]) << 20
+ints = {"age", "progression"}
+with open(src) as f, open(dst, "w") as out:
+    out.write("[")
+    size, first = 1, True
+    for row in csv.DictReader(f):
+        obj = {k: (v if k == "sex" else int(v) if k in ints else float(v)) for k, v in row.items()}
+        text = ("" if first else ",\n") + json.dumps(obj)
+        if size + len(text) + 1 > limit:
+            break
+        out.write(text)
+        size += len(text)
+        first = False
+    out.write("]")
+PY
 bytes=$(stat -c %s "$work/big.csv")
 rows=$(($(wc -l < "$work/big.csv") - 1))
 echo "file: $bytes bytes, $rows rows"
@@ -79,5 +97,8 @@ measure "add one row" add --table big age=50 sex=male bmi=25 bp=90 s1=0 s2=0 s3=
 measure "tables, after the add" tables
 measure "show --limit 5" show big --limit 5
 measure "import, types inferred (two streamed passes)" import --table inferred --yes "$work/big.csv"
+json_bytes=$(stat -c %s "$work/big.json")
+measure "import --schema, JSON ($json_bytes bytes)" import --table json --schema "$work/schema.json" "$work/big.json"
+measure "import, JSON, types inferred" import --table json2 --yes "$work/big.json"
 echo
 du -sh "$work/wallet" | sed 's/^/wallet on disk: /'

@@ -133,77 +133,45 @@ pub(crate) fn import(g: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCod
     };
     const CONFIRM: &str = "importing with inferred types needs your confirmation: check them \
                            above, then run in a terminal or pass --yes";
-    let format = args.format.or_else(|| Format::from_path(&args.file));
-    if format == Some(Format::Csv) {
-        // A CSV file is streamed into the wallet a segment at a time, never
-        // held whole; a bad cell anywhere stores nothing. Without declared
-        // types, one pass first infers them (holding no rows), and they are
-        // shown and confirmed before the second.
-        let (schema, inferred) = match schema {
-            Some(schema) => (schema, false),
-            None => {
-                let (inferred, delimiter, rows) = import::infer_csv(&args.file, &options)?;
-                report_read(&args.file, Some(delimiter), &[]);
-                println!(
-                    "inferred column types for {rows} rows (declare them with --schema FILE \
-                     to set ranges):"
-                );
-                print_columns(&inferred);
-                if !args.yes && !confirm("Import with these types?", CONFIRM)? {
-                    println!("imported nothing");
-                    return Ok(ExitCode::FAILURE);
-                }
-                (inferred, true)
-            }
-        };
-        let wallet = unlock::open(g)?;
-        let (streamed, total) =
-            wallet.put_table_chunks(&args.table, &schema, if_exists, |put| {
-                import::stream_csv(
-                    &args.file,
-                    &options,
-                    &args.table,
-                    &schema,
-                    wallet_host::store::tables::CHUNK_ROWS,
-                    |chunk| put(chunk).map_err(anyhow::Error::from),
-                )
-            })?;
-        let delimiter = (!inferred).then_some(streamed.delimiter);
-        report_read(&args.file, delimiter, &streamed.dropped);
-        println!(
-            "imported {} rows into table '{}' ({total} rows now)",
-            streamed.rows, args.table
-        );
-        if inferred {
+    // The file is streamed into the wallet a segment at a time, never held
+    // whole; a bad cell anywhere stores nothing. Without declared types, one
+    // pass first infers them (holding no rows), and they are shown and
+    // confirmed before the second.
+    let (schema, inferred) = match schema {
+        Some(schema) => (schema, false),
+        None => {
+            let (inferred, delimiter, rows) = import::infer_file(&args.file, &options)?;
+            report_read(&args.file, delimiter, &[]);
             println!(
-                "save the types with: wallet schema {} > schema.json",
-                args.table
+                "inferred column types for {rows} rows (declare them with --schema FILE to \
+                 set ranges):"
             );
+            print_columns(&inferred);
+            if !args.yes && !confirm("Import with these types?", CONFIRM)? {
+                println!("imported nothing");
+                return Ok(ExitCode::FAILURE);
+            }
+            (inferred, true)
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    // JSON: read whole (an array is parsed at once).
-    let imported = import::import_file(&args.file, &options, &args.table, schema.as_deref())?;
-    report_read(&args.file, imported.delimiter, &imported.dropped);
-    if imported.inferred {
-        println!(
-            "inferred column types for {} rows (declare them with --schema FILE to set ranges):",
-            imported.table.row_count
-        );
-        print_columns(&imported.table.schema());
-        if !args.yes && !confirm("Import with these types?", CONFIRM)? {
-            println!("imported nothing");
-            return Ok(ExitCode::FAILURE);
-        }
-    }
+    };
     let wallet = unlock::open(g)?;
-    let added = imported.table.row_count;
-    let total = wallet.put_table(imported.table, if_exists)?;
+    let (streamed, total) = wallet.put_table_chunks(&args.table, &schema, if_exists, |put| {
+        import::stream_file(
+            &args.file,
+            &options,
+            &args.table,
+            &schema,
+            wallet_host::store::tables::CHUNK_ROWS,
+            |chunk| put(chunk).map_err(anyhow::Error::from),
+        )
+    })?;
+    let delimiter = streamed.delimiter.filter(|_| !inferred);
+    report_read(&args.file, delimiter, &streamed.dropped);
     println!(
-        "imported {added} rows into table '{}' ({total} rows now)",
-        args.table
+        "imported {} rows into table '{}' ({total} rows now)",
+        streamed.rows, args.table
     );
-    if imported.inferred {
+    if inferred {
         println!(
             "save the types with: wallet schema {} > schema.json",
             args.table

@@ -225,18 +225,7 @@ pub fn import_file(
     table_name: &str,
     schema: Option<&[ColumnSpec]>,
 ) -> Result<Imported, ImportError> {
-    let format = match options.format.or_else(|| Format::from_path(path)) {
-        Some(f) => f,
-        None => {
-            return Err(ImportError::Malformed {
-                file: path.to_path_buf(),
-                reason:
-                    "cannot tell the format from the file name; give --format csv or --format json"
-                        .into(),
-            });
-        }
-    };
-    let (headers, rows, delimiter) = match format {
+    let (headers, rows, delimiter) = match format_of(path, options)? {
         Format::Csv => {
             let (headers, rows, delimiter) = read_csv(path, options.delimiter)?;
             (headers, rows, Some(delimiter))
@@ -497,59 +486,139 @@ fn read_json(path: &Path) -> Result<(Vec<String>, Vec<Row>), ImportError> {
         file: path.to_path_buf(),
         reason,
     })?;
-    let objects: Vec<OrderedObject> =
-        serde_json::from_str(&text).map_err(|e| ImportError::Malformed {
-            file: path.to_path_buf(),
-            reason: format!("expected a JSON array of objects, one per row: {e}"),
-        })?;
-    let headers: Vec<String> = match objects.first() {
-        Some(first) => first.0.iter().map(|(k, _)| k.clone()).collect(),
-        None => Vec::new(),
-    };
-    let mut rows = Vec::with_capacity(objects.len());
-    for (i, object) in objects.into_iter().enumerate() {
-        let row = i + 1;
-        let mut cells = Vec::with_capacity(headers.len());
-        for (key, _) in &object.0 {
-            if !headers.contains(key) {
-                return Err(ImportError::Schema {
-                    file: path.to_path_buf(),
-                    reason: format!("row {row} has field '{key}', which the first row does not"),
-                });
-            }
+    let mut rows = Vec::new();
+    let headers = json_rows(
+        path,
+        serde_json::Deserializer::from_str(&text),
+        |_, _, row| {
+            rows.push(row);
+            Ok(())
+        },
+    )?;
+    Ok((headers, rows))
+}
+
+/// Opens a JSON file to read its rows as they come.
+fn open_json(
+    path: &Path,
+) -> Result<
+    serde_json::Deserializer<serde_json::de::IoRead<std::io::BufReader<std::fs::File>>>,
+    ImportError,
+> {
+    let file = std::fs::File::open(path).map_err(|source| ImportError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    Ok(serde_json::Deserializer::from_reader(
+        std::io::BufReader::new(file),
+    ))
+}
+
+/// Reads a JSON array of objects one object at a time, and calls `each`
+/// with the header (the first object's keys, in its order), the row's index
+/// (from 0) and the row, its cells in the header's order. Returns the
+/// header. Only one object is held at a time.
+fn json_rows<'de, R: serde_json::de::Read<'de>>(
+    path: &Path,
+    mut de: serde_json::Deserializer<R>,
+    mut each: impl FnMut(&[String], usize, Row) -> Result<(), ImportError>,
+) -> Result<Vec<String>, ImportError> {
+    struct Objects<'a, F> {
+        path: &'a Path,
+        headers: Vec<String>,
+        each: &'a mut F,
+        stopped: Option<ImportError>,
+    }
+    impl<'de, F: FnMut(&[String], usize, Row) -> Result<(), ImportError>> serde::de::Visitor<'de>
+        for &mut Objects<'_, F>
+    {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects")
         }
-        for column in &headers {
-            let value = object
-                .0
-                .iter()
-                .find(|(k, _)| k == column)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| ImportError::Cell {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while let Some(object) = seq.next_element::<OrderedObject>()? {
+                if i == 0 {
+                    self.headers = object.0.iter().map(|(k, _)| k.clone()).collect();
+                }
+                let result = object_row(self.path, &self.headers, i, object)
+                    .and_then(|row| (self.each)(&self.headers, i, row));
+                if let Err(e) = result {
+                    self.stopped = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+                i += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut objects = Objects {
+        path,
+        headers: Vec::new(),
+        each: &mut each,
+        stopped: None,
+    };
+    let malformed = |e: serde_json::Error| ImportError::Malformed {
+        file: path.to_path_buf(),
+        reason: format!("expected a JSON array of objects, one per row: {e}"),
+    };
+    let read = serde::Deserializer::deserialize_seq(&mut de, &mut objects);
+    if let Some(stopped) = objects.stopped.take() {
+        return Err(stopped);
+    }
+    read.map_err(malformed)?;
+    de.end().map_err(malformed)?;
+    Ok(objects.headers)
+}
+
+/// One JSON object as a row of cells in the header's order.
+fn object_row(
+    path: &Path,
+    headers: &[String],
+    i: usize,
+    object: OrderedObject,
+) -> Result<Row, ImportError> {
+    let row = i + 1;
+    for (key, _) in &object.0 {
+        if !headers.contains(key) {
+            return Err(ImportError::Schema {
+                file: path.to_path_buf(),
+                reason: format!("row {row} has field '{key}', which the first row does not"),
+            });
+        }
+    }
+    let mut fields = object.0;
+    let mut cells = Vec::with_capacity(headers.len());
+    for column in headers {
+        let at = fields
+            .iter()
+            .position(|(k, _)| k == column)
+            .ok_or_else(|| ImportError::Cell {
+                file: path.to_path_buf(),
+                row,
+                line: None,
+                column: column.clone(),
+                reason: "missing; every row needs every field".into(),
+            })?;
+        let (_, value) = fields.swap_remove(at);
+        cells.push(match value {
+            serde_json::Value::String(s) => Cell::Text(s),
+            serde_json::Value::Number(n) => Cell::Number(n),
+            serde_json::Value::Bool(b) => Cell::Bool(b),
+            serde_json::Value::Null => Cell::Null,
+            other => {
+                return Err(ImportError::Cell {
                     file: path.to_path_buf(),
                     row,
                     line: None,
                     column: column.clone(),
-                    reason: "missing; every row needs every field".into(),
-                })?;
-            cells.push(match value {
-                serde_json::Value::String(s) => Cell::Text(s),
-                serde_json::Value::Number(n) => Cell::Number(n),
-                serde_json::Value::Bool(b) => Cell::Bool(b),
-                serde_json::Value::Null => Cell::Null,
-                other => {
-                    return Err(ImportError::Cell {
-                        file: path.to_path_buf(),
-                        row,
-                        line: None,
-                        column: column.clone(),
-                        reason: format!("{other} is not a number, boolean or string"),
-                    });
-                }
-            });
-        }
-        rows.push(Row { line: None, cells });
+                    reason: format!("{other} is not a number, boolean or string"),
+                });
+            }
+        });
     }
-    Ok((headers, rows))
+    Ok(Row { line: None, cells })
 }
 
 fn build(
@@ -681,7 +750,20 @@ pub fn infer_csv(
         }
         count += 1;
     }
-    let schema = headers
+    Ok((
+        inferred_schema(path, &headers, inferences)?,
+        delimiter,
+        count,
+    ))
+}
+
+/// The inferred type of each column, or the first column that has none.
+fn inferred_schema(
+    path: &Path,
+    headers: &[String],
+    inferences: Vec<Inference>,
+) -> Result<Vec<ColumnSpec>, ImportError> {
+    headers
         .iter()
         .zip(inferences)
         .map(|(name, inference)| {
@@ -692,8 +774,7 @@ pub fn infer_csv(
                     .map_err(|why| not_inferred(path, name, why))?,
             })
         })
-        .collect::<Result<Vec<_>, ImportError>>()?;
-    Ok((schema, delimiter, count))
+        .collect()
 }
 
 /// Checks a header's names: none empty, none twice.
@@ -863,8 +944,8 @@ impl RowTyper {
 pub struct Streamed {
     /// Rows imported.
     pub rows: usize,
-    /// The CSV file's delimiter.
-    pub delimiter: Delimiter,
+    /// A CSV file's delimiter.
+    pub delimiter: Option<Delimiter>,
     /// The rows left out for a missing value (`--missing drop`), from 1.
     pub dropped: Vec<usize>,
 }
@@ -911,7 +992,122 @@ pub fn stream_csv<E: From<ImportError>>(
     }
     Ok(Streamed {
         rows: count,
-        delimiter,
+        delimiter: Some(delimiter),
+        dropped,
+    })
+}
+
+/// A file's format: as given, else from its name.
+fn format_of(path: &Path, options: &ReadOptions) -> Result<Format, ImportError> {
+    options
+        .format
+        .or_else(|| Format::from_path(path))
+        .ok_or_else(|| ImportError::Malformed {
+            file: path.to_path_buf(),
+            reason: "cannot tell the format from the file name; give --format csv or --format json"
+                .into(),
+        })
+}
+
+/// Infers the types of a CSV or JSON file's columns in one pass that holds
+/// no rows (see [`infer_csv`]); returns them, a CSV file's delimiter, and
+/// the number of rows.
+pub fn infer_file(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<(Vec<ColumnSpec>, Option<Delimiter>, usize), ImportError> {
+    if format_of(path, options)? == Format::Csv {
+        return infer_csv(path, options).map(|(schema, d, n)| (schema, Some(d), n));
+    }
+    let mut inferences: Vec<Inference> = Vec::new();
+    let mut count = 0;
+    let headers = json_rows(path, open_json(path)?, |headers, i, row| {
+        if i == 0 {
+            check_names(path, headers)?;
+            inferences = headers.iter().map(|_| Inference::default()).collect();
+        }
+        for (inference, cell) in inferences.iter_mut().zip(&row.cells) {
+            inference.add(i, None, cell);
+        }
+        count += 1;
+        Ok(())
+    })?;
+    if headers.is_empty() {
+        return Err(ImportError::Schema {
+            file: path.to_path_buf(),
+            reason: "the data has no columns".into(),
+        });
+    }
+    Ok((inferred_schema(path, &headers, inferences)?, None, count))
+}
+
+/// Reads a CSV or JSON file against a declared `schema` without holding it,
+/// as [`stream_csv`] does.
+pub fn stream_file<E: From<ImportError>>(
+    path: &Path,
+    options: &ReadOptions,
+    table_name: &str,
+    schema: &[ColumnSpec],
+    rows_per_chunk: usize,
+    mut chunk: impl FnMut(Table) -> Result<(), E>,
+) -> Result<Streamed, E> {
+    if format_of(path, options)? == Format::Csv {
+        return stream_csv(path, options, table_name, schema, rows_per_chunk, chunk);
+    }
+    let mut typer: Option<RowTyper> = None;
+    let mut count = 0;
+    // An error of `chunk` stops the reading; it is kept here, as the
+    // reading itself only carries import errors.
+    let mut failed: Option<E> = None;
+    let read = json_rows(path, open_json(path)?, |headers, i, row| {
+        let typer = match &mut typer {
+            Some(typer) => typer,
+            None => {
+                check_headers(path, headers, schema)?;
+                typer.insert(RowTyper::new(
+                    path,
+                    table_name,
+                    headers,
+                    schema.to_vec(),
+                    Some(options.missing),
+                ))
+            }
+        };
+        let cells: Vec<CellRef<'_>> = row.cells.iter().map(CellRef::from).collect();
+        typer.push(i, None, &cells)?;
+        if typer.rows() >= rows_per_chunk.max(1) {
+            count += typer.rows();
+            if let Err(e) = chunk(typer.chunk()) {
+                failed = Some(e);
+                return Err(ImportError::Malformed {
+                    file: path.to_path_buf(),
+                    reason: "storing the rows failed".into(),
+                });
+            }
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    read?;
+    let Some(typer) = typer else {
+        // No rows: the declared columns are missing from the data.
+        check_headers(path, &[], schema)?;
+        return Ok(Streamed {
+            rows: 0,
+            delimiter: None,
+            dropped: Vec::new(),
+        });
+    };
+    let (last, dropped) = typer.finish();
+    count += last.row_count;
+    if last.row_count > 0 {
+        chunk(last)?;
+    }
+    Ok(Streamed {
+        rows: count,
+        delimiter: None,
         dropped,
     })
 }
@@ -1123,6 +1319,55 @@ mod tests {
             "{err}"
         );
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn a_json_file_streams_too_and_infers_the_same_types_as_when_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "r.json",
+            r#"[{"age": 30, "smoker": true, "city": "a"},
+                {"age": 41, "smoker": false, "city": "b"},
+                {"age": 52, "smoker": null, "city": "a"}]"#,
+        );
+        let held = import_file(&path, &ReadOptions::default(), "t", None);
+        assert!(held.is_err(), "a null smoker is a missing value");
+        let drop = ReadOptions {
+            missing: Missing::Drop,
+            ..ReadOptions::default()
+        };
+        let held = import_file(&path, &drop, "t", None).unwrap();
+        let (schema, delimiter, rows) = infer_file(&path, &drop).unwrap();
+        assert_eq!(
+            (schema.as_slice(), delimiter, rows),
+            (&held.table.schema()[..], None, 3)
+        );
+        let mut chunks = Vec::new();
+        let streamed = stream_file(&path, &drop, "t", &schema, 1, |t: Table| {
+            chunks.push(t);
+            Ok::<(), ImportError>(())
+        })
+        .unwrap();
+        assert_eq!((streamed.rows, streamed.dropped.as_slice()), (2, &[3][..]));
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].columns[0].data, ColumnData::Integer(vec![41]));
+        // A field the first row does not have stops it, named, as when held.
+        let odd = write(dir.path(), "o.json", r#"[{"age": 1}, {"age": 2, "x": 3}]"#);
+        let err = stream_file(&odd, &drop, "t", &schema[..1], 10, |_| {
+            Ok::<(), ImportError>(())
+        })
+        .unwrap_err();
+        let whole = import_file(&odd, &drop, "t", Some(&schema[..1])).unwrap_err();
+        assert_eq!(err.to_string(), whole.to_string());
+        assert!(err.to_string().contains("row 2 has field 'x'"), "{err}");
+        // Not an array.
+        let not = write(dir.path(), "n.json", r#"{"age": 1}"#);
+        let err = infer_file(&not, &drop).unwrap_err().to_string();
+        assert!(
+            err.contains("expected a JSON array of objects, one per row"),
+            "{err}"
+        );
     }
 
     #[test]
