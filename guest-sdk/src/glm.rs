@@ -344,6 +344,15 @@ pub struct Logit {
     target: ClassTarget,
 }
 
+/// Each row's class index, as a target.
+fn class_indices(target: &ClassTarget, table: &Table) -> Result<Vec<f32>> {
+    Ok(target
+        .encode(table)?
+        .into_iter()
+        .map(|c| c as f32)
+        .collect())
+}
+
 /// The logistic function.
 #[inline]
 pub fn sigmoid(z: f32) -> f32 {
@@ -367,12 +376,7 @@ impl Link for Logit {
     }
 
     fn targets(&self, table: &Table) -> Result<Vec<f32>> {
-        Ok(self
-            .target
-            .encode(table)?
-            .into_iter()
-            .map(|c| c as f32)
-            .collect())
+        class_indices(&self.target, table)
     }
 
     fn gradient(&self, scores: &mut [f32], target: f32) {
@@ -471,12 +475,7 @@ impl Link for Softmax {
     }
 
     fn targets(&self, table: &Table) -> Result<Vec<f32>> {
-        Ok(self
-            .target
-            .encode(table)?
-            .into_iter()
-            .map(|c| c as f32)
-            .collect())
+        class_indices(&self.target, table)
     }
 
     fn gradient(&self, scores: &mut [f32], target: f32) {

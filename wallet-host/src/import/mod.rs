@@ -805,14 +805,7 @@ fn check_headers(
         file: file.to_path_buf(),
         reason,
     };
-    for (i, h) in headers.iter().enumerate() {
-        if h.is_empty() {
-            return Err(schema_error(format!("column {} has no name", i + 1)));
-        }
-        if headers[..i].contains(h) {
-            return Err(schema_error(format!("column '{h}' appears twice")));
-        }
-    }
+    check_names(file, headers)?;
     if let Some(missing) = schema.iter().find(|c| !headers.contains(&c.name)) {
         return Err(schema_error(format!(
             "column '{}' ({}) is declared in the schema but missing from the data",

@@ -595,11 +595,7 @@ impl Wallet {
 
     fn read_head(&self, index: &TableIndex, name: &str, rows: usize) -> Result<Table, WalletError> {
         let entry = index.entry(name)?;
-        let mut columns: Vec<ColumnData> = entry
-            .columns
-            .iter()
-            .map(|c| ColumnData::empty_for(&c.ty))
-            .collect();
+        let mut columns = entry.empty_columns();
         let mut read = 0;
         for segment in &entry.segments {
             if read >= rows {
@@ -652,11 +648,7 @@ impl Wallet {
 
     fn read_table(&self, index: &TableIndex, name: &str) -> Result<Table, WalletError> {
         let entry = index.entry(name)?;
-        let mut columns: Vec<ColumnData> = entry
-            .columns
-            .iter()
-            .map(|c| ColumnData::empty_for(&c.ty))
-            .collect();
+        let mut columns = entry.empty_columns();
         for segment in &entry.segments {
             let more = self.read_segment(entry, segment)?;
             tables::extend(&mut columns, more);
@@ -717,11 +709,7 @@ impl Wallet {
         let name = table.name.clone();
         let plan = tables::plan_put(&index, &name, &table.schema(), if_exists, table.row_count)?;
         let mut entry = plan.entry;
-        let mut columns: Vec<ColumnData> = entry
-            .columns
-            .iter()
-            .map(|c| ColumnData::empty_for(&c.ty))
-            .collect();
+        let mut columns = entry.empty_columns();
         let mut rows = 0;
         for segment in &plan.merge {
             tables::extend(&mut columns, self.read_segment(&entry, segment)?);

@@ -69,6 +69,16 @@ pub(crate) struct Segment {
     pub(crate) sha256: String,
 }
 
+impl TableEntry {
+    /// One empty column of values per column of the table, to extend.
+    pub(crate) fn empty_columns(&self) -> Vec<ColumnData> {
+        self.columns
+            .iter()
+            .map(|c| ColumnData::empty_for(&c.ty))
+            .collect()
+    }
+}
+
 impl TableIndex {
     /// The entry of the table called `name`.
     pub fn entry(&self, name: &str) -> Result<&TableEntry, WalletError> {
