@@ -6,7 +6,9 @@
 mod abuse;
 mod attacks;
 mod authoring;
+mod browser;
 mod crash;
+mod dashboards;
 mod meddling;
 mod proxy;
 mod roles;
@@ -52,6 +54,16 @@ fn a_new_algorithm_builds_and_runs_in_a_wallet_at_once() {
     support::on(
         support::Store::Sqlite,
         authoring::a_new_algorithm_builds_and_runs_in_a_wallet_at_once,
+    )
+}
+
+/// The owner's dashboard in headless Chromium (the browser is the same on
+/// either store: SQLite only).
+#[test]
+fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task() {
+    support::on(
+        support::Store::Sqlite,
+        dashboards::a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task,
     )
 }
 

@@ -17,3 +17,4 @@ pub mod agent;
 pub mod credentials;
 pub mod import;
 pub mod store;
+pub mod ui;

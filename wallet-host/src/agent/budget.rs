@@ -387,3 +387,53 @@ mod tests {
         }
     }
 }
+
+/// What one collective has cost this wallet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectiveSpent {
+    /// The collective.
+    pub collective_id: String,
+    /// The jobs its rounds belonged to.
+    pub jobs: usize,
+    /// Every round.
+    pub all: Spent,
+    /// The rounds of the last 365 days.
+    pub last_year: Spent,
+}
+
+/// The privacy spent, per collective (in the order of their ids), in total
+/// and over the last 365 days, as `wallet privacy` and `wallet ui` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyReport {
+    /// Per collective.
+    pub collectives: Vec<CollectiveSpent>,
+    /// Every round.
+    pub total: Spent,
+    /// The rounds of the last 365 days.
+    pub last_year: Spent,
+}
+
+/// The report of `log` at time `now`.
+pub fn report(log: &AccessLog, now: u64) -> PrivacyReport {
+    let recent = |p: &Participation| p.time_ms + YEAR_MS >= now;
+    let mut jobs: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for p in &log.participations {
+        let list = jobs.entry(p.collective_id.as_str()).or_default();
+        if !list.contains(&p.job_id.as_str()) {
+            list.push(p.job_id.as_str());
+        }
+    }
+    PrivacyReport {
+        collectives: jobs
+            .iter()
+            .map(|(id, list)| CollectiveSpent {
+                collective_id: id.to_string(),
+                jobs: list.len(),
+                all: Spent::of(&log.participations, |p| p.collective_id == *id),
+                last_year: Spent::of(&log.participations, |p| p.collective_id == *id && recent(p)),
+            })
+            .collect(),
+        total: Spent::of(&log.participations, |_| true),
+        last_year: Spent::of(&log.participations, recent),
+    }
+}

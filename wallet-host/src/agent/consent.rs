@@ -115,3 +115,111 @@ pub fn describe(m: &Manifest) -> String {
     }
     s
 }
+
+/// The sentence a person consents to, naming the manifest version, the rate
+/// and the privacy terms.
+pub fn consent_text(manifest: &Manifest) -> String {
+    format!(
+        "I let collective '{}' ({}) run the algorithms its signed manifest version {} allows on \
+         the columns it requires, for {} per access, under its privacy terms: {}.",
+        manifest.name,
+        manifest.header.collective_id,
+        manifest.version,
+        manifest.rate,
+        manifest.privacy.describe().join("; ")
+    )
+}
+
+/// Consents to `signed` (collective `id`'s manifest): presents a matching
+/// credential if the manifest requires one, sends the signed subscription
+/// to the broker at `url` through `client`, and only once the broker took
+/// it stores it as the consented version (clearing what was pending).
+pub fn consent_to(
+    wallet: &Wallet,
+    client: &c2ssi_client::Client,
+    url: &str,
+    id: &str,
+    signed: &Signed<Manifest>,
+    consent: String,
+) -> anyhow::Result<()> {
+    use anyhow::{Context, bail};
+    use c2ssi_protocol::{Header, Signer, Subscription, now_ms};
+
+    use super::SubscriptionRecord;
+    use crate::credentials;
+
+    let manifest = open_manifest(signed, id)?;
+    let presented = match &manifest.credential {
+        None => Vec::new(),
+        Some(requirement) => {
+            let store: credentials::Credentials =
+                wallet.read_document(credentials::CREDENTIALS_FILE)?;
+            let Some(c) = credentials::matching(&store, requirement, now_ms())
+                .into_iter()
+                .next()
+            else {
+                bail!(
+                    "collective {id} requires {requirement} about this wallet ({}); this wallet \
+                     holds none that is valid now. Ask the issuer for one, import it with \
+                     `wallet credential import FILE`, and subscribe again (nothing was consented to)",
+                    credentials::did(wallet)
+                );
+            };
+            vec![c.json().clone()]
+        }
+    };
+    let subscription = Subscription {
+        header: Header::new(Purpose::Subscription, id, 10 * 60 * 1000),
+        wallet: Signer::public_key(wallet.keys()),
+        manifest_digest: hex::encode(signed.digest()),
+        consent,
+        credentials: presented,
+    };
+    let request = Signed::sign(&subscription, wallet.keys())?;
+    client
+        .subscribe(id, &request)
+        .context("the broker did not take the consent")?;
+    wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        let receipts_after = subs.collectives.get(id).map_or(0, |r| r.receipts_after);
+        subs.collectives.insert(
+            id.to_string(),
+            SubscriptionRecord {
+                url: url.to_string(),
+                manifest: signed.clone(),
+                subscribed_ms: now_ms(),
+                receipts_after,
+                pending: None,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Revokes the subscription to collective `id`: its key is deleted first,
+/// at once, so that every later task of it is denied whatever happens next;
+/// then the broker is told. `Ok(Err(why))` when the broker was not told (it
+/// may still sample this wallet; every task it sends is denied).
+pub fn revoke(wallet: &Wallet, id: &str) -> anyhow::Result<Result<String, String>> {
+    use c2ssi_protocol::{Header, Signer, Unsubscription};
+
+    let removed = wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        Ok(subs.collectives.remove(id))
+    })?;
+    let Some(record) = removed else {
+        anyhow::bail!("not subscribed to {id}");
+    };
+    let request = Signed::sign(
+        &Unsubscription {
+            header: Header::new(Purpose::Unsubscription, id, 10 * 60 * 1000),
+            wallet: Signer::public_key(wallet.keys()),
+        },
+        wallet.keys(),
+    )?;
+    Ok(
+        match c2ssi_client::Client::new(&record.url).unsubscribe(id, &request) {
+            Ok(_) => Ok(record.url),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}

@@ -334,6 +334,35 @@ pub fn keep_receipts(
     Ok((added, amount))
 }
 
+/// Each kept receipt, checked offline: with the ledger key of the manifest
+/// consented to, or after a revocation with the key the receipt names.
+pub fn check_kept(
+    receipts: &Receipts,
+    subs: &Subscriptions,
+    me: &PublicKey,
+) -> Vec<(String, Result<Receipt, String>)> {
+    receipts
+        .receipts
+        .iter()
+        .map(|(id, signed)| {
+            let checked = match subs.collectives.get(id).and_then(|s| s.manifest().ok()) {
+                Some(m) => check_receipt(signed, &m, me),
+                None => signed
+                    .open_any_time(None, Purpose::Receipt)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        if r.wallet == *me {
+                            Ok(r)
+                        } else {
+                            Err("for another wallet".into())
+                        }
+                    }),
+            };
+            (id.clone(), checked)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,18 +7,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use c2ssi_client::Client;
 use c2ssi_protocol::{
-    Amount, EntryKind, Header, Manifest, PublicKey, Purpose, Signed, Signer, Subscription,
-    Unsubscription, check_requirement, now_ms, open_manifest, payee_commitment, verify_chain,
+    Amount, EntryKind, Manifest, PublicKey, Purpose, check_requirement, open_manifest,
+    payee_commitment, verify_chain,
 };
 use c2ssi_sandbox::Sandbox;
 use clap::Args;
 use wallet_host::agent::consent::{self, describe};
 use wallet_host::agent::worker::Worker;
 use wallet_host::agent::{
-    AccessLog, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE, SubscriptionRecord,
-    Subscriptions, check_receipt,
+    AccessLog, LOG_FILE, RECEIPTS_FILE, Receipts, SUBSCRIPTIONS_FILE, Subscriptions, check_kept,
 };
-use wallet_host::credentials;
 use wallet_host::store::Wallet;
 
 use super::GlobalArgs;
@@ -126,15 +124,7 @@ fn check_policy(wallet: &Wallet, manifest: &Manifest) -> anyhow::Result<()> {
 
 /// The consent text, and the person's answer (`true`: consented).
 fn ask(manifest: &Manifest, yes: bool) -> anyhow::Result<(String, bool)> {
-    let consent = format!(
-        "I let collective '{}' ({}) run the algorithms its signed manifest version {} allows on \
-         the columns it requires, for {} per access, under its privacy terms: {}.",
-        manifest.name,
-        manifest.header.collective_id,
-        manifest.version,
-        manifest.rate,
-        manifest.privacy.describe().join("; ")
-    );
+    let consent = consent::consent_text(manifest);
     if yes {
         return Ok((consent, true));
     }
@@ -143,63 +133,6 @@ fn ask(manifest: &Manifest, yes: bool) -> anyhow::Result<(String, bool)> {
         "consenting needs your answer: run in a terminal, or pass --yes",
     )?;
     Ok((consent, agreed))
-}
-
-/// Sends the signed consent to `signed` and stores it as the consented
-/// version.
-fn consent_to(
-    wallet: &Wallet,
-    url: &str,
-    id: &str,
-    signed: &Signed<Manifest>,
-    consent: String,
-) -> anyhow::Result<()> {
-    let manifest = open_manifest(signed, id)?;
-    let presented = match &manifest.credential {
-        None => Vec::new(),
-        Some(requirement) => {
-            let store: credentials::Credentials =
-                wallet.read_document(credentials::CREDENTIALS_FILE)?;
-            let Some(c) = credentials::matching(&store, requirement, now_ms())
-                .into_iter()
-                .next()
-            else {
-                bail!(
-                    "collective {id} requires {requirement} about this wallet ({}); this wallet \
-                     holds none that is valid now. Ask the issuer for one, import it with \
-                     `wallet credential import FILE`, and subscribe again (nothing was consented to)",
-                    credentials::did(wallet)
-                );
-            };
-            vec![c.json().clone()]
-        }
-    };
-    let subscription = Subscription {
-        header: Header::new(Purpose::Subscription, id, 10 * 60 * 1000),
-        wallet: Signer::public_key(wallet.keys()),
-        manifest_digest: hex::encode(signed.digest()),
-        consent,
-        credentials: presented,
-    };
-    let request = Signed::sign(&subscription, wallet.keys())?;
-    cli_client(url)
-        .subscribe(id, &request)
-        .context("the broker did not take the consent")?;
-    wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
-        let receipts_after = subs.collectives.get(id).map_or(0, |r| r.receipts_after);
-        subs.collectives.insert(
-            id.to_string(),
-            SubscriptionRecord {
-                url: url.to_string(),
-                manifest: signed.clone(),
-                subscribed_ms: now_ms(),
-                receipts_after,
-                pending: None,
-            },
-        );
-        Ok(())
-    })?;
-    Ok(())
 }
 
 /// A client for a command a person (or a script) runs: it waits up to 10 s
@@ -228,7 +161,14 @@ pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<E
         println!("not subscribed");
         return Ok(ExitCode::SUCCESS);
     }
-    consent_to(&wallet, &args.url, &args.collective, &signed, consent)?;
+    consent::consent_to(
+        &wallet,
+        &cli_client(&args.url),
+        &args.url,
+        &args.collective,
+        &signed,
+        consent,
+    )?;
     println!(
         "subscribed to {} (manifest version {}); revoke with `wallet revoke {}`",
         args.collective, manifest.version, args.collective
@@ -278,7 +218,14 @@ pub(crate) fn consent(g: &GlobalArgs, args: ConsentArgs) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::SUCCESS);
     }
-    consent_to(&wallet, &record.url, &args.collective, &newer, text)?;
+    consent::consent_to(
+        &wallet,
+        &cli_client(&record.url),
+        &record.url,
+        &args.collective,
+        &newer,
+        text,
+    )?;
     println!(
         "consented to version {} of {}",
         manifest.version, args.collective
@@ -361,27 +308,13 @@ pub(crate) fn subscriptions(g: &GlobalArgs, out: c2ssi_cli::JsonArg) -> anyhow::
 
 pub(crate) fn revoke(g: &GlobalArgs, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
-    // The key goes first, and at once: from here every task of this
-    // collective is denied, whatever happens next.
-    let removed = wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
-        Ok(subs.collectives.remove(&args.collective))
-    })?;
-    let Some(record) = removed else {
-        bail!("not subscribed to {}", args.collective);
-    };
+    let told = consent::revoke(&wallet, &args.collective)?;
     println!(
         "deleted the key of {}: no task of it will run in this wallet again",
         args.collective
     );
-    let request = Signed::sign(
-        &Unsubscription {
-            header: Header::new(Purpose::Unsubscription, &args.collective, 10 * 60 * 1000),
-            wallet: Signer::public_key(wallet.keys()),
-        },
-        wallet.keys(),
-    )?;
-    match Client::new(&record.url).unsubscribe(&args.collective, &request) {
-        Ok(_) => println!("unsubscribed at {}", record.url),
+    match told {
+        Ok(url) => println!("unsubscribed at {url}"),
         Err(e) => eprintln!(
             "warning: the collective was not told ({e}); it may still sample this wallet, \
              but every task it sends is denied"
@@ -472,23 +405,9 @@ pub(crate) fn earnings(g: &GlobalArgs, args: EarningsArgs) -> anyhow::Result<Exi
     let mut rows = Vec::new();
     let mut ledgers: std::collections::BTreeMap<String, Vec<c2ssi_protocol::LedgerEntry>> =
         Default::default();
-    for (id, signed) in &receipts.receipts {
-        // A receipt is checked with the ledger key of the manifest consented
-        // to; after a revocation, with the key the receipt names.
+    for (id, checked) in check_kept(&receipts, &subs, &me) {
+        let id = &id;
         let manifest = subs.collectives.get(id).and_then(|s| s.manifest().ok());
-        let checked = match &manifest {
-            Some(m) => check_receipt(signed, m, &me),
-            None => signed
-                .open_any_time(None, Purpose::Receipt)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    if r.wallet == me {
-                        Ok(r)
-                    } else {
-                        Err("for another wallet".into())
-                    }
-                }),
-        };
         let mut status = match &checked {
             Ok(_) => "signature ok".to_string(),
             Err(e) => format!("INVALID: {e}"),

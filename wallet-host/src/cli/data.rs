@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
+use c2ssi_guest_sdk::{Column, ColumnData, Table};
 use clap::Args;
 use wallet_host::import::{self, Format, Missing, ReadOptions};
-use wallet_host::store::{IfExists, check_table_name};
+use wallet_host::store::{IfExists, cell_text, check_table_name};
 
 use super::unlock;
 use super::{GlobalArgs, confirm};
@@ -263,19 +263,6 @@ fn print_columns(columns: &[c2ssi_guest_sdk::ColumnSpec]) {
 }
 
 /// A cell as text: categories by level name.
-fn cell_text(column: &Column, row: usize) -> String {
-    match (&column.ty, &column.data) {
-        (_, ColumnData::Integer(v)) => v.get(row).map(|x| x.to_string()),
-        (_, ColumnData::Real(v)) => v.get(row).map(|x| x.to_string()),
-        (_, ColumnData::Boolean(v)) => v.get(row).map(|x| x.to_string()),
-        (ColumnType::Category { levels }, ColumnData::Category(v)) => {
-            v.get(row).and_then(|&c| levels.get(c as usize)).cloned()
-        }
-        (_, ColumnData::Category(v)) => v.get(row).map(|c| format!("#{c}")),
-    }
-    .unwrap_or_default()
-}
-
 pub(crate) fn show(g: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     let rows = wallet.table_index()?.entry(&args.name)?.rows;

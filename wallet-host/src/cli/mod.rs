@@ -119,6 +119,8 @@ enum Command {
     Privacy(privacy::PrivacyArgs),
     /// Your limits: epsilon per job and per year, least k, noise required, biggest model
     Policy(privacy::PolicyArgs),
+    /// Your dashboard in a browser, on 127.0.0.1 only: data, consents, accesses, earnings, privacy
+    Ui(UiArgs),
     #[command(flatten)]
     Shell(c2ssi_cli::ShellCommand),
 }
@@ -135,6 +137,26 @@ pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    /// The port on 127.0.0.1 (0: any free one); the page answers nowhere else
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+/// `wallet ui`: unlocks the wallet once, prints the one-time link, serves
+/// until ctrl-c.
+fn ui(g: &GlobalArgs, args: UiArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let wallet = unlock::open(g)?;
+    wallet_host::ui::serve(wallet, args.port, |url| {
+        println!("your wallet's dashboard: open {url}");
+        println!("(the link works once, in one browser; stop with ctrl-c)");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -175,6 +197,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Earnings(args) => collectives::earnings(g, args),
         Command::Privacy(args) => privacy::privacy(g, args),
         Command::Policy(args) => privacy::policy(g, args),
+        Command::Ui(args) => ui(g, args),
         Command::Shell(command) => {
             command.run::<Cli>()?;
             Ok(ExitCode::SUCCESS)

@@ -1,12 +1,11 @@
 //! The owner's privacy: `wallet privacy` (epsilon spent, per collective and
 //! in total) and `wallet policy` (the limits the agent enforces).
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use c2ssi_protocol::now_ms;
 use clap::Args;
-use wallet_host::agent::budget::{Spent, YEAR_MS};
+use wallet_host::agent::budget::{self, Spent};
 use wallet_host::agent::{AccessLog, LOG_FILE, POLICY_FILE, Policy};
 
 use super::GlobalArgs;
@@ -44,33 +43,23 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
     let wallet = unlock::open(g)?;
     let log: AccessLog = wallet.read_document(LOG_FILE)?;
     let policy: Policy = wallet.read_document(POLICY_FILE)?;
-    let now = now_ms();
-    let recent = |p: &wallet_host::agent::Participation| p.time_ms + YEAR_MS >= now;
-    let mut collectives: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for p in &log.participations {
-        let jobs = collectives.entry(p.collective_id.as_str()).or_default();
-        if !jobs.contains(&p.job_id.as_str()) {
-            jobs.push(p.job_id.as_str());
-        }
-    }
-    let total = Spent::of(&log.participations, |_| true);
-    let year = Spent::of(&log.participations, recent);
-    let rows: Vec<(serde_json::Value, Spent, Spent)> = collectives
+    let report = budget::report(&log, now_ms());
+    let (total, year) = (report.total, report.last_year);
+    let rows: Vec<(serde_json::Value, Spent, Spent)> = report
+        .collectives
         .iter()
-        .map(|(id, jobs)| {
-            let all = Spent::of(&log.participations, |p| p.collective_id == *id);
-            let last_year = Spent::of(&log.participations, |p| p.collective_id == *id && recent(p));
+        .map(|c| {
             (
                 serde_json::json!({
-                    "collective": id,
-                    "jobs": jobs.len(),
-                    "rounds": all.rounds,
-                    "rounds_without_noise": all.without_noise,
-                    "epsilon": all.epsilon(policy.delta),
-                    "epsilon_last_365_days": last_year.epsilon(policy.delta),
+                    "collective": c.collective_id,
+                    "jobs": c.jobs,
+                    "rounds": c.all.rounds,
+                    "rounds_without_noise": c.all.without_noise,
+                    "epsilon": c.all.epsilon(policy.delta),
+                    "epsilon_last_365_days": c.last_year.epsilon(policy.delta),
                 }),
-                all,
-                last_year,
+                c.all,
+                c.last_year,
             )
         })
         .collect();
@@ -102,7 +91,8 @@ pub(crate) fn privacy(g: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitC
     if rows.is_empty() {
         println!("  nothing yet: no update has left this wallet");
     }
-    for ((row, all, last_year), (id, _)) in rows.iter().zip(&collectives) {
+    for ((row, all, last_year), c) in rows.iter().zip(&report.collectives) {
+        let id = &c.collective_id;
         println!(
             "  {id}  {} job(s), {} round(s): epsilon {} (last 365 days {})",
             row["jobs"],

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::crypt::KeyProtection;
 pub use self::keys::WalletKeys;
-pub use self::records::{IfExists, MAX_TABLE_NAME, Records, check_table_name};
+pub use self::records::{IfExists, MAX_TABLE_NAME, Records, cell_text, check_table_name};
 pub use self::tables::{INDEX_FILE, TableEntry, TableIndex};
 
 use c2ssi_guest_sdk::{ColumnData, Table};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use c2ssi_guest_sdk::{ColumnData, Table};
+use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
 use serde::{Deserialize, Serialize};
 
 use super::WalletError;
@@ -111,6 +111,20 @@ pub(crate) fn describe_schema(columns: &[c2ssi_guest_sdk::ColumnSpec]) -> String
         .map(|c| format!("{} ({})", c.name, c.ty))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// One cell as text: a category as its level's name.
+pub fn cell_text(column: &Column, row: usize) -> String {
+    match (&column.ty, &column.data) {
+        (_, ColumnData::Integer(v)) => v.get(row).map(|x| x.to_string()),
+        (_, ColumnData::Real(v)) => v.get(row).map(|x| x.to_string()),
+        (_, ColumnData::Boolean(v)) => v.get(row).map(|x| x.to_string()),
+        (ColumnType::Category { levels }, ColumnData::Category(v)) => {
+            v.get(row).and_then(|&c| levels.get(c as usize)).cloned()
+        }
+        (_, ColumnData::Category(v)) => v.get(row).map(|c| format!("#{c}")),
+    }
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! The dashboards in a real browser (headless Chromium), against the real
+//! processes: pages load without console errors, pass axe-core's WCAG A/AA
+//! rules, read without JavaScript, and what is done there takes effect.
+
+use std::time::Duration;
+
+use crate::browser::Browser;
+use crate::support::{Service, eventually, run_ok, start_server, wallets};
+
+/// The owner's dashboard: a consent accepted in `wallet ui` lets the agent
+/// run the collective's next task; the access, the receipt and the privacy
+/// spent then show there; a refused token or a forged form changes nothing.
+pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let service = Service::start(dir.path(), "10");
+    let people = wallets(dir.path(), "u", 80, 5);
+    for w in &people {
+        w.subscribe(&service.url, &service.collective);
+    }
+    let agents: Vec<_> = people.iter().map(|w| w.agent()).collect();
+    // A new algorithm: every wallet holds the new manifest as pending.
+    let elm = run_ok(&mut service.operator(&[
+        "algorithm",
+        "add",
+        test_guest_artifacts::ELM_RIDGE,
+        "--params",
+        "label=progression",
+    ]))
+    .trim()
+    .to_string();
+    for w in &people {
+        eventually("the new manifest to wait for consent", || {
+            let out = run_ok(&mut w.command(&["subscriptions"]));
+            out.contains("PENDING").then_some(())
+        });
+    }
+    // Four owners consent on the command line; the fifth in the browser.
+    for w in &people[1..] {
+        w.consent(&service.collective);
+    }
+    let owner = &people[0];
+    let (_ui, login) = start_server(owner.command(&["ui"]), "wallet ui");
+    assert!(login.starts_with("http://127.0.0.1:"), "{login}");
+    let origin = login.split("/login").next().expect("an origin").to_string();
+
+    let browser = Browser::start();
+    let tab = browser.tab();
+    tab.open(&login);
+    assert_eq!(tab.url(), format!("{origin}/"), "the login link leads home");
+    let home = tab.main_text();
+    assert!(home.contains("waiting for your consent"), "{home}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-overview");
+
+    // The spent link signs nobody else in.
+    let again = ureq::get(&login).call();
+    assert!(
+        matches!(again, Err(ureq::Error::StatusCode(403))),
+        "{again:?}"
+    );
+
+    tab.open(&format!("{origin}/collectives"));
+    let text = tab.main_text();
+    assert!(text.contains("waits for your consent"), "{text}");
+    assert!(
+        text.contains("elm-ridge"),
+        "the change names the new algorithm: {text}"
+    );
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-consent");
+
+    // Nothing of the collective runs in this wallet before the click: a job
+    // needing all five wallets releases no round.
+    let job = service.train_with(&elm, &["label=progression"], (1, 5), "1", 60_000);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(owner.log().is_empty(), "{:#?}", owner.log());
+
+    tab.click_and_wait("form[action$='/accept'] button");
+    let done = tab.main_text();
+    assert!(done.contains("You consented"), "{done}");
+    assert!(!done.contains("waits for your consent"), "{done}");
+    tab.assert_no_console_errors();
+
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+    assert_eq!(status["rounds_done"], 1, "{status:#}");
+    let log = owner.log();
+    assert!(
+        log.iter().any(|r| r["outcome"]["kind"] == "trained"),
+        "the owner's wallet ran the task after the consent: {log:#?}"
+    );
+
+    // The access log, the earnings and the privacy spent show it; the
+    // earnings page refreshes itself (no reload) until the receipt is kept.
+    tab.open(&format!("{origin}/log"));
+    let text = tab.wait_for_text("trained", Duration::from_secs(30));
+    assert!(text.contains(&job), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-log");
+    tab.open(&format!("{origin}/earnings"));
+    tab.wait_for_text("signature ok", Duration::from_secs(60));
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-earnings");
+    tab.open(&format!("{origin}/privacy"));
+    let text = tab.main_text();
+    assert!(text.contains(&service.collective), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-privacy");
+    tab.open(&format!("{origin}/data"));
+    tab.assert_accessible();
+    tab.open(&format!("{origin}/data/diabetes"));
+    let text = tab.main_text();
+    assert!(
+        text.contains("Values are not shown unless you ask"),
+        "{text}"
+    );
+    tab.click_and_wait("form[action='/data/diabetes'] button");
+    let text = tab.main_text();
+    assert!(text.contains("shown at your request"), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("wallet-table");
+
+    // Without JavaScript every page still reads.
+    let html = tab.text_without_javascript(&format!("{origin}/log"));
+    assert!(html.contains("trained"), "{html}");
+    drop(agents);
+}
