@@ -7,6 +7,7 @@
 //!   the mean, exact rules only without noise;
 //! - [`noise`]: Gaussian noise from the operating system's generator (a
 //!   seeded one only for the simulation);
+//! - [`monitor`]: `/metrics`, updates counted by outcome.
 //! - [`round`]: the rounds: envelopes verified, opened in memory, refused by
 //!   typed reason, released and forgotten;
 //! - [`keys`]: its Ed25519 and age keys;
@@ -19,6 +20,7 @@
 
 pub mod keys;
 pub mod mechanism;
+pub mod monitor;
 pub mod noise;
 pub mod process;
 pub mod round;

@@ -92,6 +92,7 @@ pub struct AggregatorState {
     broker: Arc<dyn BrokerLink>,
     url: String,
     manifests: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+    monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl std::fmt::Debug for AggregatorState {
@@ -116,8 +117,10 @@ impl AggregatorState {
         url: &str,
         broker: Arc<dyn BrokerLink>,
     ) -> AggregatorState {
+        let aggregator = Arc::new(aggregator);
         AggregatorState {
-            aggregator: Arc::new(aggregator),
+            monitor: crate::monitor::Monitor::new(aggregator.clone()),
+            aggregator,
             broker,
             url: url.trim_end_matches('/').to_string(),
             manifests: Arc::default(),
@@ -379,6 +382,11 @@ pub fn app(state: AggregatorState) -> Router {
         .route("/collectives/{id}/rounds/close", post(close_round))
         .route("/collectives/{id}/rounds/progress", post(progress))
         .route("/collectives/{id}/updates", post(submit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.monitor.metrics(),
+            c2ssi_server::metrics::track,
+        ))
+        .merge(c2ssi_server::metrics::routes(state.monitor.metrics()))
         .layer(axum::middleware::from_fn(c2ssi_server::check_ids))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -422,7 +430,9 @@ async fn submit(
     Path(id): Path<String>,
     Body(envelope): Body<Signed<UpdateEnvelope>>,
 ) -> Result<(StatusCode, axum::Json<UpdateResponse>), ApiError> {
+    let monitor = state.monitor.clone();
     let response = blocking(move || Ok(state.submit(&id, &envelope))).await?;
+    monitor.update(response.outcome);
     let status = match response.outcome {
         UpdateOutcome::Refused(r) => {
             StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)

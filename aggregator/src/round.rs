@@ -177,6 +177,15 @@ impl Aggregator {
         }
     }
 
+    /// How many rounds are open now.
+    pub fn open_rounds(&self) -> usize {
+        self.rounds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .open
+            .len()
+    }
+
     /// The same aggregator, recording closed rounds in the file at `path`
     /// (created if missing) and reading those recorded before.
     pub fn with_journal(mut self, path: &Path) -> std::io::Result<Aggregator> {

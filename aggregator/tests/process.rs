@@ -207,6 +207,31 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
         assert!(answer["receipt"].is_null(), "{answer}");
     }
 
+    // The operator's metrics count each outcome by kind, name no
+    // collective, and see the round open.
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("a request");
+    let response = s.router.clone().oneshot(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    let metrics = String::from_utf8_lossy(&bytes);
+    for line in [
+        "c2ssi_updates_total{outcome=\"invalid-update\"} 2",
+        "c2ssi_updates_total{outcome=\"round-not-open\"} 1",
+        "c2ssi_rounds_open 1",
+        "route=\"/collectives/{id}/updates\",status=\"422\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    assert!(!metrics.contains(&s.id), "{metrics}");
+
     // How far the round is: for the broker that opened it only.
     let progress_path = format!("/collectives/{}/rounds/progress", s.id);
     let query = |signer: &SigningKey| {

@@ -20,12 +20,19 @@ pub trait AggregatorLink: Send + Sync + std::fmt::Debug {
     fn progress(&self, id: &str, query: &Signed<ProgressQuery>) -> Result<RoundProgress>;
     /// Closes a round.
     fn close_round(&self, id: &str, message: &Signed<CloseRound>) -> Result<CloseOutcome>;
+    /// Whether it answers now (its `/health`), for the status page; one in
+    /// the same process always does.
+    fn reachable(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The aggregator in its own process.
 #[derive(Debug)]
 pub struct RemoteAggregator {
     client: Client,
+    /// The same, giving up after a few seconds: the status page's check.
+    health: Client,
     identity: AggregatorIdentity,
 }
 
@@ -38,7 +45,13 @@ impl RemoteAggregator {
         let mut pause = std::time::Duration::from_millis(100);
         loop {
             match client.aggregator_identity() {
-                Ok(identity) => return Ok(RemoteAggregator { client, identity }),
+                Ok(identity) => {
+                    return Ok(RemoteAggregator {
+                        client,
+                        health: Client::with_timeout(url, std::time::Duration::from_secs(3)),
+                        identity,
+                    });
+                }
                 Err(e @ c2ssi_client::ClientError::Unreachable { .. })
                     if started.elapsed() < patience =>
                 {
@@ -77,5 +90,12 @@ impl AggregatorLink for RemoteAggregator {
         self.client
             .close_round(id, message)
             .map_err(|e| BrokerError::Aggregator(format!("closing the round: {e}")))
+    }
+
+    fn reachable(&self) -> std::result::Result<(), String> {
+        self.health
+            .get::<serde_json::Value>("/health")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -1092,6 +1092,21 @@ impl Broker {
         self.db.read(jobs::running)
     }
 
+    /// How many rounds are open, over every job.
+    pub fn open_rounds(&self) -> Result<u64> {
+        self.db.read(rounds::count_open)
+    }
+
+    /// Whether the aggregator answers now.
+    pub fn aggregator_reachable(&self) -> std::result::Result<(), String> {
+        self.aggregator.reachable()
+    }
+
+    /// The aggregator's URL, where wallets send their updates.
+    pub fn aggregator_url(&self) -> String {
+        self.aggregator.identity().url.clone()
+    }
+
     /// The job's open round, if it has one: its number and deadline.
     pub fn open_round_of(&self, job_id: &str) -> Result<Option<(u32, u64)>> {
         self.db.read(|c| rounds::open_of(c, job_id))

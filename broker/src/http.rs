@@ -41,6 +41,8 @@ pub struct AppState {
     pub runner: Runner,
     /// Who may create a collective.
     pub creators: crate::access::Creators,
+    /// The operator's counters (`/metrics`, `/status`).
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
@@ -88,6 +90,14 @@ pub fn app(state: AppState) -> Router {
         .route("/collectives/{id}/ledger", get(ledger))
         .route("/collectives/{id}/ledger/balance", get(balance))
         .route("/collectives/{id}/ledger/verify", get(verify))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.monitor.metrics(),
+            c2ssi_server::metrics::track,
+        ))
+        .merge(crate::monitor::routes(
+            state.broker.clone(),
+            state.monitor.clone(),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::access::check,
@@ -206,9 +216,9 @@ async fn check_in(
     Path(id): Path<String>,
     Body(request): Body<Signed<CheckIn>>,
 ) -> ApiResult<CheckInResponse> {
-    Ok(axum::Json(
-        blocking(&s, move |b| b.check_in(&id, &request)).await?,
-    ))
+    let response = blocking(&s, move |b| b.check_in(&id, &request)).await?;
+    s.monitor.checked_in();
+    Ok(axum::Json(response))
 }
 
 async fn access(
@@ -216,9 +226,9 @@ async fn access(
     Path(id): Path<String>,
     Body(report): Body<Signed<AccessReport>>,
 ) -> ApiResult<Signed<Receipt>> {
-    Ok(axum::Json(
-        blocking(&s, move |b| b.record_access(&id, &report)).await?,
-    ))
+    let receipt = blocking(&s, move |b| b.record_access(&id, &report)).await?;
+    s.monitor.access_reported();
+    Ok(axum::Json(receipt))
 }
 
 async fn jobs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec<JobStatus>> {

@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod models;
+pub mod monitor;
 pub mod nonces;
 pub mod payments;
 pub mod registry;

@@ -117,3 +117,12 @@ pub fn open_of(c: &Sql<'_>, job_id: &str) -> Result<Option<(u32, u64)>> {
         |r| Ok((r.get::<i64>(0)? as u32, r.get::<i64>(1)? as u64)),
     )
 }
+
+/// How many rounds are open, over every job (the status page's figure).
+pub fn count_open(c: &Sql<'_>) -> Result<u64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM rounds WHERE status = 'open'",
+        &[],
+        |r| Ok(r.get::<i64>(0)? as u64),
+    )
+}

@@ -108,6 +108,7 @@ pub async fn serve(
         }
     });
     let router = app(AppState {
+        monitor: crate::monitor::Monitor::new(broker.clone()),
         broker,
         runner,
         creators,

@@ -96,6 +96,7 @@ on_both_stores!(
     an_expired_credential_ends_its_subscription_at_the_next_check_in,
     a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store,
     a_check_in_is_never_taken_twice,
+    metrics_and_the_status_page_count_requests_and_name_no_collective,
 );
 
 async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
@@ -123,6 +124,7 @@ async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broke
         BrokerConfig::default(),
     ));
     let router = app(AppState {
+        monitor: c2ssi_broker::monitor::Monitor::new(broker.clone()),
         broker: broker.clone(),
         runner: Runner::default(),
         creators: c2ssi_broker::access::Creators::Anyone,
@@ -1071,4 +1073,87 @@ async fn an_expired_credential_ends_its_subscription_at_the_next_check_in(store:
     assert_eq!(summary["subscribers"], 0);
     let (status, _) = call(&router, "POST", &path, check_in()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// The text of a plain GET, with its content type.
+async fn text_of(router: &axum::Router, path: &str) -> (StatusCode, String, String) {
+    let request = Request::builder()
+        .uri(path)
+        .body(Body::empty())
+        .expect("a request");
+    let response = router.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let csp = response.headers().contains_key("content-security-policy");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        format!("{kind}{}", if csp { " (csp)" } else { "" }),
+        text,
+    )
+}
+
+async fn metrics_and_the_status_page_count_requests_and_name_no_collective(store: Store) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, broker) = broker(store, dir.path()).await;
+    let (_, id, _) = new_collective(&router, &broker).await;
+    let (status, _) = call(
+        &router,
+        "GET",
+        &format!("/collectives/{id}/manifest"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, kind, text) = text_of(&router, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(
+        text.contains(
+            "c2ssi_http_requests_total{method=\"GET\",route=\"/collectives/{id}/manifest\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    for gauge in [
+        "c2ssi_rounds_open 0",
+        "c2ssi_jobs_running 0",
+        "c2ssi_aggregator_up 1",
+    ] {
+        assert!(text.contains(gauge), "{gauge}: {text}");
+    }
+    assert!(text.contains("c2ssi_access_reports_total 0"), "{text}");
+    assert!(
+        !text.contains(&id),
+        "the metrics name no collective: {text}"
+    );
+
+    let (status, kind, page) = text_of(&router, "/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        kind.starts_with("text/html") && kind.ends_with("(csp)"),
+        "{kind}"
+    );
+    assert!(
+        page.contains("Broker status") && page.contains("rounds open"),
+        "{page}"
+    );
+    assert!(page.contains("reachable"), "{page}");
+    assert!(!page.contains(&id), "the status page names no collective");
+    let (status, kind, _) = text_of(&router, "/assets/style.css").await;
+    assert_eq!(
+        (status, kind.starts_with("text/css")),
+        (StatusCode::OK, true)
+    );
 }

@@ -160,8 +160,14 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for the service at `base` (`http://127.0.0.1:8080`).
+    /// A client for the service at `base` (`http://127.0.0.1:8080`); a
+    /// request may take up to 60 s.
     pub fn new(base: &str) -> Client {
+        Client::with_timeout(base, Duration::from_secs(60))
+    }
+
+    /// A client whose requests give up after `timeout` (a health check's).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Client {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(roots) = TRUSTED_ROOTS.get() {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(roots));
@@ -169,7 +175,7 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             // The servers close a connection that stays idle for 5 s
             // (`c2ssi_server::ConnectionLimits`): a pooled one is reused
             // well before that, never as it is being closed.

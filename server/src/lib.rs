@@ -10,11 +10,14 @@
 //!   async threads.
 //! - [`serve`]: serves a router until ctrl-c or SIGTERM, with every
 //!   connection bounded ([`ConnectionLimits`]).
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the
+//!   middleware that counts every request by its route's template.
 //! - [`check_ids`]: the middleware that refuses a malformed collective id or
 //!   path segment before any handler sees it.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 mod serve;
 
 pub use serve::{ConnectionLimits, Tls, TlsArgs, serve, serve_with};

@@ -61,6 +61,9 @@ impl Browser {
             path: Some(PathBuf::from(CHROMIUM)),
             user_data_dir: Some(profile.path().to_path_buf()),
             window_size: Some((1280, 900)),
+            // The test services' certificates come from a CA made for the
+            // test run, on 127.0.0.1 only.
+            ignore_certificate_errors: true,
             idle_browser_timeout: Duration::from_secs(300),
             args,
             ..LaunchOptions::default()

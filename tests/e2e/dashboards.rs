@@ -126,6 +126,26 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     tab.assert_accessible();
     tab.screenshot("wallet-table");
 
+    // The broker's status page, and every server's metrics.
+    tab.open(&format!("{}/status", service.url));
+    let text = tab.main_text();
+    assert!(text.contains("reachable"), "{text}");
+    assert!(!text.contains("unreachable"), "{text}");
+    assert!(!text.contains(&service.collective), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("broker-status");
+    let metrics = tab.eval_string("fetch('/metrics').then(r => r.text())");
+    for line in ["c2ssi_access_reports_total 5", "c2ssi_aggregator_up 1"] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    tab.open(&format!("{}/health", service.aggregator_url));
+    let metrics = tab.eval_string("fetch('/metrics').then(r => r.text())");
+    assert!(
+        metrics.contains("c2ssi_updates_total{outcome=\"taken\"} 5"),
+        "{metrics}"
+    );
+
     // Without JavaScript every page still reads.
     let html = tab.text_without_javascript(&format!("{origin}/log"));
     assert!(html.contains("trained"), "{html}");

@@ -128,6 +128,32 @@ pub fn body(template: &impl Template) -> String {
     })
 }
 
+/// What every page says about how a browser may use it: scripts, styles
+/// and requests from its own origin only, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers to a response: the Content-Security-Policy,
+/// no framing, no sniffing, referrers to this origin only, no caching.
+pub fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// [`secure`] as a middleware (`axum::middleware::map_response`).
+pub async fn secure_layer(response: Response) -> Response {
+    secure(response)
+}
+
 /// A file embedded in the binary, with its content type.
 fn asset(content_type: &'static str, bytes: &'static str) -> Response {
     (

@@ -31,7 +31,7 @@ use axum::routing::get;
 use http_body_util::BodyExt;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{NavItem, Page};
+use crate::{NavItem, Page, secure};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "c2ssi_session";
@@ -39,10 +39,6 @@ pub const SESSION_COOKIE: &str = "c2ssi_session";
 pub const CSRF_FIELD: &str = "csrf";
 /// Largest form body read.
 pub const MAX_FORM_BYTES: usize = 64 << 10;
-
-/// What every response says about how a browser may use it.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The CSRF token of the signed-in session, put in each request's extensions
 /// for the forms a page renders.
@@ -208,20 +204,6 @@ async fn login(
              dashboard again for a new one.",
         ),
     }
-}
-
-fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
 }
 
 /// The middleware: host, session, origin and CSRF checks, and the security
