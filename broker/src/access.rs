@@ -79,9 +79,10 @@ fn need<'a>(method: &Method, path: &'a str) -> (Need, Option<&'a str>) {
     let need = match (method.as_str(), tail.as_slice()) {
         // HEAD runs the GET handler (axum answers it with the body dropped):
         // it needs what GET needs.
-        ("GET" | "HEAD", [] | ["jobs"] | ["jobs", _] | ["models"] | ["models", _]) => {
-            Need::Consumer
-        }
+        (
+            "GET" | "HEAD",
+            [] | ["subscribers"] | ["jobs"] | ["jobs", _] | ["models"] | ["models", _],
+        ) => Need::Consumer,
         ("GET" | "HEAD", ["ledger"] | ["ledger", "balance"] | ["ledger", "verify"]) => {
             Need::ConsumerOrWallet
         }
@@ -189,6 +190,7 @@ mod tests {
             (&head, "/ledger/verify", Need::ConsumerOrWallet),
             (&get, "", Need::Consumer),
             (&get, "/jobs", Need::Consumer),
+            (&get, "/subscribers", Need::Consumer),
             (&get, "/jobs/j-1", Need::Consumer),
             (&get, "/models/abc", Need::Consumer),
             (&get, "/ledger", Need::ConsumerOrWallet),

@@ -425,6 +425,13 @@ impl Broker {
         })
     }
 
+    /// The collective's number of subscribers over time (the last 1,000
+    /// changes, a minute apart at the closest).
+    pub fn subscriber_history(&self, id: &str) -> Result<Vec<c2ssi_protocol::SubscriberCount>> {
+        self.registry.current(id)?;
+        self.db.read(|c| crate::subscriptions::history(c, id, 1000))
+    }
+
     /// The audits of the collective's components.
     pub fn audits(&self, id: &str) -> Result<Vec<AuditSummary>> {
         self.registry.current(id)?;

@@ -182,6 +182,17 @@ ALTER TABLE jobs ADD COLUMN driver_until_ms INTEGER;
     r#"
 CREATE INDEX seen_nonces_by_expiry ON seen_nonces (expires_ms);
 "#,
+    // The number of subscribers after each change, one row per collective
+    // and minute (the last change of the minute wins): the consumer's
+    // dashboard draws it over time. Counts only, never a wallet.
+    r#"
+CREATE TABLE subscriber_counts (
+    collective_id TEXT NOT NULL REFERENCES collectives(id),
+    minute_ms INTEGER NOT NULL,
+    subscribers INTEGER NOT NULL,
+    PRIMARY KEY (collective_id, minute_ms)
+);
+"#,
 ];
 
 /// The advisory lock every PostgreSQL write transaction takes first, so

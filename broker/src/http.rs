@@ -5,7 +5,7 @@
 //! or database text.
 //!
 //! Who may read what is [`crate::access`]'s: the manifest is public; the
-//! number of subscribers, job status with released (noised) figures and
+//! number of subscribers (and its history), job status with released (noised) figures and
 //! model versions are the consumer's; the ledger (payees as commitments) is
 //! the consumer's and its wallets'. No route lists wallets or says which
 //! wallets were in which round.
@@ -83,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/collectives/{id}/unsubscribe", post(unsubscribe))
         .route("/collectives/{id}/checkin", post(check_in))
         .route("/collectives/{id}/accesses", post(access))
+        .route("/collectives/{id}/subscribers", get(subscribers))
         .route("/collectives/{id}/jobs", get(jobs))
         .route("/collectives/{id}/jobs/{job}", get(job))
         .route("/collectives/{id}/models", get(models))
@@ -229,6 +230,15 @@ async fn access(
     let receipt = blocking(&s, move |b| b.record_access(&id, &report)).await?;
     s.monitor.access_reported();
     Ok(axum::Json(receipt))
+}
+
+async fn subscribers(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<c2ssi_protocol::SubscriberCount>> {
+    Ok(axum::Json(
+        blocking(&s, move |b| b.subscriber_history(&id)).await?,
+    ))
 }
 
 async fn jobs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec<JobStatus>> {

@@ -114,5 +114,5 @@ pub fn end_in(tx: &Sql<'_>, collective: &str, wallet: &PublicKey) -> Result<()> 
         params![collective, wallet.to_hex()],
     )?;
     distributor::withdraw_in(tx, wallet)?;
-    Ok(())
+    crate::subscriptions::record_count_in(tx, collective)
 }

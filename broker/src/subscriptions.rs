@@ -5,8 +5,8 @@
 use crate::params;
 use c2ssi_credentials::{Credential, Did};
 use c2ssi_protocol::{
-    CheckIn, CredentialRequirement, Message, PublicKey, Purpose, Signed, Subscription,
-    Unsubscription, now_ms,
+    CheckIn, CredentialRequirement, Message, PublicKey, Purpose, Signed, SubscriberCount,
+    Subscription, Unsubscription, now_ms,
 };
 
 use crate::checkins::CheckIns;
@@ -185,7 +185,7 @@ impl Subscriptions {
                     status.map(|s| s.index as i64),
                 ],
             )?;
-            Ok(())
+            record_count_in(tx, id)
         })
     }
 
@@ -211,7 +211,7 @@ impl Subscriptions {
                 )));
             }
             distributor::withdraw_in(tx, &body.wallet)?;
-            Ok(())
+            record_count_in(tx, id)
         })
     }
 
@@ -335,4 +335,35 @@ impl Subscriptions {
             Ok(())
         })
     }
+}
+
+/// Records the collective's number of subscribers after a change, in the
+/// current minute's row (the dashboard's "subscribers over time").
+pub fn record_count_in(tx: &Sql<'_>, id: &str) -> Result<()> {
+    let minute = (now_ms() / 60_000 * 60_000) as i64;
+    tx.execute(
+        "INSERT INTO subscriber_counts (collective_id, minute_ms, subscribers)
+         SELECT ?1, ?2, COUNT(*) FROM subscriptions WHERE collective_id = ?1
+         ON CONFLICT (collective_id, minute_ms) DO UPDATE SET subscribers = excluded.subscribers",
+        params![id, minute],
+    )?;
+    Ok(())
+}
+
+/// The number of subscribers over time: (minute, count after its last
+/// change), oldest first, at most the last `limit` changes.
+pub fn history(c: &Sql<'_>, id: &str, limit: usize) -> Result<Vec<SubscriberCount>> {
+    let mut rows = c.query_map(
+        "SELECT minute_ms, subscribers FROM subscriber_counts WHERE collective_id = ?1
+         ORDER BY minute_ms DESC LIMIT ?2",
+        params![id, limit as i64],
+        |r| {
+            Ok(SubscriberCount {
+                time_ms: r.get::<i64>(0)? as u64,
+                subscribers: r.get::<i64>(1)? as u64,
+            })
+        },
+    )?;
+    rows.reverse();
+    Ok(rows)
 }

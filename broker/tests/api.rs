@@ -634,6 +634,14 @@ async fn no_route_says_who_subscribed(store: Store) {
             "{path} names the wallet: {body}"
         );
     }
+    // The count over time is the consumer's only: one point, one subscriber.
+    let path = format!("/collectives/{id}/subscribers");
+    let (status, history) = call_as(&router, &key, "GET", &path, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(history[0]["subscribers"], 1, "{history}");
+    let (status, body) = call(&router, "GET", &path, Vec::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
 /// An issuer for the Sybil tests: its key and its DID.

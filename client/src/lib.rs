@@ -388,6 +388,14 @@ impl Client {
         self.post(&Client::collective(id, "/commands"), command)
     }
 
+    /// The number of subscribers over time (signed as the collective).
+    pub fn subscriber_history(
+        &self,
+        id: &str,
+    ) -> Result<Vec<c2ssi_protocol::SubscriberCount>, ClientError> {
+        self.get(&Client::collective(id, "/subscribers"))
+    }
+
     /// Every job.
     pub fn jobs(&self, id: &str) -> Result<Vec<JobStatus>, ClientError> {
         self.get(&Client::collective(id, "/jobs"))

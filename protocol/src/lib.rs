@@ -55,7 +55,7 @@ pub use signing::{
 };
 pub use views::{
     AuditSummary, Balance, CollectiveSummary, JobState, JobStatus, ModelSummary, ModelVersion,
-    Provenance, RoundStatus, RoundSummary, SubmissionOutcome, model_hash,
+    Provenance, RoundStatus, RoundSummary, SubmissionOutcome, SubscriberCount, model_hash,
 };
 pub use wallet::{
     Attestation, CheckIn, CheckInResponse, Receipt, Refusal, Subscription, Task, Unsubscription,

@@ -32,6 +32,16 @@ pub struct CollectiveSummary {
     pub jobs: u64,
 }
 
+/// A collective's number of subscribers at a moment: after the last change
+/// of the minute that starts at `time_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberCount {
+    /// The minute, in ms since the epoch.
+    pub time_ms: u64,
+    /// Wallets subscribed.
+    pub subscribers: u64,
+}
+
 /// Deposits and payments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
