@@ -10,6 +10,8 @@
 //! - [`home`]: the collective's keys, in the consumer's own data directory;
 //! - [`manifest_file`]: the manifest file an operator writes, and the signed
 //!   manifest built from it with the broker's and aggregator's keys;
+//! - [`operator`]: the operator's signed commands;
+//! - [`ui`]: `collective ui`, the operator's dashboard;
 //! - [`args`]: the training flags, defined once for `collective train` and
 //!   the simulation.
 #![deny(missing_docs)]
@@ -19,4 +21,6 @@ pub mod args;
 pub mod home;
 pub mod manifest_file;
 pub mod model_file;
+pub mod operator;
 pub mod scaffold;
+pub mod ui;

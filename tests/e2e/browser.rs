@@ -140,7 +140,7 @@ impl Tab {
 
     /// The page's current URL.
     pub(crate) fn url(&self) -> String {
-        self.tab.get_url()
+        self.eval_string("location.href")
     }
 
     /// Runs `expression` (which must give a string) and returns it.
@@ -160,19 +160,29 @@ impl Tab {
         self.eval_string("document.querySelector('main').innerText")
     }
 
-    /// Clicks the element `selector` and waits for the page it leads to.
+    /// Clicks the element `selector` and waits for the page it leads to
+    /// (every form and link here leads to another URL), loaded.
     pub(crate) fn click_and_wait(&self, selector: &str) {
+        let before = self.url();
         let element = self
             .tab
             .wait_for_element(selector)
-            .unwrap_or_else(|e| panic!("no {selector} on {}: {e}", self.url()));
+            .unwrap_or_else(|e| panic!("no {selector} on {before}: {e}"));
         element
-            .click()
+            .scroll_into_view()
+            .and_then(|e| e.click())
             .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
-        std::thread::sleep(Duration::from_millis(200));
-        self.tab
-            .wait_until_navigated()
-            .unwrap_or_else(|e| panic!("after clicking {selector}: {e}"));
+        let started = std::time::Instant::now();
+        loop {
+            if self.url() != before && self.eval_string("document.readyState") == "complete" {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "clicking {selector} on {before} led nowhere"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until the main part's text contains `needle` (live updates).

@@ -151,3 +151,129 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     assert!(html.contains("trained"), "{html}");
     drop(agents);
 }
+
+/// The operator's dashboard: a job started from the page runs, its chart
+/// gains a point each time a round is released, without a reload, the stop
+/// button stops it, the model versions show as a chain and the ledger
+/// verifies.
+pub(crate) fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let service = Service::start(dir.path(), "10");
+    let people = wallets(dir.path(), "c", 100, 5);
+    for w in &people {
+        w.subscribe(&service.url, &service.collective);
+    }
+    let agents: Vec<_> = people.iter().map(|w| w.agent()).collect();
+    // The test paces the job: agents paused (SIGSTOP) and resumed, so that
+    // the page is looked at between rounds, whatever this machine's speed.
+    let pause = || agents.iter().for_each(|a| a.signal("STOP"));
+    let resume = || agents.iter().for_each(|a| a.signal("CONT"));
+    let (_ui, login) = start_server(service.operator(&["ui"]), "collective ui");
+    let origin = login.split("/login").next().expect("an origin").to_string();
+
+    let browser = Browser::start();
+    let tab = browser.tab();
+    tab.open(&login);
+    let home = tab.main_text();
+    assert!(home.contains("5\nsubscribers"), "{home}");
+    let points = tab.eval_string(
+        "document.getElementById('chart-subscribers').getAttribute('data-points') || ''",
+    );
+    assert!(points.parse::<u32>().is_ok_and(|n| n >= 1), "{points}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("collective-overview");
+
+    // Start a job from the form: ten rounds of all five wallets (the most
+    // the manifest lets one wallet take part in), the agents paused.
+    pause();
+    tab.eval_string(
+        "(() => { const set = (id, v) => { document.getElementById(id).value = v; };\
+         set('params', 'label=progression learning_rate=0.1 epochs=1'); set('rounds', '10');\
+         set('wallets_per_round', '5'); set('deadline_ms', '60000'); set('budget', '1');\
+         set('momentum', '0'); return 'ok'; })()",
+    );
+    tab.click_and_wait("form[action='/jobs'] button");
+    let url = tab.url();
+    let job = url
+        .split("/jobs/")
+        .nth(1)
+        .and_then(|rest| rest.split('?').next())
+        .unwrap_or_else(|| panic!("the form leads to the job's page: {url}"))
+        .to_string();
+    assert!(job.starts_with("j-"), "{url}");
+    tab.assert_no_console_errors();
+
+    // The chart gains a point each time a round is released, without a
+    // reload (a marker set in the page survives): the agents run until the
+    // broker has released one more round, and are paused again.
+    tab.eval_string("(() => { window.c2ssiMarker = 'kept'; return 'ok'; })()");
+    let points = || {
+        tab.eval_string(
+            "document.getElementById('chart-rounds').getAttribute('data-points') || '0'",
+        )
+        .parse::<u64>()
+        .unwrap_or(0)
+    };
+    let released = || service.status(&job)["rounds_done"].as_u64().unwrap_or(0);
+    for _ in 0..2 {
+        let before = released();
+        resume();
+        let started = std::time::Instant::now();
+        while released() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "no round released"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pause();
+        let now = released();
+        let started = std::time::Instant::now();
+        while points() != now {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the chart shows {} points, the broker released {now} rounds:\n{}",
+                points(),
+                tab.main_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(tab.eval_string("window.c2ssiMarker || 'reloaded'"), "kept");
+    let canvases =
+        tab.eval_string("String(document.querySelectorAll('#chart-rounds canvas').length)");
+    assert_eq!(canvases, "1", "uPlot drew the chart");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("collective-job");
+
+    // Stop it from the page, signed by the collective as `collective stop`
+    // signs it: the agents are paused, so the job is still running.
+    assert_eq!(service.status(&job)["state"], "running");
+    tab.click_and_wait("form[action$='/stop'] button");
+    assert!(tab.main_text().contains("stops after its current round"));
+    resume();
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "stopped", "{status:#}");
+
+    tab.open(&format!("{origin}/models"));
+    let text = tab.main_text();
+    assert!(text.contains(&job) && text.contains("from"), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("collective-models");
+
+    tab.open(&format!("{origin}/ledger"));
+    tab.click_and_wait("form[action='/ledger/verify'] button");
+    let text = tab.main_text();
+    assert!(text.contains("The ledger verifies"), "{text}");
+    tab.assert_no_console_errors();
+    tab.assert_accessible();
+    tab.screenshot("collective-ledger");
+
+    // Reading works without JavaScript: the rounds are in the page.
+    let html = tab.text_without_javascript(&format!("{origin}/jobs/{job}"));
+    assert!(html.contains("released"), "{html}");
+    drop(agents);
+}

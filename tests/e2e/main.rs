@@ -67,6 +67,15 @@ fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task() {
     )
 }
 
+/// The operator's dashboard in headless Chromium (SQLite only, as above).
+#[test]
+fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
+    support::on(
+        support::Store::Sqlite,
+        dashboards::a_job_started_from_collective_ui_runs_and_its_chart_grows_live,
+    )
+}
+
 /// The README's walkthrough, as written: on SQLite, as the README runs it.
 #[test]
 fn the_readme_walkthrough_runs_as_written() {

@@ -83,6 +83,16 @@ impl std::fmt::Display for Running {
 }
 
 impl Running {
+    /// Sends it `signal` (`STOP`, `CONT`, ...) with kill(1).
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {self}");
+    }
+
     /// Kills it at once (SIGKILL), as a crash would.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -587,7 +597,13 @@ impl WalletDir {
 
     /// Starts `wallet agent`.
     pub(crate) fn agent(&self) -> Running {
-        let mut cmd = self.command(&["agent", "--max-poll-ms", "200"]);
+        self.agent_polling(200)
+    }
+
+    /// Starts `wallet agent`, checking in at least every `poll_ms`.
+    pub(crate) fn agent_polling(&self, poll_ms: u64) -> Running {
+        let poll = poll_ms.to_string();
+        let mut cmd = self.command(&["agent", "--max-poll-ms", &poll]);
         // Its log stays in its directory, for a failing test to point at.
         let log = std::fs::File::create(self.dir.join("agent.log")).expect("the agent's log file");
         cmd.stdin(Stdio::null())

@@ -103,6 +103,14 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Whether the page draws charts (it loads uPlot): its stylesheet is
+    /// linked too.
+    fn charts(&self) -> bool {
+        self.scripts.iter().any(|s| s.contains("uPlot"))
+    }
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         match self.render() {
@@ -181,11 +189,32 @@ pub fn assets<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/assets/live.js",
             get(|| async { asset("text/javascript; charset=utf-8", LIVE_JS) }),
         )
+        .route(
+            "/assets/chart.js",
+            get(|| async { asset("text/javascript; charset=utf-8", CHART_JS) }),
+        )
+        .route(
+            "/assets/uPlot.iife.min.js",
+            get(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }),
+        )
+        .route(
+            "/assets/uPlot.min.css",
+            get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }),
+        )
 }
 
 /// The script that refreshes a page's live parts (elements with
 /// `data-live`) from the same URL, without a reload.
 pub const LIVE_JS: &str = include_str!("../assets/live.js");
+
+/// The script that draws a page's charts from the tables they illustrate.
+pub const CHART_JS: &str = include_str!("../assets/chart.js");
+
+/// uPlot 1.6.32 (MIT), the charting library: one file, embedded.
+pub const UPLOT_JS: &str = include_str!("../assets/vendor/uplot/uPlot.iife.min.js");
+
+/// uPlot's stylesheet.
+pub const UPLOT_CSS: &str = include_str!("../assets/vendor/uplot/uPlot.min.css");
 
 #[cfg(test)]
 mod tests {

@@ -13,11 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use c2ssi_client::Client;
-use c2ssi_protocol::{Command, Header, OperatorCommand, Purpose, Signed, SigningKey};
+use c2ssi_protocol::{Command, SigningKey};
 use clap::{Args, Parser, Subcommand};
-
-/// How long a signed command is valid.
-const COMMAND_VALIDITY_MS: u64 = 5 * 60 * 1000;
 
 /// The environment variables `collective` reads, for `--help` and the man page.
 const ENVIRONMENT: &str = "\
@@ -103,19 +100,7 @@ impl Target {
 
     /// Signs and sends a command.
     pub(crate) fn send(&self, command: Command) -> anyhow::Result<c2ssi_protocol::CommandOutcome> {
-        let key = self.key()?;
-        let signed = Signed::sign(
-            &OperatorCommand {
-                header: Header::new(
-                    Purpose::OperatorCommand,
-                    &self.collective,
-                    COMMAND_VALIDITY_MS,
-                ),
-                command,
-            },
-            &key,
-        )?;
-        Ok(self.client()?.command(&self.collective, &signed)?)
+        collective::operator::send(&self.client()?, &self.key()?, &self.collective, command)
     }
 }
 
@@ -152,11 +137,43 @@ enum Command_ {
     /// The ledger
     #[command(subcommand)]
     Ledger(reads::LedgerCommand),
+    /// Your dashboard in a browser, on 127.0.0.1 only: subscribers, jobs
+    /// (start, stop, watch), model versions, budget and ledger
+    Ui(UiArgs),
     /// Run the whole loop in one process on a real dataset (the `simulate` program)
     #[command(disable_help_flag = true)]
     Simulate(simulate::SimulateArgs),
     #[command(flatten)]
     Shell(c2ssi_cli::ShellCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The port on 127.0.0.1 (0: any free one); the page answers nowhere else
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+/// `collective ui`: loads the collective's key once, prints the one-time
+/// link, serves until ctrl-c.
+fn ui(args: UiArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let key = std::sync::Arc::new(args.target.key()?);
+    let operator = collective::ui::Operator {
+        client: args.target.connection.client().signed_by(key.clone()),
+        key,
+        collective: args.target.collective.clone(),
+    };
+    // The broker must answer before the link is given.
+    operator.client.summary(&operator.collective)?;
+    collective::ui::serve(operator, args.port, |url| {
+        println!("your collective's dashboard: open {url}");
+        println!("(the link works once, in one browser; stop with ctrl-c)");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -184,6 +201,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command_::Create(args) => manifest::create(args),
         Command_::Update(args) => manifest::update(args),
+        Command_::Ui(args) => ui(args),
         Command_::Deposit(args) => manifest::deposit(args),
         Command_::Algorithm(cmd) => algorithm::algorithm(cmd),
         Command_::Info(args) => reads::info(args),

@@ -1,0 +1,220 @@
+//! `collective ui`: the operator's dashboard, on 127.0.0.1 behind the
+//! one-time token printed in the terminal ([`c2ssi_web::local`]). It holds
+//! the collective's key, as `collective` does, and reads and commands the
+//! broker through the same signed API: the browser never sees the key, and
+//! the broker needs no second way in. Pages: the collective (subscribers over
+//! time, budget, privacy terms, jobs, a form that starts a job), each job
+//! (a live chart of its released metrics per round, the filter report, a
+//! stop button), model versions as a chain, and the ledger with a verify
+//! button.
+//!
+//! Why not pages served by the broker: every consumer request there is
+//! signed with the collective's key, which a browser cannot do without
+//! holding the key; a password or session login on the broker would be a
+//! second, weaker way in to the same API.
+
+mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use c2ssi_client::Client;
+use c2ssi_protocol::SigningKey;
+use c2ssi_web::local::{self, CsrfToken, LocalAccess};
+use c2ssi_web::{NavItem, Notice, Page};
+use serde::Deserialize;
+
+/// The application's name on every page.
+const APP: &str = "Your collective";
+
+/// The pages, in the navigation's order.
+static NAV: &[NavItem] = &[
+    NavItem {
+        href: "/",
+        label: "Collective and jobs",
+    },
+    NavItem {
+        href: "/models",
+        label: "Model versions",
+    },
+    NavItem {
+        href: "/ledger",
+        label: "Budget and ledger",
+    },
+];
+
+/// Who the dashboard acts as: the collective, through its broker.
+pub struct Operator {
+    /// The broker's client, signing as the collective.
+    pub client: Client,
+    /// The collective's key (commands are signed with it).
+    pub key: Arc<SigningKey>,
+    /// The collective.
+    pub collective: String,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("collective", &self.collective)
+            .field("broker", &self.client.base())
+            .finish_non_exhaustive()
+    }
+}
+
+type Shared = Arc<Operator>;
+
+/// A page built off the async threads (the broker's client blocks); an
+/// error becomes a page that says what failed.
+async fn page(
+    op: &Shared,
+    f: impl FnOnce(&Operator) -> anyhow::Result<Page> + Send + 'static,
+) -> Response {
+    let op = op.clone();
+    match tokio::task::spawn_blocking(move || f(&op)).await {
+        Ok(Ok(page)) => page.into_response(),
+        Ok(Err(e)) => failure(format!("{e:#}")),
+        Err(e) => failure(format!("the page's work stopped: {e}")),
+    }
+}
+
+fn failure(text: String) -> Response {
+    let mut page = Page::new(APP, NAV, "", "Something went wrong", String::new());
+    page.notice = Some(Notice::bad(text));
+    let mut response = page.into_response();
+    *response.status_mut() = axum::http::StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// The dashboard's router, behind `access`.
+pub fn app(operator: Arc<Operator>, access: Arc<LocalAccess>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/jobs", post(start))
+        .route("/jobs/{job}", get(job))
+        .route("/jobs/{job}/stop", post(stop))
+        .route("/models", get(models))
+        .route("/ledger", get(ledger))
+        .route("/ledger/verify", post(verify))
+        .with_state(operator)
+        .merge(c2ssi_web::assets())
+        .merge(local::routes(access.clone()))
+        .layer(axum::middleware::from_fn_with_state(access, local::guard))
+}
+
+/// Serves the dashboard on 127.0.0.1:`port` (0: any free port) until
+/// ctrl-c; `ready` gets the URL to open, with its one-time token.
+pub fn serve(operator: Operator, port: u16, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        let (access, token) = LocalAccess::new(APP, port);
+        ready(&access.login_url(&token));
+        c2ssi_server::serve(listener, app(Arc::new(operator), access), None).await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Done {
+    started: Option<String>,
+    stopped: Option<String>,
+}
+
+async fn overview(
+    State(op): State<Shared>,
+    axum::Extension(csrf): axum::Extension<CsrfToken>,
+    Query(done): Query<Done>,
+) -> Response {
+    page(&op, move |op| {
+        let mut page = pages::overview(op, &csrf.0, None)?;
+        if let Some(job) = done.started {
+            page.notice = Some(Notice::ok(format!("Job {job} started.")));
+        }
+        Ok(page)
+    })
+    .await
+}
+
+async fn start(
+    State(op): State<Shared>,
+    axum::Extension(csrf): axum::Extension<CsrfToken>,
+    axum::Form(form): axum::Form<pages::StartForm>,
+) -> Response {
+    let shared = op.clone();
+    let started = tokio::task::spawn_blocking(move || pages::start(&shared, &form)).await;
+    match started {
+        Ok(Ok(job)) => Redirect::to(&format!("/jobs/{job}?started=1")).into_response(),
+        Ok(Err(e)) => {
+            let text = format!("No job was started: {e:#}");
+            let mut response = page(&op, move |op| {
+                pages::overview(op, &csrf.0, Some(Notice::bad(text)))
+            })
+            .await;
+            if response.status().is_success() {
+                *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            response
+        }
+        Err(e) => failure(format!("starting the job stopped: {e}")),
+    }
+}
+
+async fn job(
+    State(op): State<Shared>,
+    axum::Extension(csrf): axum::Extension<CsrfToken>,
+    Path(job): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    page(&op, move |op| {
+        let mut page = pages::job(op, &job, &csrf.0)?;
+        if done.stopped.is_some() {
+            page.notice = Some(Notice::ok(
+                "The job stops after its current round.".to_string(),
+            ));
+        } else if done.started.is_some() {
+            page.notice = Some(Notice::ok(format!("Job {job} started.")));
+        }
+        Ok(page)
+    })
+    .await
+}
+
+async fn stop(State(op): State<Shared>, Path(job): Path<String>) -> Response {
+    let shared = op.clone();
+    let target = job.clone();
+    match tokio::task::spawn_blocking(move || pages::stop(&shared, &target)).await {
+        Ok(Ok(())) => Redirect::to(&format!("/jobs/{job}?stopped=1")).into_response(),
+        Ok(Err(e)) => failure(format!("The job was not stopped: {e:#}")),
+        Err(e) => failure(format!("stopping the job stopped: {e}")),
+    }
+}
+
+async fn models(State(op): State<Shared>) -> Response {
+    page(&op, pages::models).await
+}
+
+async fn ledger(
+    State(op): State<Shared>,
+    axum::Extension(csrf): axum::Extension<CsrfToken>,
+) -> Response {
+    page(&op, move |op| pages::ledger(op, &csrf.0, None)).await
+}
+
+async fn verify(
+    State(op): State<Shared>,
+    axum::Extension(csrf): axum::Extension<CsrfToken>,
+) -> Response {
+    page(&op, move |op| {
+        let notice = pages::verify(op);
+        pages::ledger(op, &csrf.0, Some(notice))
+    })
+    .await
+}
