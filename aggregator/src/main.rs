@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the aggregator's API until ctrl-c or SIGTERM
     Serve(ServeArgs),
+    /// Print the OpenAPI description of the API (what `GET /openapi.json` serves)
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -67,7 +69,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c2ssi_aggregator::process::openapi())?
+            );
+            return Ok(());
+        }
+    };
     c2ssi_client::trust_ca_file_from_env()?;
     let tls = args.tls.load().map_err(anyhow::Error::msg)?;
     let scheme = if tls.is_some() { "https" } else { "http" };

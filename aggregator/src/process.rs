@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use c2ssi_client::{Client, ClientError};
 use c2ssi_protocol::{
     AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, ErrorCode, Manifest, OpenRound,
@@ -27,6 +27,9 @@ use c2ssi_protocol::{
     UpdateResponse, now_ms, open_manifest,
 };
 use c2ssi_server::{ApiError, Body, MAX_BODY_BYTES, blocking};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::round::{Accepted, Aggregator, RoundKey, RoundSpec};
 
@@ -370,18 +373,56 @@ impl AggregatorState {
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
+/// The frame of the OpenAPI description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "compute-to-ssi aggregator",
+        description = "The aggregator's JSON API: the broker opens, follows and closes rounds \
+                       with messages signed by its key; wallets send sealed updates signed by \
+                       theirs. Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    tags(
+        (name = "public", description = "Anyone may read these"),
+        (name = "broker", description = "Signed by the broker of the round's manifest"),
+        (name = "wallets", description = "Signed by the wallet, sealed to this aggregator")
+    )
+)]
+struct AggregatorApi;
+
+#[utoipa::path(get, path = "/health", tag = "public", responses((status = 200, description = "`{\"ok\": true, \"role\": \"aggregator\"}`", body = serde_json::Value)))]
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "ok": true, "role": "aggregator" }))
+}
+
+/// The routes, each with its OpenAPI operation: one list for both.
+fn routes() -> OpenApiRouter<AggregatorState> {
+    OpenApiRouter::with_openapi(AggregatorApi::openapi())
+        .routes(routes!(health))
+        .routes(routes!(key))
+        .routes(routes!(open_round))
+        .routes(routes!(close_round))
+        .routes(routes!(progress))
+        .routes(routes!(submit))
+}
+
+/// The OpenAPI description of this API (served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
 /// The aggregator's router.
 pub fn app(state: AggregatorState) -> Router {
-    Router::new()
+    let (router, api) = routes().split_for_parts();
+    let api = Arc::new(api);
+    router
         .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({ "ok": true, "role": "aggregator" })) }),
+            "/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
         )
-        .route("/key", get(key))
-        .route("/collectives/{id}/rounds/open", post(open_round))
-        .route("/collectives/{id}/rounds/close", post(close_round))
-        .route("/collectives/{id}/rounds/progress", post(progress))
-        .route("/collectives/{id}/updates", post(submit))
         .route_layer(axum::middleware::from_fn_with_state(
             state.monitor.metrics(),
             c2ssi_server::metrics::track,
@@ -392,10 +433,12 @@ pub fn app(state: AggregatorState) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/key", tag = "public", responses((status = 200, description = "Its keys and the URL wallets send updates to", body = AggregatorIdentity), (status = "4XX", description = "Refused: the error's code says why", body = c2ssi_protocol::ErrorBody)))]
 async fn key(State(state): State<AggregatorState>) -> axum::Json<AggregatorIdentity> {
     axum::Json(state.identity())
 }
 
+#[utoipa::path(post, path = "/collectives/{id}/rounds/open", tag = "broker", params(("id" = String, Path, description = "The collective")), request_body = Signed<OpenRound>, responses((status = 200, description = "`{\"opened\": true}`", body = serde_json::Value), (status = "4XX", description = "Refused: the error's code says why", body = c2ssi_protocol::ErrorBody)))]
 async fn open_round(
     State(state): State<AggregatorState>,
     Path(id): Path<String>,
@@ -405,6 +448,7 @@ async fn open_round(
     Ok(axum::Json(serde_json::json!({ "opened": true })))
 }
 
+#[utoipa::path(post, path = "/collectives/{id}/rounds/close", tag = "broker", params(("id" = String, Path, description = "The collective")), request_body = Signed<CloseRound>, responses((status = 200, description = "The signed release, or why nothing was released", body = CloseOutcome), (status = "4XX", description = "Refused: the error's code says why", body = c2ssi_protocol::ErrorBody)))]
 async fn close_round(
     State(state): State<AggregatorState>,
     Path(id): Path<String>,
@@ -415,6 +459,7 @@ async fn close_round(
     ))
 }
 
+#[utoipa::path(post, path = "/collectives/{id}/rounds/progress", tag = "broker", params(("id" = String, Path, description = "The collective")), request_body = Signed<ProgressQuery>, responses((status = 200, description = "How many answered of how many assigned", body = RoundProgress), (status = "4XX", description = "Refused: the error's code says why", body = c2ssi_protocol::ErrorBody)))]
 async fn progress(
     State(state): State<AggregatorState>,
     Path(id): Path<String>,
@@ -425,6 +470,7 @@ async fn progress(
     ))
 }
 
+#[utoipa::path(post, path = "/collectives/{id}/updates", tag = "wallets", params(("id" = String, Path, description = "The collective")), request_body = Signed<UpdateEnvelope>, responses((status = 200, description = "Taken (the receipt when paid)", body = UpdateResponse), (status = 409, description = "A second update for the round", body = UpdateResponse), (status = 410, description = "The round is not open", body = UpdateResponse), (status = 422, description = "Refused: the outcome says why", body = UpdateResponse), (status = "4XX", description = "Refused: the error's code says why", body = c2ssi_protocol::ErrorBody)))]
 async fn submit(
     State(state): State<AggregatorState>,
     Path(id): Path<String>,

@@ -391,3 +391,66 @@ async fn a_rule_that_keeps_the_momentum_starts_from_the_center_the_broker_sends(
     assert!(close_to(&released[0], [0.6, 0.6]), "{:?}", released[0]);
     assert!(close_to(&released[1], [0.1, 0.1]), "{:?}", released[1]);
 }
+
+/// `/openapi.json` describes every route, each operation reaches a handler
+/// (axum's bare 404 or 405 would mean it does not), and every schema it
+/// refers to is in it.
+#[tokio::test]
+async fn the_openapi_description_matches_the_routes() {
+    let s = setup(true, c2ssi_protocol::privacy::default_terms());
+    let request = Request::builder()
+        .uri("/openapi.json")
+        .body(Body::empty())
+        .expect("a request");
+    let response = s.router.clone().oneshot(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    let api: Value = serde_json::from_slice(&bytes).expect("JSON");
+    let paths = api["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", &s.id);
+        for method in ["get", "post"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let body = if method == "post" { "{}" } else { "" };
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("a request");
+            let response = s.router.clone().oneshot(request).await.expect("an answer");
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("the body")
+                .to_bytes();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                status != StatusCode::NOT_FOUND || !bytes.is_empty(),
+                "{method} {path}: no handler answered"
+            );
+        }
+    }
+    assert_eq!(operations, 6, "{paths:#?}");
+    let text = api.to_string();
+    let schemas = api["components"]["schemas"].as_object().expect("schemas");
+    for piece in text.split("\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap_or("");
+        assert!(
+            schemas.contains_key(name),
+            "{name} is referred to, not described"
+        );
+    }
+    assert!(schemas.contains_key("UpdateResponse"));
+}

@@ -31,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Check a collective's ledger in the broker's database file, offline
     VerifyLedger(VerifyArgs),
+    /// Print the OpenAPI description of the API (what `GET /openapi.json` serves)
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +135,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::VerifyLedger(args) => verify(args),
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c2ssi_broker::http::openapi())?
+            );
+            Ok(())
+        }
     }
 }
 

@@ -97,6 +97,7 @@ on_both_stores!(
     a_nul_character_in_a_signed_field_is_refused_as_invalid_on_either_store,
     a_check_in_is_never_taken_twice,
     metrics_and_the_status_page_count_requests_and_name_no_collective,
+    the_openapi_description_names_every_route_and_only_routes,
 );
 
 async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broker>) {
@@ -1164,4 +1165,96 @@ async fn metrics_and_the_status_page_count_requests_and_name_no_collective(store
         (status, kind.starts_with("text/css")),
         (StatusCode::OK, true)
     );
+}
+
+/// Every operation of `/openapi.json` reaches a handler of the router, with
+/// the method it names: a route the router does not have would answer
+/// axum's bare 404 (or 405), while every handler here answers JSON. The
+/// router and the description are built from one list (`utoipa-axum`), so a
+/// route cannot be left out of the description; this checks the reverse.
+async fn the_openapi_description_names_every_route_and_only_routes(store: Store) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (router, _) = broker(store, dir.path()).await;
+    let (status, _, text) = text_of(&router, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let api: Value = serde_json::from_str(&text).expect("the description is JSON");
+    assert!(
+        api["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{api}"
+    );
+    let paths = api["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{id}", "c-000000000000000000000000")
+            .replace("{digest}", "00")
+            .replace("{sha}", "00")
+            .replace("{job}", "j-00")
+            .replace("{hash}", "00");
+        for method in ["get", "post"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let body = if method == "post" {
+                b"{}".to_vec()
+            } else {
+                Vec::new()
+            };
+            let (status, answer) = call(&router, &method.to_uppercase(), &concrete, body).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                status != StatusCode::NOT_FOUND || error_code(&answer) == "not-found",
+                "{method} {path}: no handler answered ({status}, {answer})"
+            );
+        }
+    }
+    assert_eq!(
+        operations, 23,
+        "the broker's JSON API has 23 operations: {paths:#?}"
+    );
+    // Every schema it refers to is in it, and the main ones are there.
+    let schemas = api["components"]["schemas"].as_object().expect("schemas");
+    let mut refs = Vec::new();
+    collect_refs(&api, &mut refs);
+    assert!(!refs.is_empty());
+    for r in &refs {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+        assert!(schemas.contains_key(name), "{r} refers to nothing");
+    }
+    for name in [
+        "Manifest",
+        "JobStatus",
+        "ErrorBody",
+        "ModelVersion",
+        "LedgerEntry",
+    ] {
+        assert!(schemas.contains_key(name), "{name} is not described");
+    }
+    assert!(
+        !paths.contains_key("/nothing-here"),
+        "and a path the router does not have is not described"
+    );
+    let (status, _) = call(&router, "GET", "/nothing-here", Vec::new()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the bare 404 this test tells apart"
+    );
+}
+
+/// Every `$ref` in a JSON document.
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }

@@ -9,6 +9,7 @@ use crate::table::{Column, ColumnSpec, Table};
 /// A named number an algorithm reports.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Metric {
     /// Its name (`loss`, `accuracy`).
     pub name: String,
@@ -30,6 +31,7 @@ impl Metric {
 /// number to compare or plot.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evaluation {
     /// What training minimises (squared error, log loss): lower is better.
     pub loss: Metric,
@@ -65,6 +67,7 @@ impl Evaluation {
 /// What leaves a wallet after training.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Update {
     /// The change to every model parameter.
     pub delta: Vec<f32>,

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 /// The type of a hyper-parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum ParamKind {
     /// A whole number.
@@ -44,6 +45,7 @@ impl std::fmt::Display for ParamKind {
 /// The value of a hyper-parameter.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(untagged))]
 pub enum ParamValue {
     /// A whole number.
@@ -124,6 +126,7 @@ impl std::fmt::Display for ParamValue {
 /// A hyper-parameter as a host passes it.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Param {
     /// Its name.
     pub name: String,
@@ -144,6 +147,7 @@ impl Param {
 /// A hyper-parameter as an algorithm declares it.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParamSpec {
     /// Its name.
     pub name: String,
@@ -204,6 +208,7 @@ pub const LABEL: &str = "label";
 /// What an algorithm says about itself.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlgorithmInfo {
     /// Its name.
     pub name: String,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// The declared type of a column: what a schema or a data requirement says.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case"))]
 pub enum ColumnType {
     /// Whole numbers, optionally within `min..=max`.
@@ -110,6 +111,7 @@ impl std::fmt::Display for ColumnType {
 /// A column's name and declared type, without values.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ColumnSpec {
     /// The column's name.
     pub name: String,
@@ -185,6 +187,7 @@ pub fn valid_table_name(name: &str) -> bool {
 /// The values of one column, one per row.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ColumnData {
     /// Values of an integer column.
@@ -227,6 +230,7 @@ impl ColumnData {
 /// A named, typed column with its values.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Column {
     /// The column's name.
     pub name: String,
@@ -323,6 +327,7 @@ impl Column {
 /// A typed table.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Table {
     /// The table's name, `health.daily` say.
     pub name: String,

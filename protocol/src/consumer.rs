@@ -14,7 +14,7 @@ use crate::signing::{Header, Signed};
 /// A new collective, or a new version of one: the manifest signed by the
 /// collective's key, and every component it allows that the broker does
 /// not hold yet.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestSubmission {
     /// The signed manifest (version 1 for a new collective, else the
     /// current version plus one).
@@ -31,7 +31,7 @@ pub struct ManifestSubmission {
 }
 
 /// The consumer's signed command to its collective.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorCommand {
     /// Purpose `operator-command`.
     pub header: Header,
@@ -40,7 +40,7 @@ pub struct OperatorCommand {
 }
 
 /// The consumer's commands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Command {
     /// Add budget.
@@ -58,7 +58,7 @@ pub enum Command {
 }
 
 /// What a command did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum CommandOutcome {
     /// The deposit is in the ledger.
@@ -84,7 +84,7 @@ pub enum CommandOutcome {
 
 /// A training job. The privacy terms (k, clipping, noise, rounds per
 /// wallet) are the manifest's, never the job's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// SHA-256 of an allowed algorithm, hex.

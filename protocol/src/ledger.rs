@@ -12,7 +12,7 @@ use crate::signing::{PublicKey, canonical_json, sha256};
 const ENTRY_DOMAIN: &[u8] = b"c2ssi-ledger/1\0";
 
 /// What an entry records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EntryKind {
     /// Budget deposited by the operator.
@@ -61,7 +61,7 @@ pub enum EntryKind {
 }
 
 /// One entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// Position, from 1, without gaps.
     pub seq: u64,
@@ -92,7 +92,7 @@ pub fn entry_hash(
     prev_hash: &str,
     kind: &EntryKind,
 ) -> String {
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     struct Content<'a> {
         seq: u64,
         collective_id: &'a str,
@@ -121,7 +121,7 @@ pub fn payee_commitment(wallet: &PublicKey, salt_hex: &str) -> String {
 }
 
 /// What a verified ledger adds up to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerSummary {
     /// Entries checked.
     pub entries: u64,

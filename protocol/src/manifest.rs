@@ -14,7 +14,7 @@ use crate::privacy::PrivacyTerms;
 use crate::signing::{Header, Message, PublicKey, Purpose, Signed, canonical_json, sha256};
 
 /// The columns and rows a collective needs from one table of a wallet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableRequirement {
     /// The table's name in the wallet (`health.daily`).
     pub table: String,
@@ -31,7 +31,7 @@ fn one() -> u32 {
 }
 
 /// Everything a collective needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DataRequirements {
     /// One entry per table.
     pub tables: Vec<TableRequirement>,
@@ -95,7 +95,7 @@ impl DataRequirements {
 }
 
 /// An algorithm a collective allows: its content address and what it says it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AllowedAlgorithm {
     /// SHA-256 of the component, hex.
     pub sha256: String,
@@ -110,12 +110,13 @@ pub struct AllowedAlgorithm {
 /// to the wallet's own `did:key`. The broker then admits one subscription
 /// per credential subject, and ends it when the credential expires or its
 /// issuer revokes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequirement {
     /// The credential type (`UniquePersonCredential`).
     pub credential_type: String,
     /// The issuers whose credentials count.
+    #[schema(value_type = Vec<String>)]
     pub issuers: Vec<c2ssi_credentials::Did>,
 }
 
@@ -134,7 +135,7 @@ impl std::fmt::Display for CredentialRequirement {
 /// A collective's manifest, signed by the collective's key: what it asks
 /// for, what it pays, the privacy it promises, and who holds which key.
 /// Every version needs each subscriber's consent again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Purpose `manifest`, the collective's id.

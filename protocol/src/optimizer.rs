@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// `m = b1 m + (1 - b1) a`; FedAdam `v = b2 v + (1 - b2) a^2`, FedYogi
 /// `v = v - (1 - b2) a^2 sign(v - a^2)`; `w = w + lr m / (sqrt(v) + tau)`,
 /// with `v` starting at `tau^2`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(tag = "name", deny_unknown_fields)]
 pub enum ServerOptimizer {
     /// FedAvg with server momentum (FedAvgM): `v = momentum v + a;
@@ -206,7 +206,7 @@ impl FromStr for ServerOptimizer {
 }
 
 /// How the server learning rate changes over a job's rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum LrSchedule {
     /// The same rate every round.

@@ -47,7 +47,7 @@ pub const MIN_NOISE_MULTIPLIER: f64 = 1e-3;
 pub const MAX_NOISE_MULTIPLIER: f64 = 1e6;
 
 /// A metric that may leave the wallet, and the range it is clamped to there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBound {
     /// The metric's name, as the algorithm reports it (`mse_before`).
@@ -83,7 +83,7 @@ impl MetricBound {
 /// What a collective promises about privacy, in its signed manifest. The
 /// wallet enforces the clipping, the metrics and the rounds per job; the
 /// aggregator enforces k and the noise; the accountant prices them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyTerms {
     /// The fewest updates the aggregator combines into a release (k).

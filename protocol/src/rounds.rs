@@ -14,7 +14,7 @@ use crate::wallet::UpdateEnvelope;
 
 /// The keys a broker publishes (`GET /keys`), for a consumer to name in its
 /// manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BrokerKeys {
     /// Signs tasks, round control, ledger entries and receipts.
     pub broker_key: PublicKey,
@@ -23,7 +23,7 @@ pub struct BrokerKeys {
 }
 
 /// An aggregator's public keys (`GET /key`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AggregatorIdentity {
     /// Signs batch results and access reports.
     pub public_key: PublicKey,
@@ -34,7 +34,7 @@ pub struct AggregatorIdentity {
 }
 
 /// A wallet assigned to a round, and the digest of the task it was sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assignment {
     /// The wallet.
     pub wallet: PublicKey,
@@ -44,7 +44,7 @@ pub struct Assignment {
 
 /// The broker asks the aggregator to open a round for the wallets it sent
 /// tasks to. The terms come from the manifest the digest names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpenRound {
     /// Purpose `open-round`.
     pub header: Header,
@@ -61,7 +61,7 @@ pub struct OpenRound {
 }
 
 /// The broker asks the aggregator to close a round.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CloseRound {
     /// Purpose `close-round`.
     pub header: Header,
@@ -80,7 +80,7 @@ pub struct CloseRound {
 /// The broker asks how far an open round is. Only the broker that opened
 /// the round may ask: how many wallets have answered, and when, is for the
 /// broker to close the round early, not for the consumer to watch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressQuery {
     /// Purpose `round-progress`.
     pub header: Header,
@@ -91,7 +91,7 @@ pub struct ProgressQuery {
 }
 
 /// A round's progress, the answer to a [`ProgressQuery`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundProgress {
     /// Whether the round is open.
     pub open: bool,
@@ -102,7 +102,7 @@ pub struct RoundProgress {
 }
 
 /// Exact counts of a round's envelopes, released only without noise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchCounts {
     /// Envelopes received.
     pub received: u32,
@@ -113,7 +113,7 @@ pub struct BatchCounts {
 }
 
 /// The noise of a release.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoiseReport {
     /// The noise multiplier of the manifest.
     pub noise_multiplier: f64,
@@ -123,7 +123,7 @@ pub struct NoiseReport {
 
 /// One round's release, signed by the aggregator. It never carries a single
 /// wallet's update, metric or failure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchResult {
     /// Purpose `batch-result`.
     pub header: Header,
@@ -151,7 +151,7 @@ pub struct BatchResult {
 }
 
 /// How closing a round went, on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum CloseOutcome {
     /// The signed batch result.
@@ -176,7 +176,7 @@ pub enum CloseOutcome {
 
 /// The aggregator reports an access for payment, with the wallet's own
 /// signed envelope as evidence.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccessReport {
     /// Purpose `access-report`.
     pub header: Header,

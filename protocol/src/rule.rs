@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// How the aggregator combines a batch of updates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "rule", rename_all = "kebab-case")]
 pub enum AggregationRule {
     /// The plain mean, every wallet weighing one: the only rule that
@@ -60,6 +60,7 @@ pub enum AggregationRule {
         /// Updates per bucket, at least 1.
         size: u32,
         /// The rule applied to the bucket means (not itself bucketing).
+        #[schema(no_recursion)]
         inner: Box<AggregationRule>,
     },
 }

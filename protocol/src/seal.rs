@@ -17,7 +17,7 @@ use crate::error::ProtocolError;
 const MAGIC: &[u8; 4] = b"C2U1";
 
 /// How the task went in the wallet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The algorithm trained; the delta is the update.
@@ -41,7 +41,7 @@ pub struct UpdatePayload {
     pub metrics: Vec<Metric>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 struct PayloadHeader {
     #[serde(flatten)]
     outcome: Outcome,

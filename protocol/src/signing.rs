@@ -65,6 +65,20 @@ impl fmt::Display for PublicKey {
     }
 }
 
+/// A public key in the OpenAPI description: 32 bytes, hex (written by hand,
+/// as its serde form is).
+impl utoipa::PartialSchema for PublicKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("An Ed25519 public key, 32 bytes in hex"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PublicKey {}
+
 impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
@@ -241,7 +255,7 @@ impl Signer for SigningKey {
 
 /// What a signed message is for. A signature made for one purpose never
 /// verifies as another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Purpose {
     /// A collective's manifest (signed by the collective).
@@ -315,7 +329,7 @@ pub fn new_nonce() -> String {
 }
 
 /// The fields every signed message has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Header {
     /// What the message is for.
     pub purpose: Purpose,
@@ -379,6 +393,41 @@ pub struct Signed<T> {
     pub signature: String,
     #[serde(skip)]
     body: PhantomData<fn() -> T>,
+}
+
+/// The OpenAPI schema of every signed message: the same three fields,
+/// whatever the body (written by hand: the body travels as signed text, not
+/// as a typed field; utoipa derives its `PartialSchema` from this).
+impl<T> utoipa::__dev::ComposeSchema for Signed<T> {
+    fn compose(
+        _: Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>,
+    ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some(
+                "A signed message: `payload` is the canonical JSON of the body, exactly as \
+                 signed; `signer` the Ed25519 key that signed it; `signature` the signature \
+                 over a domain tag and the payload, hex",
+            ))
+            .property("payload", ObjectBuilder::new().schema_type(Type::String))
+            .required("payload")
+            .property("signer", <PublicKey as utoipa::PartialSchema>::schema())
+            .required("signer")
+            .property(
+                "signature",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9a-f]{128}$")),
+            )
+            .required("signature")
+            .into()
+    }
+}
+
+impl<T> utoipa::ToSchema for Signed<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Signed".into()
+    }
 }
 
 impl<T> Clone for Signed<T> {
@@ -511,7 +560,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
     struct Note {
         header: Header,
         text: String,
@@ -603,7 +652,7 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        #[derive(Serialize)]
+        #[derive(Serialize, utoipa::ToSchema)]
         struct S {
             zeta: u8,
             alpha: u8,

@@ -14,7 +14,7 @@ use crate::rule::AggregationRule;
 use crate::signing::sha256;
 
 /// A collective at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CollectiveSummary {
     /// Its id.
     pub collective_id: String,
@@ -34,7 +34,7 @@ pub struct CollectiveSummary {
 
 /// A collective's number of subscribers at a moment: after the last change
 /// of the minute that starts at `time_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubscriberCount {
     /// The minute, in ms since the epoch.
     pub time_ms: u64,
@@ -43,7 +43,7 @@ pub struct SubscriberCount {
 }
 
 /// Deposits and payments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Balance {
     /// All deposits.
     pub deposited: Amount,
@@ -54,7 +54,7 @@ pub struct Balance {
 }
 
 /// What the broker did with a submitted manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmissionOutcome {
     /// The collective.
     pub collective_id: String,
@@ -67,7 +67,7 @@ pub struct SubmissionOutcome {
 }
 
 /// What a privacy audit of an algorithm found (see the `c2ssi-audit` crate).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditSummary {
     /// The component, by SHA-256.
     pub sha256: String,
@@ -85,7 +85,7 @@ pub struct AuditSummary {
 }
 
 /// A job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
     /// Rounds are running.
@@ -126,7 +126,7 @@ impl JobState {
 }
 
 /// A round's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoundStatus {
     /// Tasks are out.
@@ -161,7 +161,7 @@ impl RoundStatus {
 
 /// A round, as anyone may know it: the size of the sample and what was
 /// released, never which wallets took part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundSummary {
     /// The round.
     pub round: u32,
@@ -183,7 +183,7 @@ pub struct RoundSummary {
 }
 
 /// A job, as its status shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     /// Its id.
     pub id: String,
@@ -215,7 +215,7 @@ pub struct JobStatus {
 }
 
 /// Where a model version came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Provenance {
     /// The job.
     pub job_id: String,
@@ -247,7 +247,7 @@ pub struct Provenance {
 }
 
 /// A stored model version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     /// Its content address.
     pub hash: String,
@@ -260,7 +260,7 @@ pub struct ModelVersion {
 }
 
 /// A version without its parameters, for listings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSummary {
     /// Its content address.
     pub hash: String,

@@ -10,7 +10,7 @@ use crate::signing::{Header, PublicKey, Signed};
 
 /// A wallet's subscription contract: consent to one version of a manifest.
 /// A wallet consents again, with a new one, to every later version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Purpose `subscription`.
     pub header: Header,
@@ -29,7 +29,7 @@ pub struct Subscription {
 }
 
 /// A wallet withdrawing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unsubscription {
     /// Purpose `unsubscription`.
     pub header: Header,
@@ -38,7 +38,7 @@ pub struct Unsubscription {
 }
 
 /// A wallet agent asking for work and for its receipts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckIn {
     /// Purpose `check-in`.
     pub header: Header,
@@ -49,7 +49,7 @@ pub struct CheckIn {
 }
 
 /// The answer to a check-in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckInResponse {
     /// A task, if the wallet was sampled for an open round.
     pub task: Option<Signed<Task>>,
@@ -63,7 +63,7 @@ pub struct CheckInResponse {
 }
 
 /// A task for one wallet, signed by the broker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Purpose `task`; expires at the round's deadline.
     pub header: Header,
@@ -93,7 +93,7 @@ pub struct Task {
 /// A wallet's statement about its data for a task: whether the required
 /// data was there, and nothing more (how many rows the owner has, or what
 /// was missing, stays in the wallet's own log).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attestation {
     /// SHA-256 of the requirements checked against, hex.
     pub requirements_digest: String,
@@ -105,7 +105,7 @@ pub struct Attestation {
 
 /// What a wallet sends the aggregator, signed by the wallet; the update
 /// itself is sealed to the aggregator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateEnvelope {
     /// Purpose `update`.
     pub header: Header,
@@ -126,7 +126,7 @@ pub struct UpdateEnvelope {
 }
 
 /// A payment receipt, signed by the broker's ledger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// Purpose `receipt`.
     pub header: Header,
@@ -147,7 +147,19 @@ pub struct Receipt {
 }
 
 /// Why an envelope was not taken at all (and not paid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Refusal {
@@ -202,7 +214,19 @@ impl Refusal {
 
 /// Why an envelope that was taken (its access happened) adds nothing to the
 /// batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Unused {
@@ -229,7 +253,7 @@ impl Unused {
 }
 
 /// What the aggregator did with an envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
 pub enum UpdateOutcome {
     /// Taken into the round's batch.
@@ -248,7 +272,7 @@ impl UpdateOutcome {
 }
 
 /// The aggregator's answer to an update.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateResponse {
     /// What happened to it.
     pub outcome: UpdateOutcome,
