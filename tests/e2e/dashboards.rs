@@ -125,6 +125,13 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     tab.assert_no_console_errors();
     tab.assert_accessible();
     tab.screenshot("wallet-table");
+    // A table that is not there: a page that says so (a 404, which the
+    // console reports as a failed load).
+    tab.open(&format!("{origin}/data/nope"));
+    let text = tab.main_text();
+    assert!(text.contains("nope"), "{text}");
+    let errors = tab.take_errors();
+    assert!(errors.iter().all(|e| e.contains("404")), "{errors:#?}");
 
     // The broker's status page, and every server's metrics.
     tab.open(&format!("{}/status", service.url));

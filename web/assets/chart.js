@@ -46,7 +46,8 @@
       series.push({ label: name, stroke: palette[i % palette.length], width: 2,
                     points: { show: true, size: 6 }, scale: i === 0 ? "y" : "y" + i });
     });
-    var axes = [{}];
+    // Rounds are whole numbers: no tick between two of them.
+    var axes = [time ? {} : { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }];
     got.names.forEach(function (name, i) {
       axes.push({ scale: i === 0 ? "y" : "y" + i, side: i === 0 ? 3 : 1,
                   grid: { show: i === 0 }, label: name });

@@ -72,7 +72,19 @@ async fn page(
     let wallet = ui.wallet.clone();
     match tokio::task::spawn_blocking(move || f(&wallet)).await {
         Ok(Ok(page)) => page.into_response(),
-        Ok(Err(e)) => failure(format!("{e:#}")),
+        Ok(Err(e)) => {
+            // A table that is not there is the address's fault, not the
+            // wallet's: 404, saying so.
+            let missing = matches!(
+                e.downcast_ref::<crate::store::WalletError>(),
+                Some(crate::store::WalletError::NoSuchTable { .. })
+            );
+            let mut response = failure(format!("{e:#}"));
+            if missing {
+                *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            }
+            response
+        }
         Err(e) => failure(format!("the page's work stopped: {e}")),
     }
 }
