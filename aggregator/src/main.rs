@@ -44,6 +44,8 @@ struct ServeArgs {
     public_url: Option<String>,
     #[command(flatten)]
     tls: c2ssi_server::TlsArgs,
+    #[command(flatten)]
+    metrics: c2ssi_server::metrics::MetricsArgs,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = args.tls.load().map_err(anyhow::Error::msg)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let keys = AggregatorKeys::load_or_create(&args.data)?;
+    let metrics_token = args
+        .metrics
+        .token(Some(&args.data))
+        .map_err(anyhow::Error::msg)?;
     let public_key = keys.public_key();
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async {
@@ -99,7 +105,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let aggregator = Aggregator::new(keys, NoiseSource::os())
             .with_journal(&journal)
             .with_context(|| format!("reading {}", journal.display()))?;
-        let state = AggregatorState::new(aggregator, &url, &args.broker);
+        let state =
+            AggregatorState::new(aggregator, &url, &args.broker).with_metrics_token(metrics_token);
         println!(
             "aggregator on {scheme}://{address} (key {}, for the broker at {})",
             public_key.short(),

@@ -1,7 +1,9 @@
 //! What the aggregator's operator watches on `GET /metrics` (Prometheus
-//! text): updates by outcome (taken, unused, or the refusal's kind), rounds
-//! open, and every request by route template and status. Totals only: no
-//! collective, job or wallet is named.
+//! text, for the bearer of the metrics token only): updates by outcome
+//! (taken, unused, or the refusal's kind), rounds open, and every request by
+//! route template and status. Totals only: no collective, job or wallet is
+//! named; even so, read at round boundaries they would tell what a noised
+//! release withholds, so they are not public.
 
 use std::sync::Arc;
 
@@ -24,11 +26,12 @@ struct OutcomeLabels {
 pub struct Monitor {
     updates: Family<OutcomeLabels, Counter>,
     metrics: Arc<Metrics>,
+    token: Option<String>,
 }
 
 impl Monitor {
-    /// The monitor of `aggregator`.
-    pub fn new(aggregator: Arc<Aggregator>) -> Arc<Monitor> {
+    /// The monitor of `aggregator`; `/metrics` needs `token` (`None`: off).
+    pub fn new(aggregator: Arc<Aggregator>, token: Option<String>) -> Arc<Monitor> {
         let updates = Family::<OutcomeLabels, Counter>::default();
         let rounds_open = Gauge::<i64>::default();
         let (u, open) = (updates.clone(), rounds_open.clone());
@@ -46,7 +49,11 @@ impl Monitor {
                 rounds_open.set(aggregator.open_rounds() as i64);
             })),
         );
-        Arc::new(Monitor { updates, metrics })
+        Arc::new(Monitor {
+            updates,
+            metrics,
+            token,
+        })
     }
 
     /// Counts an update's outcome.
@@ -62,5 +69,10 @@ impl Monitor {
     /// The Prometheus metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// The bearer token `/metrics` needs.
+    pub fn token(&self) -> Option<String> {
+        self.token.clone()
     }
 }

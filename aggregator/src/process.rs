@@ -122,12 +122,18 @@ impl AggregatorState {
     ) -> AggregatorState {
         let aggregator = Arc::new(aggregator);
         AggregatorState {
-            monitor: crate::monitor::Monitor::new(aggregator.clone()),
+            monitor: crate::monitor::Monitor::new(aggregator.clone(), None),
             aggregator,
             broker,
             url: url.trim_end_matches('/').to_string(),
             manifests: Arc::default(),
         }
+    }
+
+    /// The same, with `/metrics` for the bearer of `token` (`None`: off).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> AggregatorState {
+        self.monitor = crate::monitor::Monitor::new(self.aggregator.clone(), token);
+        self
     }
 
     /// The aggregator.
@@ -427,7 +433,10 @@ pub fn app(state: AggregatorState) -> Router {
             state.monitor.metrics(),
             c2ssi_server::metrics::track,
         ))
-        .merge(c2ssi_server::metrics::routes(state.monitor.metrics()))
+        .merge(c2ssi_server::metrics::routes(
+            state.monitor.metrics(),
+            state.monitor.token(),
+        ))
         .layer(axum::middleware::from_fn(c2ssi_server::check_ids))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

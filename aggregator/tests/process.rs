@@ -87,7 +87,8 @@ fn setup(name_this_aggregator: bool, terms: PrivacyTerms) -> Setup {
         Aggregator::new(keys, NoiseSource::os()),
         "http://127.0.0.1:9",
         link,
-    );
+    )
+    .with_metrics_token(Some("the-operator's".into()));
     Setup {
         router: app(aggregator.clone()),
         aggregator,
@@ -208,9 +209,16 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
     }
 
     // The operator's metrics count each outcome by kind, name no
-    // collective, and see the round open.
+    // collective, and see the round open; they are for the token's bearer.
     let request = Request::builder()
         .uri("/metrics")
+        .body(Body::empty())
+        .expect("a request");
+    let response = s.router.clone().oneshot(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let request = Request::builder()
+        .uri("/metrics")
+        .header("authorization", "Bearer the-operator's")
         .body(Body::empty())
         .expect("a request");
     let response = s.router.clone().oneshot(request).await.expect("an answer");

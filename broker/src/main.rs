@@ -66,6 +66,8 @@ struct ServeArgs {
     allow_without_noise: bool,
     #[command(flatten)]
     tls: c2ssi_server::TlsArgs,
+    #[command(flatten)]
+    metrics: c2ssi_server::metrics::MetricsArgs,
     /// Who may create a collective: a file of consumer keys (hex, one per
     /// line; `collective whoami` prints one), read again at every creation
     #[arg(
@@ -200,6 +202,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give --data DIR or --database URL"),
     };
+    let metrics_token = args
+        .metrics
+        .token(args.data.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let aggregator =
         RemoteAggregator::connect(&args.aggregator, std::time::Duration::from_secs(60))?;
     let broker = service::open_on(db, config, SandboxLimits::default(), Arc::new(aggregator))
@@ -215,7 +221,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "broker on {scheme}://{address} (state in {state}, aggregator {})",
             args.aggregator
         );
-        service::serve(listener, broker, tls, creators).await?;
+        if metrics_token.is_none() {
+            eprintln!(
+                "note: /metrics is off (no data directory): give --metrics-token-file FILE to \
+                 turn it on"
+            );
+        }
+        service::serve(listener, broker, tls, creators, metrics_token).await?;
         anyhow::Ok(())
     })
 }

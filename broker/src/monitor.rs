@@ -1,12 +1,15 @@
-//! What the broker's operator watches: `GET /metrics` (Prometheus text) and
-//! `GET /status`, a page that reads without JavaScript and refreshes itself
-//! with it: health, running jobs, open rounds, access reports (one per
-//! update a wallet sent) per second, and whether the aggregator answers.
-//! Both are public and carry totals over every collective only: no
-//! collective, job, wallet or round membership is named.
+//! What the broker's operator watches: `GET /metrics` (Prometheus text, for
+//! the bearer of the metrics token only) and `GET /status`, a public page
+//! that reads without JavaScript and refreshes itself with it: health,
+//! running jobs, open rounds, access reports (one per update a wallet sent)
+//! per second over the last minute, and whether the aggregator answers.
+//! The page carries totals over every collective only (no collective, job,
+//! wallet or round membership), no error text, and is read at most once a
+//! second whatever the traffic: a flood of requests cannot make the broker
+//! query its database or its aggregator more often.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Router;
@@ -33,9 +36,17 @@ pub struct Monitor {
     rate: Rate,
     /// The Prometheus registry, with the request metrics.
     metrics: Arc<Metrics>,
+    /// The bearer token `/metrics` needs (`None`: metrics off).
+    token: Option<String>,
+    /// The status page's last reading, and when it was taken.
+    last: Mutex<Option<(Instant, Arc<Snapshot>)>>,
 }
 
+/// How long the status page reuses a reading.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
 /// What the status page and the gauges read at one moment.
+#[derive(Debug)]
 struct Snapshot {
     jobs_running: Result<usize, String>,
     rounds_open: Result<u64, String>,
@@ -56,8 +67,8 @@ fn snapshot(broker: &Broker) -> Snapshot {
 }
 
 impl Monitor {
-    /// The monitor of `broker`.
-    pub fn new(broker: Arc<Broker>) -> Arc<Monitor> {
+    /// The monitor of `broker`; `/metrics` needs `token` (`None`: off).
+    pub fn new(broker: Arc<Broker>, token: Option<String>) -> Arc<Monitor> {
         let access_reports = Counter::default();
         let check_ins = Counter::default();
         let jobs_running = Gauge::<i64>::default();
@@ -107,6 +118,8 @@ impl Monitor {
             check_ins,
             rate: Rate::default(),
             metrics,
+            token,
+            last: Mutex::new(None),
         })
     }
 
@@ -125,6 +138,20 @@ impl Monitor {
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
     }
+
+    /// The status page's reading: the last one if it is recent, else a new
+    /// one (one reader at a time; the others wait for it and reuse it).
+    fn reading(&self, broker: &Broker) -> Arc<Snapshot> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, snapshot)) = last.as_ref()
+            && at.elapsed() < STATUS_EVERY
+        {
+            return snapshot.clone();
+        }
+        let snapshot = Arc::new(snapshot(broker));
+        *last = Some((Instant::now(), snapshot.clone()));
+        snapshot
+    }
 }
 
 #[derive(Template)]
@@ -138,7 +165,6 @@ struct StatusView {
     check_ins_total: u64,
     aggregator_url: String,
     aggregator_ok: bool,
-    aggregator_error: String,
 }
 
 /// The status page and `/metrics`.
@@ -151,31 +177,51 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .with_state((broker, monitor.clone()))
         .merge(c2ssi_web::assets())
         .layer(axum::middleware::map_response(c2ssi_web::secure_layer))
-        .merge(c2ssi_server::metrics::routes(monitor.metrics()))
+        .merge(c2ssi_server::metrics::routes(
+            monitor.metrics(),
+            monitor.token.clone(),
+        ))
 }
 
 static NAV: &[NavItem] = &[];
 
 async fn status(State((broker, monitor)): State<(Arc<Broker>, Arc<Monitor>)>) -> Response {
-    let now = match tokio::task::spawn_blocking(move || snapshot(&broker)).await {
+    let reader = monitor.clone();
+    let now = match tokio::task::spawn_blocking(move || reader.reading(&broker)).await {
         Ok(now) => now,
         Err(e) => {
             tracing::error!(error = %e, "the status page's work stopped");
             return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let shown = |r: Result<String, String>| r.unwrap_or_else(|e| format!("unknown ({e})"));
+    // Errors go to the log, never to the public page.
+    let shown = |r: &Result<String, String>| match r {
+        Ok(v) => v.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the status page could not read a figure");
+            "unavailable".to_string()
+        }
+    };
     let secs = monitor.started.elapsed().as_secs();
     let view = StatusView {
         uptime: format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60),
-        jobs_running: shown(now.jobs_running.map(|n| n.to_string())),
-        rounds_open: shown(now.rounds_open.map(|n| n.to_string())),
+        jobs_running: shown(
+            &now.jobs_running
+                .as_ref()
+                .map(|n| n.to_string())
+                .map_err(Clone::clone),
+        ),
+        rounds_open: shown(
+            &now.rounds_open
+                .as_ref()
+                .map(|n| n.to_string())
+                .map_err(Clone::clone),
+        ),
         reports_per_second: format!("{:.2}", monitor.rate.per_second()),
         reports_total: monitor.access_reports.get(),
         check_ins_total: monitor.check_ins.get(),
-        aggregator_url: now.aggregator_url,
+        aggregator_url: now.aggregator_url.clone(),
         aggregator_ok: now.aggregator.is_ok(),
-        aggregator_error: now.aggregator.err().unwrap_or_default(),
     };
     let mut page = Page::new(
         "compute-to-ssi broker",

@@ -68,6 +68,7 @@ pub async fn serve(
     broker: Arc<Broker>,
     tls: Option<c2ssi_server::Tls>,
     creators: crate::access::Creators,
+    metrics_token: Option<String>,
 ) -> Result<()> {
     // Check-ins are held in memory and written once a second.
     let writer = broker.clone();
@@ -108,7 +109,7 @@ pub async fn serve(
         }
     });
     let router = app(AppState {
-        monitor: crate::monitor::Monitor::new(broker.clone()),
+        monitor: crate::monitor::Monitor::new(broker.clone(), metrics_token),
         broker,
         runner,
         creators,

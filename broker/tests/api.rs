@@ -125,7 +125,7 @@ async fn broker(store: Store, dir: &std::path::Path) -> (axum::Router, Arc<Broke
         BrokerConfig::default(),
     ));
     let router = app(AppState {
-        monitor: c2ssi_broker::monitor::Monitor::new(broker.clone()),
+        monitor: c2ssi_broker::monitor::Monitor::new(broker.clone(), Some(METRICS_TOKEN.into())),
         broker: broker.clone(),
         runner: Runner::default(),
         creators: c2ssi_broker::access::Creators::Anyone,
@@ -1084,12 +1084,25 @@ async fn an_expired_credential_ends_its_subscription_at_the_next_check_in(store:
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// The metrics token of the test broker.
+const METRICS_TOKEN: &str = "test-metrics-token";
+
 /// The text of a plain GET, with its content type.
 async fn text_of(router: &axum::Router, path: &str) -> (StatusCode, String, String) {
-    let request = Request::builder()
-        .uri(path)
-        .body(Body::empty())
-        .expect("a request");
+    text_with(router, path, None).await
+}
+
+/// [`text_of`], with a bearer token.
+async fn text_with(
+    router: &axum::Router,
+    path: &str,
+    bearer: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = Request::builder().uri(path);
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Body::empty()).expect("a request");
     let response = router.clone().oneshot(request).await.expect("an answer");
     let status = response.status();
     let kind = response
@@ -1126,7 +1139,12 @@ async fn metrics_and_the_status_page_count_requests_and_name_no_collective(store
     .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, kind, text) = text_of(&router, "/metrics").await;
+    // The metrics are the operator's: no token, or a wrong one, gets 401.
+    for bearer in [None, Some("wrong")] {
+        let (status, _, _) = text_with(&router, "/metrics", bearer).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bearer:?}");
+    }
+    let (status, kind, text) = text_with(&router, "/metrics", Some(METRICS_TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     assert!(

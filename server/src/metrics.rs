@@ -4,6 +4,12 @@
 //! counters ([`Metrics::new`] takes them). Routes are labelled by their
 //! template (`/collectives/{id}/jobs`), never by the ids in them, so the
 //! metrics name no collective, job or wallet.
+//!
+//! They are the operator's only: counters read at round boundaries would
+//! tell how many updates each round took, which a noised release withholds.
+//! A request needs `Authorization: Bearer TOKEN`, the token in the file
+//! [`MetricsArgs`] names (made, random, on first start; Prometheus reads it
+//! with `bearer_token_file`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -115,7 +121,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    // A fixed set of labels: a client cannot add series with made-up methods.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     metrics.observe(
@@ -127,14 +138,105 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     response
 }
 
-/// `GET /metrics`.
-pub fn routes<S: Clone + Send + Sync + 'static>(metrics: Arc<Metrics>) -> Router<S> {
-    Router::new()
-        .route("/metrics", get(read))
-        .with_state(metrics)
+/// The flag of every server that says where its metrics token is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// The bearer token `GET /metrics` needs, in this file (made, random,
+    /// if it does not exist) [default: metrics.token in the data directory;
+    /// without a data directory, /metrics is off]
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
 }
 
-async fn read(State(metrics): State<Arc<Metrics>>) -> Response {
+impl MetricsArgs {
+    /// The token: read from the file (`--metrics-token-file`, or
+    /// `metrics.token` in `data`), which is made with a fresh random token,
+    /// readable by its owner only, when missing. `None`: no file, metrics off.
+    pub fn token(&self, data: Option<&std::path::Path>) -> Result<Option<String>, String> {
+        let Some(path) = self
+            .metrics_token_file
+            .clone()
+            .or_else(|| data.map(|d| d.join("metrics.token")))
+        else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => return Ok(Some(text.trim().to_string())),
+            Ok(_) => {
+                return Err(format!(
+                    "{} is empty: it holds the metrics token",
+                    path.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        }
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| "the operating system gave no random bytes".to_string())?;
+        let token = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        write_private(&path, &token).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok(Some(token))
+    }
+}
+
+/// Writes `text` to a new file readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// `GET /metrics`, for a bearer of `token` only; with no token, answers
+/// that the metrics are off.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    metrics: Arc<Metrics>,
+    token: Option<String>,
+) -> Router<S> {
+    let token = token.map(|t| digest(&t));
+    Router::new()
+        .route("/metrics", get(read))
+        .with_state((metrics, token))
+}
+
+/// Secrets are compared by digest: the time taken says nothing of them.
+fn digest(secret: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+async fn read(
+    State((metrics, token)): State<(Arc<Metrics>, Option<[u8; 32]>)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(token) = token else {
+        return crate::ApiError::new(
+            c2ssi_protocol::ErrorCode::NotFound,
+            "metrics are off: start the server with --metrics-token-file FILE (or a data directory)",
+        )
+        .into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if digest(presented.trim()) != token {
+        return crate::ApiError::new(
+            c2ssi_protocol::ErrorCode::Unauthorized,
+            "metrics are the operator's: send Authorization: Bearer and the token of the \
+             metrics token file",
+        )
+        .into_response();
+    }
     let text = tokio::task::spawn_blocking(move || metrics.encode())
         .await
         .unwrap_or_default();

@@ -40,7 +40,8 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     }
     let owner = &people[0];
     let (_ui, login) = start_server(owner.command(&["ui"]), "wallet ui");
-    assert!(login.starts_with("http://127.0.0.1:"), "{login}");
+    // A loopback address of its own (127.a.b.c on Linux).
+    assert!(login.starts_with("http://127."), "{login}");
     let origin = login.split("/login").next().expect("an origin").to_string();
 
     let browser = Browser::start();
@@ -142,12 +143,31 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     tab.assert_no_console_errors();
     tab.assert_accessible();
     tab.screenshot("broker-status");
-    let metrics = tab.eval_string("fetch('/metrics').then(r => r.text())");
+    // The metrics are for the bearer of each server's token (made in its
+    // data directory at start): without it, 401.
+    let fetch = |token: &str| {
+        tab.eval_string(&format!(
+            "fetch('/metrics', {{ headers: {{ Authorization: 'Bearer {token}' }} }})\
+             .then(r => r.text())"
+        ))
+    };
+    let token = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("metrics.token"))
+            .expect("the metrics token file")
+            .trim()
+            .to_string()
+    };
+    let refused = tab.eval_string("fetch('/metrics').then(r => String(r.status))");
+    assert_eq!(refused, "401");
+    let metrics = fetch(&token(&service.data));
     for line in ["c2ssi_access_reports_total 5", "c2ssi_aggregator_up 1"] {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
     tab.open(&format!("{}/health", service.aggregator_url));
-    let metrics = tab.eval_string("fetch('/metrics').then(r => r.text())");
+    let metrics = fetch(&token(&service.aggregator_data));
+    // (The refused fetch is the only console error here.)
+    let errors = tab.take_errors();
+    assert!(errors.iter().all(|e| e.contains("401")), "{errors:#?}");
     assert!(
         metrics.contains("c2ssi_updates_total{outcome=\"taken\"} 5"),
         "{metrics}"
@@ -200,6 +220,9 @@ pub(crate) fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
          set('wallets_per_round', '5'); set('deadline_ms', '60000'); set('budget', '1');\
          set('momentum', '0'); return 'ok'; })()",
     );
+    let sent = tab.eval_string(
+        "new URLSearchParams(new FormData(document.querySelector(\"form[action='/jobs']\"))).toString()",
+    );
     tab.click_and_wait("form[action='/jobs'] button");
     let url = tab.url();
     let job = url
@@ -210,6 +233,23 @@ pub(crate) fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
         .to_string();
     assert!(job.starts_with("j-"), "{url}");
     tab.assert_no_console_errors();
+    // The same form sent again (a double click, a reload) starts no second job.
+    let again = tab.eval_string(&format!(
+        "fetch('/jobs', {{ method: 'POST', headers: {{ 'Content-Type': \
+         'application/x-www-form-urlencoded' }}, body: '{sent}' }})\
+         .then(r => r.text().then(t => r.status + ' ' + t))"
+    ));
+    assert!(
+        again.starts_with("422") && again.contains("sent already"),
+        "{}",
+        again.get(..300).unwrap_or(&again)
+    );
+    let jobs = service
+        .client()
+        .jobs(&service.collective)
+        .expect("the jobs");
+    assert_eq!(jobs.len(), 1, "one job, not two");
+    tab.take_errors();
 
     // The chart gains a point each time a round is released, without a
     // reload (a marker set in the page survives): the agents run until the

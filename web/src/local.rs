@@ -1,8 +1,14 @@
 //! The guard of a dashboard that runs on its user's own machine (`wallet ui`,
 //! `collective ui`), against the other programs and web pages on it:
 //!
-//! - it answers only requests whose `Host` is its own loopback address, so a
-//!   web page that rebinds its DNS name to 127.0.0.1 gets nothing;
+//! - it listens on a loopback address of its own, drawn at random in
+//!   127.0.0.0/8 where the system routes all of it (Linux; elsewhere
+//!   127.0.0.1), and answers only requests whose `Host` is that address and
+//!   port, so a web page that rebinds its DNS name to 127.0.0.1 gets
+//!   nothing; browsers send a host's cookies to every port of it, and an
+//!   address of its own keeps the session cookie from servers of other local
+//!   users on 127.0.0.1 (the cookie's name carries the port, so two
+//!   dashboards never overwrite each other's);
 //! - the first request must carry the one-time token printed in the terminal
 //!   (`/login?token=...`); the token is spent at once and traded for a session
 //!   cookie (`HttpOnly`, `SameSite=Strict`), so the URL that holds it is
@@ -33,7 +39,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::{NavItem, Page, secure};
 
-/// The session cookie's name.
+/// The session cookie's name, before the port.
 pub const SESSION_COOKIE: &str = "c2ssi_session";
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";
@@ -55,7 +61,7 @@ struct Session {
 #[derive(Debug)]
 pub struct LocalAccess {
     app: &'static str,
-    port: u16,
+    address: std::net::SocketAddr,
     token: Mutex<Option<[u8; 32]>>,
     session: Mutex<Option<Session>>,
 }
@@ -81,13 +87,13 @@ fn digest(secret: &str) -> [u8; 32] {
 }
 
 impl LocalAccess {
-    /// The guard of `app` listening on 127.0.0.1:`port`, and the one-time
-    /// login token to print.
-    pub fn new(app: &'static str, port: u16) -> (Arc<LocalAccess>, String) {
+    /// The guard of `app` listening on `address` (loopback), and the
+    /// one-time login token to print.
+    pub fn new(app: &'static str, address: std::net::SocketAddr) -> (Arc<LocalAccess>, String) {
         let token = random_hex();
         let access = LocalAccess {
             app,
-            port,
+            address,
             token: Mutex::new(Some(digest(&token))),
             session: Mutex::new(None),
         };
@@ -96,39 +102,45 @@ impl LocalAccess {
 
     /// The URL to open: the token in it works once.
     pub fn login_url(&self, token: &str) -> String {
-        format!("http://127.0.0.1:{}/login?token={token}", self.port)
+        format!("http://{}/login?token={token}", self.address)
+    }
+
+    /// The session cookie's name: one per port.
+    fn cookie_name(&self) -> String {
+        format!("{SESSION_COOKIE}_{}", self.address.port())
+    }
+
+    /// The `Host` values this dashboard answers: its address, and
+    /// `localhost` with its port when it listens on 127.0.0.1.
+    fn hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.address.to_string()];
+        if self.address.ip() == std::net::IpAddr::from([127, 0, 0, 1]) {
+            hosts.push(format!("localhost:{}", self.address.port()));
+        }
+        hosts
     }
 
     fn host_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
             return false;
         };
-        let port = self.port.to_string();
-        ["127.0.0.1", "localhost", "[::1]"]
-            .iter()
-            .any(|name| host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port))
+        self.hosts().iter().any(|h| h == host)
     }
 
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
         match headers.get(header::ORIGIN).map(|o| o.to_str()) {
             None => true,
-            Some(Ok(origin)) => {
-                let port = self.port.to_string();
-                ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| {
-                    origin
-                        .strip_prefix("http://")
-                        .and_then(|r| r.strip_prefix(name))
-                        .and_then(|r| r.strip_prefix(':'))
-                        == Some(&port)
-                })
-            }
+            Some(Ok(origin)) => self
+                .hosts()
+                .iter()
+                .any(|h| origin.strip_prefix("http://") == Some(h.as_str())),
             Some(Err(_)) => false,
         }
     }
 
     /// The session's CSRF token, when the request's cookie is the session's.
     fn session_of(&self, headers: &HeaderMap) -> Option<String> {
-        let presented = cookie(headers, SESSION_COOKIE)?;
+        let presented = cookie(headers, &self.cookie_name())?;
         let session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         let session = session.as_ref()?;
         (digest(&presented) == session.id).then(|| session.csrf.clone())
@@ -156,6 +168,20 @@ impl LocalAccess {
         *page.status_mut() = status;
         page
     }
+}
+
+/// Listens on a loopback address of the dashboard's own, at `port` (0: any
+/// free one): 127.a.b.c drawn at random, or 127.0.0.1 where the system does
+/// not route the rest of 127.0.0.0/8.
+pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut bytes = [0u8; 3];
+    if SystemRandom::new().fill(&mut bytes).is_ok() {
+        let ip = std::net::Ipv4Addr::new(127, 1 + bytes[0] % 254, bytes[1], 1 + bytes[2] % 254);
+        if let Ok(listener) = tokio::net::TcpListener::bind((ip, port)).await {
+            return Ok(listener);
+        }
+    }
+    tokio::net::TcpListener::bind(("127.0.0.1", port)).await
 }
 
 /// Escapes text for HTML (the refusals are built without a template).
@@ -190,7 +216,10 @@ async fn login(
     let token = query.get("token").map(String::as_str).unwrap_or("");
     match access.login(token) {
         Some(session) => {
-            let cookie = format!("{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
+            let cookie = format!(
+                "{}={session}; HttpOnly; SameSite=Strict; Path=/",
+                access.cookie_name()
+            );
             let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
@@ -284,7 +313,7 @@ mod tests {
     use super::*;
 
     fn app() -> (Router, Arc<LocalAccess>, String) {
-        let (access, token) = LocalAccess::new("test", 4321);
+        let (access, token) = LocalAccess::new("test", ([127, 0, 0, 1], 4321).into());
         let app = Router::new()
             .route(
                 "/",
@@ -375,7 +404,7 @@ mod tests {
             .oneshot(get_req(
                 "/",
                 "127.0.0.1:4321",
-                Some(&format!("{SESSION_COOKIE}=00")),
+                Some(&format!("{SESSION_COOKIE}_4321=00")),
             ))
             .await
             .expect("answers");
@@ -386,6 +415,25 @@ mod tests {
             .await
             .expect("answers");
         assert_eq!(ok.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_cookie_is_named_by_port_so_another_dashboards_is_not_taken() {
+        let (app, _, token) = app();
+        let (cookie, _) = sign_in(&app, &token).await;
+        assert!(
+            cookie.starts_with(&format!("{SESSION_COOKIE}_4321=")),
+            "{cookie}"
+        );
+        // The same value under another dashboard's name is no session here.
+        let value = cookie.split_once('=').map(|(_, v)| v).unwrap_or("");
+        let other = format!("{SESSION_COOKIE}_4322={value}");
+        let r = app
+            .clone()
+            .oneshot(get_req("/", "127.0.0.1:4321", Some(&other)))
+            .await
+            .expect("answers");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

@@ -151,7 +151,8 @@ enum Command_ {
 pub(crate) struct UiArgs {
     #[command(flatten)]
     target: Target,
-    /// The port on 127.0.0.1 (0: any free one); the page answers nowhere else
+    /// The port (0: any free one), on a loopback address of the dashboard's
+    /// own; the page answers nowhere else
     #[arg(long, default_value_t = 0)]
     port: u16,
 }
@@ -161,13 +162,13 @@ pub(crate) struct UiArgs {
 fn ui(args: UiArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let key = std::sync::Arc::new(args.target.key()?);
-    let operator = collective::ui::Operator {
-        client: args.target.connection.client().signed_by(key.clone()),
+    let operator = collective::ui::Operator::new(
+        args.target.connection.client().signed_by(key.clone()),
         key,
-        collective: args.target.collective.clone(),
-    };
+        args.target.collective.clone(),
+    );
     // The broker must answer before the link is given.
-    operator.client.summary(&operator.collective)?;
+    operator.client().summary(operator.collective())?;
     collective::ui::serve(operator, args.port, |url| {
         println!("your collective's dashboard: open {url}");
         println!("(the link works once, in one browser; stop with ctrl-c)");

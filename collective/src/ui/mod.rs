@@ -49,11 +49,73 @@ static NAV: &[NavItem] = &[
 /// Who the dashboard acts as: the collective, through its broker.
 pub struct Operator {
     /// The broker's client, signing as the collective.
-    pub client: Client,
+    client: Client,
     /// The collective's key (commands are signed with it).
-    pub key: Arc<SigningKey>,
+    key: Arc<SigningKey>,
     /// The collective.
-    pub collective: String,
+    collective: String,
+    /// The start forms handed out and not yet sent: each starts one job at
+    /// most, so a double click or a reload does not start two.
+    forms: std::sync::Mutex<std::collections::VecDeque<String>>,
+}
+
+/// Most start forms remembered (the oldest are forgotten first).
+const FORMS_KEPT: usize = 256;
+
+impl Operator {
+    /// Acts as collective `collective` with its `key`, through the broker
+    /// `client` (which signs with the same key).
+    pub fn new(client: Client, key: Arc<SigningKey>, collective: String) -> Operator {
+        Operator {
+            client,
+            key,
+            collective,
+            forms: Default::default(),
+        }
+    }
+
+    /// The collective.
+    pub fn collective(&self) -> &str {
+        &self.collective
+    }
+
+    /// The broker's client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A new start form's one-time id.
+    fn new_form(&self) -> String {
+        let mut bytes = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .unwrap_or_else(|_| panic!("the operating system gave no random bytes"));
+        let id = hex::encode(bytes);
+        let mut forms = self
+            .forms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if forms.len() >= FORMS_KEPT {
+            forms.pop_front();
+        }
+        forms.push_back(id.clone());
+        id
+    }
+
+    /// Spends a start form's id: `false` if it was sent already (or never
+    /// handed out).
+    fn spend_form(&self, id: &str) -> bool {
+        let mut forms = self
+            .forms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match forms.iter().position(|f| f == id) {
+            Some(i) => {
+                forms.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Operator {
@@ -93,12 +155,15 @@ fn failure(text: String) -> Response {
 pub fn app(operator: Arc<Operator>, access: Arc<LocalAccess>) -> Router {
     Router::new()
         .route("/", get(overview))
-        .route("/jobs", post(start))
+        .route("/jobs", get(|| async { Redirect::to("/") }).post(start))
         .route("/jobs/{job}", get(job))
         .route("/jobs/{job}/stop", post(stop))
         .route("/models", get(models))
         .route("/ledger", get(ledger))
-        .route("/ledger/verify", post(verify))
+        .route(
+            "/ledger/verify",
+            get(|| async { Redirect::to("/ledger") }).post(verify),
+        )
         .with_state(operator)
         .merge(c2ssi_web::assets())
         .merge(local::routes(access.clone()))
@@ -113,9 +178,8 @@ pub fn serve(operator: Operator, port: u16, ready: impl FnOnce(&str)) -> anyhow:
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let (access, token) = LocalAccess::new(APP, port);
+        let listener = local::bind(port).await?;
+        let (access, token) = LocalAccess::new(APP, listener.local_addr()?);
         ready(&access.login_url(&token));
         c2ssi_server::serve(listener, app(Arc::new(operator), access), None).await?;
         Ok(())

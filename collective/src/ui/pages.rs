@@ -75,6 +75,7 @@ struct OverviewView {
     algorithms: Vec<(String, String)>,
     default_params: String,
     csrf: String,
+    form: String,
 }
 
 pub(super) fn overview(op: &Operator, csrf: &str, notice: Option<Notice>) -> anyhow::Result<Page> {
@@ -137,6 +138,7 @@ pub(super) fn overview(op: &Operator, csrf: &str, notice: Option<Notice>) -> any
             .collect(),
         default_params: label,
         csrf: csrf.to_string(),
+        form: op.new_form(),
     };
     let mut page = page("/", format!("Collective {}", manifest.name), body(&view));
     page.notice = notice;
@@ -146,6 +148,7 @@ pub(super) fn overview(op: &Operator, csrf: &str, notice: Option<Notice>) -> any
 /// The start form.
 #[derive(Debug, Deserialize)]
 pub(super) struct StartForm {
+    form: String,
     algorithm: String,
     params: String,
     rounds: u32,
@@ -166,6 +169,12 @@ struct FormFlags {
 
 /// Starts a job from the form; its id.
 pub(super) fn start(op: &Operator, form: &StartForm) -> anyhow::Result<String> {
+    if !op.spend_form(&form.form) {
+        anyhow::bail!(
+            "this form was sent already (or comes from an earlier run of the dashboard), so \
+             no second job was started; the jobs list shows what runs"
+        );
+    }
     let manifest = manifest(op)?;
     let algorithm = manifest
         .allowed_algorithms

@@ -141,7 +141,8 @@ pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
 
 #[derive(Debug, Args)]
 pub(crate) struct UiArgs {
-    /// The port on 127.0.0.1 (0: any free one); the page answers nowhere else
+    /// The port (0: any free one), on a loopback address of the dashboard's
+    /// own; the page answers nowhere else
     #[arg(long, default_value_t = 0)]
     port: u16,
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use c2ssi_web::local::{self, CsrfToken, LocalAccess};
 use c2ssi_web::{NavItem, Notice, Page};
 use serde::Deserialize;
@@ -105,8 +105,14 @@ pub fn app(wallet: Arc<Wallet>, access: Arc<LocalAccess>) -> Router {
         .route("/data", get(data))
         .route("/data/{name}", get(table))
         .route("/collectives", get(collectives))
-        .route("/collectives/{id}/accept", post(accept))
-        .route("/collectives/{id}/decline", post(decline))
+        .route(
+            "/collectives/{id}/accept",
+            get(|| async { Redirect::to("/collectives") }).post(accept),
+        )
+        .route(
+            "/collectives/{id}/decline",
+            get(|| async { Redirect::to("/collectives") }).post(decline),
+        )
         .route("/log", get(log))
         .route("/earnings", get(earnings))
         .route("/privacy", get(privacy))
@@ -124,9 +130,8 @@ pub fn serve(wallet: Wallet, port: u16, ready: impl FnOnce(&str)) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let (access, token) = LocalAccess::new(APP, port);
+        let listener = local::bind(port).await?;
+        let (access, token) = LocalAccess::new(APP, listener.local_addr()?);
         ready(&access.login_url(&token));
         let router = app(Arc::new(wallet), access);
         c2ssi_server::serve(listener, router, None).await?;
@@ -218,7 +223,20 @@ async fn decline(
         .map_err(|e| anyhow::anyhow!("the revocation's work stopped: {e}"))
         .and_then(|r| r);
     match done {
-        Ok(_) => Redirect::to(&format!("/collectives?declined={id}")).into_response(),
+        Ok(Ok(_)) => Redirect::to(&format!("/collectives?declined={id}")).into_response(),
+        Ok(Err(why)) => {
+            let text = format!(
+                "You declined and this wallet deleted the key of {id}: none of its tasks \
+                     runs here. The broker was not told ({why}); it may still sample this \
+                     wallet, and every task it sends is denied."
+            );
+            page(&ui, move |w| {
+                let mut page = pages::collectives(w, &csrf.0)?;
+                page.notice = Some(Notice::bad(text));
+                Ok(page)
+            })
+            .await
+        }
         Err(e) => refused(&ui, csrf, format!("Nothing was revoked: {e:#}")).await,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use askama::Template;
 use c2ssi_protocol::{Amount, PublicKey, Purpose, check_requirement, now_ms};
 use c2ssi_web::{Page, body};
@@ -19,6 +19,9 @@ use crate::store::{Wallet, cell_text};
 
 /// Most rows shown at once on request.
 const MAX_ROWS_SHOWN: usize = 1000;
+
+/// Most accesses the log page lists (the newest; `wallet log` has them all).
+const MAX_LOG_ROWS: usize = 1000;
 
 fn page(current: &'static str, title: impl Into<String>, body: String) -> Page {
     let mut page = Page::new(APP, NAV, current, title, body);
@@ -283,9 +286,24 @@ pub(super) fn collectives(wallet: &Wallet, csrf: &str) -> anyhow::Result<Page> {
     let policy: Policy = wallet.read_document(POLICY_FILE)?;
     let mut views = Vec::new();
     for (id, record) in &subs.collectives {
-        let consented = record
-            .manifest()
-            .with_context(|| format!("the consented manifest of {id}"))?;
+        // A record whose manifest does not open is shown as such, and can
+        // still be revoked: one damaged record does not hide the others.
+        let consented = match record.manifest() {
+            Ok(m) => m,
+            Err(e) => {
+                views.push(CollectiveView {
+                    id: id.clone(),
+                    name: format!("(the consented manifest does not open: {e})"),
+                    url: record.url.clone(),
+                    version: 0,
+                    rate: "?".into(),
+                    epsilon: "?".into(),
+                    subscribed: c2ssi_cli::date(record.subscribed_ms),
+                    pending: None,
+                });
+                continue;
+            }
+        };
         let pending = record.pending.as_ref().map(|signed| {
             let version = signed
                 .open_any_time(None, Purpose::Manifest)
@@ -374,12 +392,20 @@ pub(super) fn accept(wallet: &Wallet, id: &str, digest: &str) -> anyhow::Result<
 #[template(path = "ui/log.html")]
 struct LogView {
     records: Vec<LogRow>,
+    total: usize,
 }
 
 pub(super) fn log(wallet: &Wallet) -> anyhow::Result<Page> {
     let log: AccessLog = wallet.read_document(LOG_FILE)?;
     let view = LogView {
-        records: log.records.iter().rev().map(LogRow::of).collect(),
+        records: log
+            .records
+            .iter()
+            .rev()
+            .take(MAX_LOG_ROWS)
+            .map(LogRow::of)
+            .collect(),
+        total: log.records.len(),
     };
     Ok(page("/log", "Access log", body(&view)))
 }
