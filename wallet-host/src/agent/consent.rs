@@ -134,6 +134,12 @@ pub fn consent_text(manifest: &Manifest) -> String {
 /// credential if the manifest requires one, sends the signed subscription
 /// to the broker at `url` through `client`, and only once the broker took
 /// it stores it as the consented version (clearing what was pending).
+///
+/// With `expected_pending` (the digest of the pending version a page
+/// showed), it is stored only if that version still waits: a decline or a
+/// newer version that came in the meantime wins, the broker is told to
+/// forget the subscription when the wallet no longer has one, and the
+/// answer says to look again.
 pub fn consent_to(
     wallet: &Wallet,
     client: &c2ssi_client::Client,
@@ -141,6 +147,7 @@ pub fn consent_to(
     id: &str,
     signed: &Signed<Manifest>,
     consent: String,
+    expected_pending: Option<&str>,
 ) -> anyhow::Result<()> {
     use anyhow::{Context, bail};
     use c2ssi_protocol::{Header, Signer, Subscription, now_ms};
@@ -179,7 +186,17 @@ pub fn consent_to(
     client
         .subscribe(id, &request)
         .context("the broker did not take the consent")?;
-    wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+    let kept = wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
+        if let Some(expected) = expected_pending {
+            let still_waits = subs
+                .collectives
+                .get(id)
+                .and_then(|r| r.pending.as_ref())
+                .is_some_and(|p| hex::encode(p.digest()) == expected);
+            if !still_waits {
+                return Ok(false);
+            }
+        }
         let receipts_after = subs.collectives.get(id).map_or(0, |r| r.receipts_after);
         subs.collectives.insert(
             id.to_string(),
@@ -191,9 +208,36 @@ pub fn consent_to(
                 pending: None,
             },
         );
-        Ok(())
+        Ok(true)
     })?;
+    if !kept {
+        let gone = !super::subscriptions(wallet)?.collectives.contains_key(id);
+        if gone && let Err(e) = tell_unsubscribed(wallet, url, id) {
+            tracing::warn!(error = %e, "telling the broker to forget a consent declined meanwhile");
+        }
+        bail!(
+            "{id} changed meanwhile (you declined it, or a newer version came): nothing was \
+             consented to here; look at it again"
+        );
+    }
     Ok(())
+}
+
+/// Tells the broker at `url` that this wallet left collective `id`.
+fn tell_unsubscribed(wallet: &Wallet, url: &str, id: &str) -> Result<(), String> {
+    use c2ssi_protocol::{Header, Signer, Unsubscription};
+    let request = Signed::sign(
+        &Unsubscription {
+            header: Header::new(Purpose::Unsubscription, id, 10 * 60 * 1000),
+            wallet: Signer::public_key(wallet.keys()),
+        },
+        wallet.keys(),
+    )
+    .map_err(|e| e.to_string())?;
+    c2ssi_client::Client::new(url)
+        .unsubscribe(id, &request)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Revokes the subscription to collective `id`: its key is deleted first,
@@ -201,25 +245,11 @@ pub fn consent_to(
 /// then the broker is told. `Ok(Err(why))` when the broker was not told (it
 /// may still sample this wallet; every task it sends is denied).
 pub fn revoke(wallet: &Wallet, id: &str) -> anyhow::Result<Result<String, String>> {
-    use c2ssi_protocol::{Header, Signer, Unsubscription};
-
     let removed = wallet.update_document(SUBSCRIPTIONS_FILE, |subs: &mut Subscriptions| {
         Ok(subs.collectives.remove(id))
     })?;
     let Some(record) = removed else {
         anyhow::bail!("not subscribed to {id}");
     };
-    let request = Signed::sign(
-        &Unsubscription {
-            header: Header::new(Purpose::Unsubscription, id, 10 * 60 * 1000),
-            wallet: Signer::public_key(wallet.keys()),
-        },
-        wallet.keys(),
-    )?;
-    Ok(
-        match c2ssi_client::Client::new(&record.url).unsubscribe(id, &request) {
-            Ok(_) => Ok(record.url),
-            Err(e) => Err(e.to_string()),
-        },
-    )
+    Ok(tell_unsubscribed(wallet, &record.url, id).map(|()| record.url))
 }

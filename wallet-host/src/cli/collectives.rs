@@ -168,6 +168,7 @@ pub(crate) fn subscribe(g: &GlobalArgs, args: SubscribeArgs) -> anyhow::Result<E
         &args.collective,
         &signed,
         consent,
+        None,
     )?;
     println!(
         "subscribed to {} (manifest version {}); revoke with `wallet revoke {}`",
@@ -225,6 +226,7 @@ pub(crate) fn consent(g: &GlobalArgs, args: ConsentArgs) -> anyhow::Result<ExitC
         &args.collective,
         &newer,
         text,
+        None,
     )?;
     println!(
         "consented to version {} of {}",

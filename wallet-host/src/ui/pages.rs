@@ -385,6 +385,7 @@ pub(super) fn accept(wallet: &Wallet, id: &str, digest: &str) -> anyhow::Result<
         id,
         pending,
         consent_text(&manifest),
+        Some(digest),
     )
 }
 
