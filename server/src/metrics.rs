@@ -331,6 +331,30 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_made_up_method_adds_no_series() {
+        use tower::ServiceExt;
+        let metrics = Metrics::new(|_| {}, None);
+        let app: Router = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), track));
+        for method in ["FOO123", "BAR456", "GET"] {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri("/health")
+                .body(axum::body::Body::empty())
+                .expect("a request");
+            app.clone().oneshot(request).await.expect("an answer");
+        }
+        let text = metrics.encode();
+        assert!(
+            !text.contains("FOO123") && !text.contains("BAR456"),
+            "{text}"
+        );
+        assert!(text.contains("method=\"other\""), "{text}");
+        assert!(text.contains("method=\"GET\""), "{text}");
+    }
+
     #[test]
     fn requests_are_counted_by_route_template() {
         let metrics = Metrics::new(|_| {}, None);
