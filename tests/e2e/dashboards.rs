@@ -132,7 +132,10 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     let text = tab.main_text();
     assert!(text.contains("nope"), "{text}");
     let errors = tab.take_errors();
-    assert!(errors.iter().all(|e| e.contains("404")), "{errors:#?}");
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.contains("404")),
+        "{errors:#?}"
+    );
 
     // The broker's status page, and every server's metrics.
     tab.open(&format!("{}/status", service.url));
@@ -325,6 +328,16 @@ pub(crate) fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
     tab.assert_no_console_errors();
     tab.assert_accessible();
     tab.screenshot("collective-ledger");
+
+    // A job the broker does not have: a page that says so, with its 404.
+    tab.open(&format!("{origin}/jobs/j-0000000000000000"));
+    let text = tab.main_text();
+    assert!(text.contains("Something went wrong"), "{text}");
+    let errors = tab.take_errors();
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.contains("404")),
+        "{errors:#?}"
+    );
 
     // Reading works without JavaScript: the rounds are in the page.
     let html = tab.text_without_javascript(&format!("{origin}/jobs/{job}"));

@@ -138,7 +138,20 @@ async fn page(
     let op = op.clone();
     match tokio::task::spawn_blocking(move || f(&op)).await {
         Ok(Ok(page)) => page.into_response(),
-        Ok(Err(e)) => failure(format!("{e:#}")),
+        Ok(Err(e)) => {
+            // What the broker refused keeps its status (a job that is not
+            // there is a 404 here too); anything else is the broker's
+            // failure to answer: 502.
+            let status = e
+                .downcast_ref::<c2ssi_client::ClientError>()
+                .and_then(c2ssi_client::ClientError::code)
+                .filter(|c| (400..500).contains(&c.status()))
+                .and_then(|c| axum::http::StatusCode::from_u16(c.status()).ok())
+                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+            let mut response = failure(format!("{e:#}"));
+            *response.status_mut() = status;
+            response
+        }
         Err(e) => failure(format!("the page's work stopped: {e}")),
     }
 }
