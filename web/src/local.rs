@@ -250,6 +250,19 @@ pub async fn guard(State(access): State<Arc<LocalAccess>>, req: Request, next: N
     if path == "/login" || path.starts_with("/assets/") {
         return secure(next.run(req).await);
     }
+    // A browser says where a request comes from: only this origin, or the
+    // user (a typed address, a bookmark), may reach the pages. A page on
+    // another port of this address is "same-site", and is refused too.
+    if let Some(site) = req.headers().get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return secure(access.refusal(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The request came from another site or another program's page; open the \
+             dashboard's own address.",
+        ));
+    }
     let Some(csrf) = access.session_of(req.headers()) else {
         return secure(access.refusal(
             StatusCode::UNAUTHORIZED,
@@ -434,6 +447,25 @@ mod tests {
             .await
             .expect("answers");
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn a_request_another_page_makes_is_refused_even_with_the_session() {
+        let (app, _, token) = app();
+        let (cookie, _) = sign_in(&app, &token).await;
+        for (site, expected) in [
+            ("same-origin", StatusCode::OK),
+            ("none", StatusCode::OK),
+            ("same-site", StatusCode::FORBIDDEN),
+            ("cross-site", StatusCode::FORBIDDEN),
+        ] {
+            let mut request = get_req("/", "127.0.0.1:4321", Some(&cookie));
+            request
+                .headers_mut()
+                .insert("sec-fetch-site", HeaderValue::from_static(site));
+            let r = app.clone().oneshot(request).await.expect("answers");
+            assert_eq!(r.status(), expected, "{site}");
+        }
     }
 
     #[tokio::test]
