@@ -19,7 +19,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
 use c2ssi_client::{Client, ClientError};
 use c2ssi_protocol::{
     AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, ErrorCode, Manifest, OpenRound,
@@ -420,19 +419,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The aggregator's router.
 pub fn app(state: AggregatorState) -> Router {
     let (router, api) = routes().split_for_parts();
-    let api = Arc::new(api);
-    router
-        .route(
-            "/openapi.json",
-            get(move || {
-                let api = api.clone();
-                async move { axum::Json(api.as_ref().clone()) }
-            }),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.monitor.metrics(),
-            c2ssi_server::metrics::track,
-        ))
+    c2ssi_server::described(router, &api, state.monitor.metrics())
         .merge(c2ssi_server::metrics::routes(
             state.monitor.metrics(),
             state.monitor.token(),

@@ -16,7 +16,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use c2ssi_protocol::{
     AccessReport, AuditSummary, Balance, BrokerKeys, CheckIn, CheckInResponse, CollectiveSummary,
     CommandOutcome, JobStatus, LedgerEntry, LedgerSummary, Manifest, ManifestSubmission,
@@ -138,19 +137,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The router.
 pub fn app(state: AppState) -> Router {
     let (router, api) = routes().split_for_parts();
-    let api = Arc::new(api);
-    router
-        .route(
-            "/openapi.json",
-            get(move || {
-                let api = api.clone();
-                async move { axum::Json(api.as_ref().clone()) }
-            }),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.monitor.metrics(),
-            c2ssi_server::metrics::track,
-        ))
+    c2ssi_server::described(router, &api, state.monitor.metrics())
         .merge(crate::monitor::routes(
             state.broker.clone(),
             state.monitor.clone(),

@@ -16,6 +16,24 @@ pub struct JsonArg {
     pub json: bool,
 }
 
+/// The flags of a dashboard command (`wallet ui`, `collective ui`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DashboardArgs {
+    /// The port (0: any free one), on a loopback address of the dashboard's
+    /// own; the page answers nowhere else
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+impl DashboardArgs {
+    /// Says where the dashboard `what` is: its one-time `url`, on stdout.
+    pub fn announce(what: &str, url: &str) {
+        println!("{what} dashboard: open {url}");
+        println!("(the link works once, in one browser; stop with ctrl-c)");
+        let _ = std::io::stdout().flush();
+    }
+}
+
 /// `completions SHELL`: the shell's completion script, on stdout.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {

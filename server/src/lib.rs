@@ -10,6 +10,7 @@
 //!   async threads.
 //! - [`serve`]: serves a router until ctrl-c or SIGTERM, with every
 //!   connection bounded ([`ConnectionLimits`]).
+//! - [`described`]: an API's routes with `/openapi.json` and counted requests.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the
 //!   middleware that counts every request by its route's template.
 //! - [`check_ids`]: the middleware that refuses a malformed collective id or
@@ -18,6 +19,39 @@
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+
+/// The API's routes as a server serves them: `GET /openapi.json` gives
+/// `api` (serialized once), and every route's requests are counted in
+/// `metrics` by their template.
+pub fn described<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    api: &utoipa::openapi::OpenApi,
+    metrics: std::sync::Arc<metrics::Metrics>,
+) -> axum::Router<S> {
+    // An OpenApi value always serializes.
+    let json = bytes_of(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                }
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+}
+
+fn bytes_of(api: &utoipa::openapi::OpenApi) -> axum::body::Bytes {
+    axum::body::Bytes::from(serde_json::to_vec(api).unwrap_or_default())
+}
 mod serve;
 
 pub use serve::{ConnectionLimits, Tls, TlsArgs, serve, serve_with};

@@ -202,6 +202,17 @@ impl Tab {
         }
     }
 
+    /// The browser's cookie named `name` (an `HttpOnly` one too): what an
+    /// attacker that stole it would hold.
+    pub(crate) fn cookie(&self, name_prefix: &str) -> (String, String) {
+        let cookies = self.tab.get_cookies().expect("the cookies");
+        cookies
+            .into_iter()
+            .find(|c| c.name.starts_with(name_prefix))
+            .map(|c| (c.name, c.value))
+            .unwrap_or_else(|| panic!("no cookie named {name_prefix}*"))
+    }
+
     /// The console errors so far (and forgets them).
     pub(crate) fn take_errors(&self) -> Vec<String> {
         std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner))

@@ -78,6 +78,58 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     std::thread::sleep(Duration::from_secs(2));
     assert!(owner.log().is_empty(), "{:#?}", owner.log());
 
+    // Attacks on the running dashboard, each with the stolen session cookie
+    // and the page's own CSRF token where it helps: a form without the
+    // token, one from another origin, one the browser marks as cross-site,
+    // one addressed to another host name (DNS rebinding). Each is refused,
+    // and the consent still waits.
+    let (name, value) = tab.cookie("c2ssi_session_");
+    let csrf = tab.eval_string("document.querySelector(\"input[name='csrf']\").value");
+    let digest = tab.eval_string("document.querySelector(\"input[name='digest']\").value");
+    let address = origin.trim_start_matches("http://").to_string();
+    let path = format!("/collectives/{}/accept", service.collective);
+    let cookie = format!("{name}={value}");
+    for (what, host, extra, body, expected) in [
+        (
+            "no CSRF token",
+            address.as_str(),
+            "",
+            format!("digest={digest}"),
+            403,
+        ),
+        (
+            "another origin",
+            address.as_str(),
+            "Origin: http://evil.example\r\n",
+            format!("csrf={csrf}&digest={digest}"),
+            403,
+        ),
+        (
+            "a cross-site page",
+            address.as_str(),
+            "Sec-Fetch-Site: cross-site\r\n",
+            format!("csrf={csrf}&digest={digest}"),
+            403,
+        ),
+        (
+            "a rebound host name",
+            "evil.example",
+            "",
+            format!("csrf={csrf}&digest={digest}"),
+            421,
+        ),
+    ] {
+        let status = raw_post(&address, host, &path, &cookie, extra, &body);
+        assert_eq!(status, expected, "{what}");
+    }
+    let out = run_ok(&mut owner.command(&["subscriptions"]));
+    assert!(out.contains("PENDING"), "nothing was consented to: {out}");
+    #[cfg(target_os = "linux")]
+    assert!(
+        !login.starts_with("http://127.0.0.1:"),
+        "on Linux a dashboard has a loopback address of its own: {login}"
+    );
+
     tab.click_and_wait("form[action$='/accept'] button");
     let done = tab.main_text();
     assert!(done.contains("You consented"), "{done}");
@@ -343,4 +395,25 @@ pub(crate) fn a_job_started_from_collective_ui_runs_and_its_chart_grows_live() {
     let html = tab.text_without_javascript(&format!("{origin}/jobs/{job}"));
     assert!(html.contains("released"), "{html}");
     drop(agents);
+}
+
+/// Sends a raw HTTP/1.1 POST of a form to the server at `address`, with
+/// the `Host` header `host` and the extra header lines `extra`; its status.
+fn raw_post(address: &str, host: &str, path: &str, cookie: &str, extra: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{extra}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reading");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
 }

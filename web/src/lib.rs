@@ -127,6 +127,41 @@ impl IntoResponse for Page {
     }
 }
 
+/// A page that says what went wrong, with `status`.
+pub fn failure(
+    app: &'static str,
+    nav: &'static [NavItem],
+    status: StatusCode,
+    text: String,
+) -> Response {
+    let mut page = Page::new(app, nav, "", "Something went wrong", String::new());
+    page.notice = Some(Notice::bad(text));
+    let mut response = page.into_response();
+    *response.status_mut() = status;
+    response
+}
+
+/// Builds a page off the async threads (a dashboard's reads decrypt files
+/// or wait for a server); an error becomes a [`failure`] page with the
+/// status `status_of` gives it.
+pub async fn render(
+    app: &'static str,
+    nav: &'static [NavItem],
+    build: impl FnOnce() -> anyhow::Result<Page> + Send + 'static,
+    status_of: fn(&anyhow::Error) -> StatusCode,
+) -> Response {
+    match tokio::task::spawn_blocking(build).await {
+        Ok(Ok(page)) => page.into_response(),
+        Ok(Err(e)) => failure(app, nav, status_of(&e), format!("{e:#}")),
+        Err(e) => failure(
+            app,
+            nav,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the page's work stopped: {e}"),
+        ),
+    }
+}
+
 /// Renders a page's body template; a failure (a bug, never the data's
 /// fault: askama checks templates when compiled) becomes a line that says so.
 pub fn body(template: &impl Template) -> String {

@@ -170,6 +170,36 @@ impl LocalAccess {
     }
 }
 
+/// Serves the dashboard `app`: listens on a loopback address of its own at
+/// `port` (0: any free one), makes its guard, hands `ready` the one-time
+/// URL, and serves what `router` builds behind the guard until ctrl-c.
+pub fn serve(
+    app: &'static str,
+    port: u16,
+    router: impl FnOnce(Arc<LocalAccess>) -> Router,
+    ready: impl FnOnce(&str),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = bind(port).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listening on a loopback address at port {port}: {e}"),
+            )
+        })?;
+        let (access, token) = LocalAccess::new(app, listener.local_addr()?);
+        ready(&access.login_url(&token));
+        let routes = router(access.clone())
+            .merge(crate::assets())
+            .merge(routes(access.clone()))
+            .layer(axum::middleware::from_fn_with_state(access, guard));
+        c2ssi_server::serve(listener, routes, None).await
+    })
+}
+
 /// Listens on a loopback address of the dashboard's own, at `port` (0: any
 /// free one): 127.a.b.c drawn at random, or 127.0.0.1 where the system does
 /// not route the rest of 127.0.0.0/8.

@@ -151,16 +151,13 @@ enum Command_ {
 pub(crate) struct UiArgs {
     #[command(flatten)]
     target: Target,
-    /// The port (0: any free one), on a loopback address of the dashboard's
-    /// own; the page answers nowhere else
-    #[arg(long, default_value_t = 0)]
-    port: u16,
+    #[command(flatten)]
+    dashboard: c2ssi_cli::DashboardArgs,
 }
 
 /// `collective ui`: loads the collective's key once, prints the one-time
 /// link, serves until ctrl-c.
 fn ui(args: UiArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
     let key = std::sync::Arc::new(args.target.key()?);
     let operator = collective::ui::Operator::new(
         args.target.connection.client().signed_by(key.clone()),
@@ -169,10 +166,8 @@ fn ui(args: UiArgs) -> anyhow::Result<ExitCode> {
     );
     // The broker must answer before the link is given.
     operator.client().summary(operator.collective())?;
-    collective::ui::serve(operator, args.port, |url| {
-        println!("your collective's dashboard: open {url}");
-        println!("(the link works once, in one browser; stop with ctrl-c)");
-        let _ = std::io::stdout().flush();
+    collective::ui::serve(operator, args.dashboard.port, |url| {
+        c2ssi_cli::DashboardArgs::announce("your collective's", url);
     })?;
     Ok(ExitCode::SUCCESS)
 }

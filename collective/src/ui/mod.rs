@@ -19,11 +19,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use c2ssi_client::Client;
 use c2ssi_protocol::SigningKey;
-use c2ssi_web::local::{self, CsrfToken, LocalAccess};
+use c2ssi_web::local::{self, CsrfToken};
 use c2ssi_web::{NavItem, Notice, Page};
 use serde::Deserialize;
 
@@ -136,36 +137,25 @@ async fn page(
     f: impl FnOnce(&Operator) -> anyhow::Result<Page> + Send + 'static,
 ) -> Response {
     let op = op.clone();
-    match tokio::task::spawn_blocking(move || f(&op)).await {
-        Ok(Ok(page)) => page.into_response(),
-        Ok(Err(e)) => {
-            // What the broker refused keeps its status (a job that is not
-            // there is a 404 here too); anything else is the broker's
-            // failure to answer: 502.
-            let status = e
-                .downcast_ref::<c2ssi_client::ClientError>()
-                .and_then(c2ssi_client::ClientError::code)
-                .filter(|c| (400..500).contains(&c.status()))
-                .and_then(|c| axum::http::StatusCode::from_u16(c.status()).ok())
-                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-            let mut response = failure(format!("{e:#}"));
-            *response.status_mut() = status;
-            response
-        }
-        Err(e) => failure(format!("the page's work stopped: {e}")),
-    }
+    c2ssi_web::render(APP, NAV, move || f(&op), status_of).await
+}
+
+/// What the broker refused keeps its status (a job that is not there is a
+/// 404 here too); anything else is the broker's failure to answer: 502.
+fn status_of(e: &anyhow::Error) -> StatusCode {
+    e.downcast_ref::<c2ssi_client::ClientError>()
+        .and_then(c2ssi_client::ClientError::code)
+        .filter(|c| (400..500).contains(&c.status()))
+        .and_then(|c| StatusCode::from_u16(c.status()).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 fn failure(text: String) -> Response {
-    let mut page = Page::new(APP, NAV, "", "Something went wrong", String::new());
-    page.notice = Some(Notice::bad(text));
-    let mut response = page.into_response();
-    *response.status_mut() = axum::http::StatusCode::BAD_GATEWAY;
-    response
+    c2ssi_web::failure(APP, NAV, StatusCode::BAD_GATEWAY, text)
 }
 
-/// The dashboard's router, behind `access`.
-pub fn app(operator: Arc<Operator>, access: Arc<LocalAccess>) -> Router {
+/// The dashboard's pages ([`serve`] puts them behind the guard).
+pub fn app(operator: Arc<Operator>) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/jobs", get(|| async { Redirect::to("/") }).post(start))
@@ -178,25 +168,14 @@ pub fn app(operator: Arc<Operator>, access: Arc<LocalAccess>) -> Router {
             get(|| async { Redirect::to("/ledger") }).post(verify),
         )
         .with_state(operator)
-        .merge(c2ssi_web::assets())
-        .merge(local::routes(access.clone()))
-        .layer(axum::middleware::from_fn_with_state(access, local::guard))
 }
 
-/// Serves the dashboard on 127.0.0.1:`port` (0: any free port) until
-/// ctrl-c; `ready` gets the URL to open, with its one-time token.
-pub fn serve(operator: Operator, port: u16, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = local::bind(port).await?;
-        let (access, token) = LocalAccess::new(APP, listener.local_addr()?);
-        ready(&access.login_url(&token));
-        c2ssi_server::serve(listener, app(Arc::new(operator), access), None).await?;
-        Ok(())
-    })
+/// Serves the dashboard on a loopback address of its own at `port` (0: any
+/// free port) until ctrl-c; `ready` gets the URL to open, with its one-time
+/// token.
+pub fn serve(operator: Operator, port: u16, ready: impl FnOnce(&str)) -> std::io::Result<()> {
+    let operator = Arc::new(operator);
+    local::serve(APP, port, move |_| app(operator), ready)
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +215,7 @@ async fn start(
             })
             .await;
             if response.status().is_success() {
-                *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             }
             response
         }

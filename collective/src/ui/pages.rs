@@ -151,12 +151,19 @@ pub(super) struct StartForm {
     form: String,
     algorithm: String,
     params: String,
-    rounds: u32,
-    wallets_per_round: u32,
-    deadline_ms: u64,
+    rounds: String,
+    wallets_per_round: String,
+    deadline_ms: String,
     budget: String,
     filter: String,
     momentum: String,
+}
+
+/// A whole number from a form field, or an error that names the field.
+fn whole<T: std::str::FromStr>(field: &str, text: &str) -> anyhow::Result<T> {
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{field}: '{}' is not a whole number", text.trim()))
 }
 
 /// The training flags, parsed by the definitions `collective train` uses.
@@ -205,15 +212,19 @@ pub(super) fn start(op: &Operator, form: &StartForm) -> anyhow::Result<String> {
         algorithm_sha256: algorithm.sha256.clone(),
         table,
         params: training.params()?,
-        rounds: form.rounds,
-        wallets_per_round: form.wallets_per_round,
-        round_deadline_ms: form.deadline_ms,
+        rounds: whole("rounds", &form.rounds)?,
+        wallets_per_round: whole("wallets per round", &form.wallets_per_round)?,
+        round_deadline_ms: whole("round deadline", &form.deadline_ms)?,
         rule: training.rule()?,
         server_lr: training.server_lr,
         momentum: training.momentum,
         optimizer: training.optimizer()?,
         schedule: training.schedule()?,
-        budget: form.budget.trim().parse().context("the budget")?,
+        budget: form
+            .budget
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("budget: {e}"))?,
         initial_model: None,
     };
     match crate::operator::send(&op.client, &op.key, &op.collective, Command::StartJob(spec))? {

@@ -120,7 +120,7 @@ enum Command {
     /// Your limits: epsilon per job and per year, least k, noise required, biggest model
     Policy(privacy::PolicyArgs),
     /// Your dashboard in a browser, on 127.0.0.1 only: data, consents, accesses, earnings, privacy
-    Ui(UiArgs),
+    Ui(c2ssi_cli::DashboardArgs),
     #[command(flatten)]
     Shell(c2ssi_cli::ShellCommand),
 }
@@ -139,23 +139,12 @@ pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct UiArgs {
-    /// The port (0: any free one), on a loopback address of the dashboard's
-    /// own; the page answers nowhere else
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-}
-
 /// `wallet ui`: unlocks the wallet once, prints the one-time link, serves
 /// until ctrl-c.
-fn ui(g: &GlobalArgs, args: UiArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
+fn ui(g: &GlobalArgs, args: c2ssi_cli::DashboardArgs) -> anyhow::Result<ExitCode> {
     let wallet = unlock::open(g)?;
     wallet_host::ui::serve(wallet, args.port, |url| {
-        println!("your wallet's dashboard: open {url}");
-        println!("(the link works once, in one browser; stop with ctrl-c)");
-        let _ = std::io::stdout().flush();
+        c2ssi_cli::DashboardArgs::announce("your wallet's", url);
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use c2ssi_web::local::{self, CsrfToken, LocalAccess};
+use c2ssi_web::local::{self, CsrfToken};
 use c2ssi_web::{NavItem, Notice, Page};
 use serde::Deserialize;
 
@@ -70,35 +71,29 @@ async fn page(
     f: impl FnOnce(&Wallet) -> anyhow::Result<Page> + Send + 'static,
 ) -> Response {
     let wallet = ui.wallet.clone();
-    match tokio::task::spawn_blocking(move || f(&wallet)).await {
-        Ok(Ok(page)) => page.into_response(),
-        Ok(Err(e)) => {
-            // A table that is not there is the address's fault, not the
-            // wallet's: 404, saying so.
-            let missing = matches!(
-                e.downcast_ref::<crate::store::WalletError>(),
-                Some(crate::store::WalletError::NoSuchTable { .. })
-            );
-            let mut response = failure(format!("{e:#}"));
-            if missing {
-                *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
-            }
-            response
-        }
-        Err(e) => failure(format!("the page's work stopped: {e}")),
+    c2ssi_web::render(APP, NAV, move || f(&wallet), status_of).await
+}
+
+/// A request whose address or form says something that cannot be: 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// A table that is not there is the address's fault, not the wallet's: 404;
+/// a malformed request 400; anything else, 500.
+fn status_of(e: &anyhow::Error) -> StatusCode {
+    if e.downcast_ref::<BadInput>().is_some() {
+        return StatusCode::BAD_REQUEST;
+    }
+    match e.downcast_ref::<crate::store::WalletError>() {
+        Some(crate::store::WalletError::NoSuchTable { .. }) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn failure(text: String) -> Response {
-    let mut page = Page::new(APP, NAV, "", "Something went wrong", String::new());
-    page.notice = Some(Notice::bad(text));
-    let mut response = page.into_response();
-    *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
-}
-
-/// The dashboard's router over an unlocked wallet, behind `access`.
-pub fn app(wallet: Arc<Wallet>, access: Arc<LocalAccess>) -> Router {
+/// The dashboard's pages over an unlocked wallet ([`serve`] puts them
+/// behind the guard).
+pub fn app(wallet: Arc<Wallet>) -> Router {
     let ui = Ui { wallet };
     Router::new()
         .route("/", get(overview))
@@ -117,26 +112,14 @@ pub fn app(wallet: Arc<Wallet>, access: Arc<LocalAccess>) -> Router {
         .route("/earnings", get(earnings))
         .route("/privacy", get(privacy))
         .with_state(ui)
-        .merge(c2ssi_web::assets())
-        .merge(local::routes(access.clone()))
-        .layer(axum::middleware::from_fn_with_state(access, local::guard))
 }
 
-/// Serves the dashboard on 127.0.0.1:`port` (0: any free port) until
-/// ctrl-c; `ready` gets the URL to open, with its one-time token.
-pub fn serve(wallet: Wallet, port: u16, ready: impl FnOnce(&str)) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = local::bind(port).await?;
-        let (access, token) = LocalAccess::new(APP, listener.local_addr()?);
-        ready(&access.login_url(&token));
-        let router = app(Arc::new(wallet), access);
-        c2ssi_server::serve(listener, router, None).await?;
-        Ok(())
-    })
+/// Serves the dashboard on a loopback address of its own at `port` (0: any
+/// free port) until ctrl-c; `ready` gets the URL to open, with its one-time
+/// token.
+pub fn serve(wallet: Wallet, port: u16, ready: impl FnOnce(&str)) -> std::io::Result<()> {
+    let wallet = Arc::new(wallet);
+    local::serve(APP, port, move |_| app(wallet), ready)
 }
 
 async fn overview(State(ui): State<Ui>) -> Response {
@@ -149,7 +132,7 @@ async fn data(State(ui): State<Ui>) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct RowsQuery {
-    rows: Option<usize>,
+    rows: Option<String>,
 }
 
 async fn table(
@@ -157,7 +140,18 @@ async fn table(
     Path(name): Path<String>,
     Query(q): Query<RowsQuery>,
 ) -> Response {
-    page(&ui, move |w| pages::table(w, &name, q.rows)).await
+    page(&ui, move |w| {
+        let rows = q
+            .rows
+            .map(|r| {
+                r.trim()
+                    .parse::<usize>()
+                    .map_err(|_| BadInput(format!("rows: '{}' is not a number of rows", r.trim())))
+            })
+            .transpose()?;
+        pages::table(w, &name, rows)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,7 +244,7 @@ async fn refused(ui: &Ui, csrf: CsrfToken, text: String) -> Response {
     })
     .await;
     if response.status().is_success() {
-        *response.status_mut() = axum::http::StatusCode::CONFLICT;
+        *response.status_mut() = StatusCode::CONFLICT;
     }
     response
 }
