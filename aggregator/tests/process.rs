@@ -156,6 +156,29 @@ fn envelope(s: &Setup, i: usize, delta: Vec<f32>, present: bool) -> Signed<Updat
     .expect("test setup")
 }
 
+/// A GET through the router, with a bearer token when given: the status
+/// and the body.
+async fn get(
+    router: &axum::Router,
+    path: &str,
+    bearer: Option<&str>,
+) -> (StatusCode, axum::body::Bytes) {
+    let mut request = Request::builder().uri(path);
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Body::empty()).expect("a request");
+    let response = router.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    (status, bytes)
+}
+
 async fn post<T: Serialize>(router: &axum::Router, path: &str, body: &T) -> (StatusCode, Value) {
     let response = router
         .clone()
@@ -210,25 +233,10 @@ async fn rounds_open_only_on_the_word_of_the_manifests_broker() {
 
     // The operator's metrics count each outcome by kind, name no
     // collective, and see the round open; they are for the token's bearer.
-    let request = Request::builder()
-        .uri("/metrics")
-        .body(Body::empty())
-        .expect("a request");
-    let response = s.router.clone().oneshot(request).await.expect("an answer");
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let request = Request::builder()
-        .uri("/metrics")
-        .header("authorization", "Bearer the-operator's")
-        .body(Body::empty())
-        .expect("a request");
-    let response = s.router.clone().oneshot(request).await.expect("an answer");
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("the body")
-        .to_bytes();
+    let (status, _) = get(&s.router, "/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, bytes) = get(&s.router, "/metrics", Some("the-operator's")).await;
+    assert_eq!(status, StatusCode::OK);
     let metrics = String::from_utf8_lossy(&bytes);
     for line in [
         "c2ssi_updates_total{outcome=\"invalid-update\"} 2",
@@ -406,18 +414,8 @@ async fn a_rule_that_keeps_the_momentum_starts_from_the_center_the_broker_sends(
 #[tokio::test]
 async fn the_openapi_description_matches_the_routes() {
     let s = setup(true, c2ssi_protocol::privacy::default_terms());
-    let request = Request::builder()
-        .uri("/openapi.json")
-        .body(Body::empty())
-        .expect("a request");
-    let response = s.router.clone().oneshot(request).await.expect("an answer");
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("the body")
-        .to_bytes();
+    let (status, bytes) = get(&s.router, "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
     let api: Value = serde_json::from_slice(&bytes).expect("JSON");
     let paths = api["paths"].as_object().expect("paths");
     let mut operations = 0;

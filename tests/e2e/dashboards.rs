@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::browser::Browser;
-use crate::support::{Service, eventually, run_ok, start_server, wallets};
+use crate::support::{Service, run_ok, start_server, wallets};
 
 /// The owner's dashboard: a consent accepted in `wallet ui` lets the agent
 /// run the collective's next task; the access, the receipt and the privacy
@@ -19,21 +19,7 @@ pub(crate) fn a_consent_accepted_in_wallet_ui_lets_the_agent_run_the_next_task()
     }
     let agents: Vec<_> = people.iter().map(|w| w.agent()).collect();
     // A new algorithm: every wallet holds the new manifest as pending.
-    let elm = run_ok(&mut service.operator(&[
-        "algorithm",
-        "add",
-        test_guest_artifacts::ELM_RIDGE,
-        "--params",
-        "label=progression",
-    ]))
-    .trim()
-    .to_string();
-    for w in &people {
-        eventually("the new manifest to wait for consent", || {
-            let out = run_ok(&mut w.command(&["subscriptions"]));
-            out.contains("PENDING").then_some(())
-        });
-    }
+    let elm = service.add_algorithm_pending_in(test_guest_artifacts::ELM_RIDGE, &people);
     // Four owners consent on the command line; the fifth in the browser.
     for w in &people[1..] {
         w.consent(&service.collective);

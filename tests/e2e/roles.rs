@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::process::Command;
 
 use crate::support::{
-    Service, WalletDir, binary, creators_file, eventually, repo, run, run_ok, trusting, wallets,
+    Service, WalletDir, binary, creators_file, repo, run, run_ok, trusting, wallets,
 };
 
 /// Every file under `dir`, read.
@@ -158,21 +158,7 @@ pub(crate) fn consent_and_the_owners_budget_are_enforced_by_the_wallet() {
 
     // A new algorithm is a new manifest version: every wallet holds it as
     // pending, and nothing of the collective runs until its owner consents.
-    let elm = run_ok(&mut service.operator(&[
-        "algorithm",
-        "add",
-        test_guest_artifacts::ELM_RIDGE,
-        "--params",
-        "label=progression",
-    ]))
-    .trim()
-    .to_string();
-    for w in &people {
-        eventually("the new manifest to wait for consent", || {
-            let out = run_ok(&mut w.command(&["subscriptions"]));
-            out.contains("PENDING").then_some(())
-        });
-    }
+    let elm = service.add_algorithm_pending_in(test_guest_artifacts::ELM_RIDGE, &people);
     let job = service.train_with(&elm, &["label=progression"], (1, 5), "1", 60_000);
     let waited = Instant::now();
     while waited.elapsed() < Duration::from_secs(3) {

@@ -452,6 +452,31 @@ impl Service {
         run_ok(&mut self.operator(&args)).trim().to_string()
     }
 
+    /// Adds the algorithm `component` (a new manifest version) and waits
+    /// until each of `wallets` holds that version as pending; its SHA-256.
+    pub(crate) fn add_algorithm_pending_in(
+        &self,
+        component: &str,
+        wallets: &[WalletDir],
+    ) -> String {
+        let sha = run_ok(&mut self.operator(&[
+            "algorithm",
+            "add",
+            component,
+            "--params",
+            "label=progression",
+        ]))
+        .trim()
+        .to_string();
+        for w in wallets {
+            eventually("the new manifest to wait for consent", || {
+                let out = run_ok(&mut w.command(&["subscriptions"]));
+                out.contains("PENDING").then_some(())
+            });
+        }
+        sha
+    }
+
     /// The client of the broker's API, signing as the collective (its key
     /// in the consumer's directory), as `collective` does.
     pub(crate) fn client(&self) -> c2ssi_client::Client {
