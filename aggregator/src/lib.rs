@@ -4,7 +4,7 @@
 //! - [`rules`]: the aggregation rules, one per file, checked when built;
 //! - [`mechanism`]: what a batch releases under the manifest's privacy
 //!   terms: contributions clipped and clamped, the Gaussian mechanism around
-//!   the mean, exact rules only without noise;
+//!   any rule, calibrated to the bound the rule declares on one wallet;
 //! - [`noise`]: Gaussian noise from the operating system's generator (a
 //!   seeded one only for the simulation);
 //! - [`monitor`]: `/metrics`, updates counted by outcome.

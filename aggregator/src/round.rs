@@ -23,7 +23,7 @@ use c2ssi_protocol::{
 };
 
 use crate::keys::AggregatorKeys;
-use crate::mechanism::{Contribution, ReleaseError, release};
+use crate::mechanism::{Batch, Contribution, ReleaseError, release};
 use crate::noise::NoiseSource;
 use crate::rules::Rule;
 
@@ -68,7 +68,7 @@ struct RoundBuffer {
     spec: RoundSpec,
     assigned: HashMap<PublicKey, String>,
     responded: HashSet<PublicKey>,
-    contributions: Vec<Contribution>,
+    contributions: Vec<(PublicKey, Contribution)>,
     counts: BatchCounts,
 }
 
@@ -469,7 +469,9 @@ impl Aggregator {
             // The round closed while the update was being opened.
             return Ok(accepted(UpdateOutcome::Unused(Unused::Late)));
         };
-        buffer.contributions.extend(contribution);
+        buffer
+            .contributions
+            .extend(contribution.map(|c| (body.wallet, c)));
         buffer.count(outcome);
         Ok(accepted(outcome))
     }
@@ -505,9 +507,11 @@ impl Aggregator {
         let RoundBuffer {
             spec,
             contributions,
+            assigned,
             mut counts,
             ..
         } = buffer;
+        let assigned: Vec<PublicKey> = assigned.into_keys().collect();
         let built = match Rule::new(rule) {
             Ok(r) => r,
             Err(e) => {
@@ -518,8 +522,8 @@ impl Aggregator {
         };
         let released = {
             let mut noise = self.noise.lock().unwrap_or_else(|e| e.into_inner());
-            let built = match noise.key() {
-                Ok(key) => built.with_shuffle_key(key),
+            let shuffle_key = match noise.key() {
+                Ok(key) => key,
                 Err(e) => {
                     return CloseOutcome::Failed {
                         reason: format!("no shuffle key: {e}"),
@@ -530,8 +534,11 @@ impl Aggregator {
                 &built,
                 &rule.to_string(),
                 &spec.terms,
-                &contributions,
-                spec.assigned.len(),
+                Batch {
+                    contributions: &contributions,
+                    assigned: &assigned,
+                    shuffle_key,
+                },
                 center,
                 &mut noise,
             )

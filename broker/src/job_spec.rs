@@ -1,7 +1,7 @@
 //! The checks a job must pass against its collective's manifest before it
 //! starts: a pure function, so that every refusal is unit-tested.
 
-use c2ssi_protocol::{AggregationRule, JobSpec, Manifest, TableRequirement};
+use c2ssi_protocol::{JobSpec, Manifest, TableRequirement};
 
 /// The most rounds a job may ask for.
 pub const MAX_ROUNDS: u32 = 100_000;
@@ -79,13 +79,6 @@ pub fn validate<'m>(
             spec.rule
         ));
     }
-    if manifest.privacy.has_noise() && spec.rule != AggregationRule::Mean {
-        return Err(format!(
-            "the manifest's terms add noise, which only the mean rule can take; {} cannot be \
-             used (its sensitivity to one wallet is not the clipping norm)",
-            spec.rule
-        ));
-    }
     if spec.params.len() > MAX_PARAMS {
         return Err(format!("more than {MAX_PARAMS} hyper-parameters"));
     }
@@ -105,8 +98,8 @@ pub fn validate<'m>(
 mod tests {
     use c2ssi_guest_sdk::{ColumnSpec, ColumnType};
     use c2ssi_protocol::{
-        AllowedAlgorithm, Amount, DataRequirements, Header, LrSchedule, PrivacyTerms, Purpose,
-        ServerOptimizer, Signer, SigningKey, collective_id, privacy,
+        AggregationRule, AllowedAlgorithm, Amount, DataRequirements, Header, LrSchedule,
+        PrivacyTerms, Purpose, ServerOptimizer, Signer, SigningKey, collective_id, privacy,
     };
 
     use super::*;
@@ -236,13 +229,6 @@ mod tests {
             ),
             (
                 JobSpec {
-                    rule: AggregationRule::Median,
-                    ..spec()
-                },
-                "only the mean rule",
-            ),
-            (
-                JobSpec {
                     initial_model: Some(vec![f32::INFINITY]),
                     ..spec()
                 },
@@ -298,13 +284,25 @@ mod tests {
     }
 
     #[test]
-    fn robust_rules_run_only_without_noise() {
-        let m = manifest(PrivacyTerms::with_noise(10, 1.0, 1e-5, 1, 0.0, Vec::new()).unwrap());
-        let job = JobSpec {
-            rule: AggregationRule::Median,
-            ..spec()
-        };
-        validate(&job, &m).unwrap();
+    fn every_rule_runs_with_noise_and_without() {
+        for terms in [
+            privacy::default_terms(),
+            PrivacyTerms::with_noise(10, 1.0, 1e-5, 1, 0.0, Vec::new()).unwrap(),
+        ] {
+            let m = manifest(terms);
+            for rule in [
+                "median",
+                "trimmed-mean:0.1",
+                "multi-krum",
+                "bucketing:2:median",
+            ] {
+                let job = JobSpec {
+                    rule: rule.parse().unwrap(),
+                    ..spec()
+                };
+                validate(&job, &m).unwrap();
+            }
+        }
     }
 
     #[test]

@@ -13,11 +13,13 @@ pub struct TrainingArgs {
     /// Hyper-parameters, as name=value (lists comma-separated)
     #[arg(long = "params", num_args = 1.., value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// Aggregation rule: mean, or without noise also clipped-mean[:NORM],
-    /// median, trimmed-mean[:FRACTION], multi-krum[:F],
+    /// Aggregation rule: mean, clipped-mean[:NORM], median,
+    /// trimmed-mean[:FRACTION], multi-krum[:F],
     /// centered-clipping[:RADIUS[:ITERATIONS]],
     /// centered-clipping-momentum[:RADIUS[:BETA]] (keeps the job's momentum:
-    /// give --momentum 0), and bucketing:SIZE:RULE in front of any of them
+    /// give --momentum 0), and bucketing:SIZE:RULE in front of any of them.
+    /// With noise, the noise on the model grows with how far one wallet can
+    /// move the rule: each release's report gives the ratio to the mean's
     #[arg(long, default_value = "mean")]
     pub filter: String,
     /// Server learning rate

@@ -99,7 +99,8 @@ pub struct JobSpec {
     pub wallets_per_round: u32,
     /// How long a round waits for updates.
     pub round_deadline_ms: u64,
-    /// The aggregation rule (with noise, only the mean).
+    /// The aggregation rule (with noise, wrapped in the Gaussian mechanism
+    /// calibrated to the rule's sensitivity).
     pub rule: AggregationRule,
     /// The server's learning rate on the aggregate.
     pub server_lr: f64,

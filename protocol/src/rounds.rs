@@ -69,7 +69,8 @@ pub struct CloseRound {
     pub job_id: String,
     /// The round.
     pub round: u32,
-    /// The job's aggregation rule; with noise, only the mean is applied.
+    /// The job's aggregation rule; with noise, wrapped in the Gaussian
+    /// mechanism calibrated to the rule's sensitivity.
     pub rule: AggregationRule,
     /// For a rule that keeps a momentum: the last aggregate it released for
     /// the job (none before the first). Every other rule ignores it.

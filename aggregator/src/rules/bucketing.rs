@@ -10,6 +10,11 @@
 //! its bytes under a key the aggregator draws each round (the operating
 //! system's generator; the simulation's seed), so that no wallet can choose
 //! its bucket, and the result does not depend on the order updates arrived in.
+//!
+//! Under noise the buckets must not depend on what an update holds: one
+//! person's update would then move others between buckets. There the
+//! mechanism hands the batch already shuffled by wallet (see
+//! [`Bucketing::in_batch_order`]) and buckets follow that order.
 
 use ring::hmac;
 
@@ -21,6 +26,7 @@ pub struct Bucketing {
     size: usize,
     inner: Box<Rule>,
     key: [u8; 32],
+    in_batch_order: bool,
 }
 
 impl Bucketing {
@@ -41,6 +47,7 @@ impl Bucketing {
             size: size as usize,
             inner: Box::new(inner),
             key: [0; 32],
+            in_batch_order: false,
         })
     }
 
@@ -48,6 +55,34 @@ impl Bucketing {
     pub fn with_key(mut self, key: [u8; 32]) -> Bucketing {
         self.key = key;
         self
+    }
+
+    /// The same rule filling buckets in the batch's own order, which the
+    /// caller has shuffled (the mechanism, by wallet, under the round's key).
+    pub fn in_batch_order(mut self) -> Bucketing {
+        self.in_batch_order = true;
+        self
+    }
+
+    /// The number of buckets for `n` updates and the fewest updates in one.
+    fn buckets(&self, n: usize) -> (usize, usize) {
+        let buckets = n.div_ceil(self.size).max(1);
+        (buckets, n / buckets)
+    }
+
+    /// How far the result for `n` updates of norm at most `norm` moves
+    /// when one update moves by `change`, with buckets in the batch's order:
+    /// one bucket mean moves by at most `change` over the fewest updates in
+    /// a bucket, and the inner rule sees one of its inputs move that much.
+    /// Buckets chosen by content have no such bound (one update reshuffles
+    /// the others): infinite.
+    pub fn sensitivity(&self, n: usize, norm: f64, change: f64) -> f64 {
+        if !self.in_batch_order {
+            return f64::INFINITY;
+        }
+        let (buckets, fewest) = self.buckets(n);
+        self.inner
+            .sensitivity(buckets, norm, change / fewest.max(1) as f64)
     }
 
     /// The batch in buckets, then the inner rule on the bucket means (from
@@ -59,25 +94,30 @@ impl Bucketing {
     ) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;
         let n = updates.len();
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key);
-        let mut order: Vec<(hmac::Tag, usize)> = updates
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let bytes: Vec<u8> = u.iter().flat_map(|x| x.to_le_bytes()).collect();
-                (hmac::sign(&key, &bytes), i)
-            })
-            .collect();
-        // Equal tags mean equal updates, whose order changes nothing.
-        order.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let order: Vec<usize> = if self.in_batch_order {
+            (0..n).collect()
+        } else {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key);
+            let mut tagged: Vec<(hmac::Tag, usize)> = updates
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let bytes: Vec<u8> = u.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    (hmac::sign(&key, &bytes), i)
+                })
+                .collect();
+            // Equal tags mean equal updates, whose order changes nothing.
+            tagged.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            tagged.into_iter().map(|(_, i)| i).collect()
+        };
         // ceil(n / size) buckets, as in the paper, their sizes differing by
         // at most one (no update alone in a short last bucket).
-        let buckets = n.div_ceil(self.size);
+        let (buckets, _) = self.buckets(n);
         let means: Vec<Vec<f32>> = (0..buckets)
             .map(|k| {
                 let members: Vec<&[f32]> = order[k * n / buckets..(k + 1) * n / buckets]
                     .iter()
-                    .map(|&(_, i)| updates[i].as_slice())
+                    .map(|&i| updates[i].as_slice())
                     .collect();
                 mean_of(&members, d)
             })

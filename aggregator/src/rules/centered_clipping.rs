@@ -28,6 +28,17 @@ impl CenteredClipping {
         })
     }
 
+    /// How far centered clipping of `n` moves when one update moves by
+    /// `change`. The median it starts from moves by at most `change` (see
+    /// [`super::Median::sensitivity`]); each iteration, `v` plus the mean
+    /// of the offsets `x_i - v` clipped, is 1-Lipschitz in `v` (`u -
+    /// clip(u)` is a proximal map, so non-expansive) and moves by at most
+    /// `min(change, 2 radius) / n` with the one update.
+    pub fn sensitivity(&self, n: usize, change: f64) -> f64 {
+        let steps = f64::from(self.iterations.max(1));
+        change + steps * change.min(2.0 * self.radius) / n.max(1) as f64
+    }
+
     /// Centered clipping of the batch, from its median.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;

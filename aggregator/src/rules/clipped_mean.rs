@@ -21,6 +21,13 @@ impl ClippedMean {
         Ok(ClippedMean { clip_norm })
     }
 
+    /// How far the clipped mean of `n` moves when one update moves by
+    /// `change`: clipping is a projection, so the clipped update moves by at
+    /// most `change` and by at most the ball's diameter.
+    pub fn sensitivity(&self, n: usize, change: f64) -> f64 {
+        change.min(2.0 * self.clip_norm) / n.max(1) as f64
+    }
+
     /// The mean of the clipped batch.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;

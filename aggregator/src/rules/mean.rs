@@ -8,6 +8,11 @@ use super::{Aggregate, AggregationError, check, mean_of};
 pub struct Mean;
 
 impl Mean {
+    /// How far the mean of `n` moves when one update moves by `change`.
+    pub fn sensitivity(&self, n: usize, change: f64) -> f64 {
+        change / n.max(1) as f64
+    }
+
     /// The mean of the batch.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;

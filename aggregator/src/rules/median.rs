@@ -29,6 +29,14 @@ pub(crate) fn median_of_keys(column: &mut [i32]) -> f32 {
 }
 
 impl Median {
+    /// How far the median moves when one update moves by `change`: each
+    /// order statistic of a coordinate moves by at most as much as the one
+    /// value that changed, so the medians (or the means of the two middle
+    /// values) move by at most `change` in L2, whatever the batch's size.
+    pub fn sensitivity(&self, change: f64) -> f64 {
+        change
+    }
+
     /// The median of the batch.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         Ok(Aggregate {

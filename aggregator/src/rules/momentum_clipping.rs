@@ -37,6 +37,14 @@ impl MomentumClipping {
         Ok(MomentumClipping { radius, beta })
     }
 
+    /// How far the step of `n` moves when one update moves by `change`,
+    /// whatever the center: that update's term `(1 - beta) clip(x - v,
+    /// radius / (1 - beta))` moves by at most `(1 - beta) change` and by at
+    /// most `2 radius`, and the center does not depend on the batch.
+    pub fn sensitivity(&self, n: usize, change: f64) -> f64 {
+        ((1.0 - self.beta) * change).min(2.0 * self.radius) / n.max(1) as f64
+    }
+
     /// The step from `center` (the last aggregate; none: the first round,
     /// from zero) over the batch.
     pub fn aggregate(

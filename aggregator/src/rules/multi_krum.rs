@@ -37,13 +37,32 @@ impl MultiKrum {
         })
     }
 
+    /// How far Multi-Krum of `n` updates of norm at most `norm` moves when
+    /// one update moves by `change`: one update can change every score and
+    /// so the whole selection, and the mean of any selection lies within
+    /// `norm` of zero, so the bound is the diameter `2 norm`, unless every
+    /// update is selected (then it is the mean's).
+    pub fn sensitivity(&self, n: usize, norm: f64, change: f64) -> f64 {
+        let (_, m) = self.sizes(n);
+        if m >= n {
+            change / n.max(1) as f64
+        } else {
+            2.0 * norm
+        }
+    }
+
+    /// The attackers assumed and the updates selected, in a batch of `n`.
+    fn sizes(&self, n: usize) -> (usize, usize) {
+        let f = self.byzantine.map(|b| b as usize).unwrap_or((n * 3) / 10);
+        let f = f.min(n.saturating_sub(3) / 2);
+        (f, self.selected.map(|s| s as usize).unwrap_or(n - f))
+    }
+
     /// Multi-Krum of the batch.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;
         let n = updates.len();
-        let f = self.byzantine.map(|b| b as usize).unwrap_or((n * 3) / 10);
-        let f = f.min(n.saturating_sub(3) / 2);
-        let m = self.selected.map(|s| s as usize).unwrap_or(n - f);
+        let (f, m) = self.sizes(n);
         let chosen = select(updates, f, m)?;
         let picked: Vec<&[f32]> = chosen.iter().map(|&i| updates[i].as_slice()).collect();
         Ok(Aggregate {

@@ -57,6 +57,15 @@ impl TrimmedMean {
         Ok(TrimmedMean { trim })
     }
 
+    /// How far the trimmed mean of `n` moves when one update moves by
+    /// `change`: sorting is non-expansive in L1, so the sum of a
+    /// coordinate's kept values moves by at most as much as the one value
+    /// that changed, and the mean of the `n - 2k` kept by that over `n - 2k`.
+    pub fn sensitivity(&self, n: usize, change: f64) -> f64 {
+        let k = trimmed_count(n, self.trim);
+        change / n.saturating_sub(2 * k).max(1) as f64
+    }
+
     /// The trimmed mean of the batch.
     pub fn aggregate(&self, updates: &[Vec<f32>]) -> Result<Aggregate, AggregationError> {
         let d = check(updates)?;
