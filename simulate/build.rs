@@ -8,6 +8,7 @@ const ALGORITHMS: &[&str] = &[
     "logistic-regression",
     "softmax-regression",
     "elm-ridge",
+    "least-squares",
 ];
 
 fn main() {

@@ -11,6 +11,7 @@ const ALGORITHMS: &[&str] = &[
     "logistic-regression",
     "softmax-regression",
     "elm-ridge",
+    "least-squares",
 ];
 
 fn main() {

@@ -192,6 +192,27 @@ fn elm_ridge_uses_linfa_inside_the_sandbox() {
     );
 }
 
+/// One wallet with every row: the model after its update is the least-
+/// squares fit of those rows, as the normal equations give it.
+#[test]
+fn least_squares_solves_the_normal_equations_inside_the_sandbox() {
+    let params = vec![text("label", "y"), real("penalty", 0.0)];
+    let table = linear_table(150, 4);
+    let trained = check_algorithm::<least_squares::LeastSquares>(
+        test_guest_artifacts::LEAST_SQUARES,
+        params.clone(),
+        &table,
+        4,
+        ("mse_before", "mse_after"),
+        1e-6,
+    );
+    let evaluated =
+        c2ssi_guest_sdk::evaluate::<least_squares::LeastSquares>(&trained, params, &table)
+            .expect("evaluate");
+    let r2 = evaluated.score.value;
+    assert!(r2 > 0.9, "the exact fit explains the linear table: r2 {r2}");
+}
+
 #[test]
 fn algorithm_errors_are_reported_as_the_algorithm_s_own() {
     let sandbox = sandbox();
