@@ -9,6 +9,7 @@ const ALGORITHMS: &[&str] = &[
     "softmax-regression",
     "elm-ridge",
     "least-squares",
+    "logistic-newton",
 ];
 
 fn main() {

@@ -9,6 +9,8 @@ mod algorithm;
 pub mod encode;
 mod error;
 pub mod glm;
+#[cfg(feature = "linalg")]
+pub mod normal;
 mod params;
 pub mod sgd;
 mod table;

@@ -25,9 +25,8 @@
 #![deny(missing_docs)]
 
 use c2ssi_guest_sdk::glm;
+use c2ssi_guest_sdk::normal::{self, add_outer, upper_len};
 use c2ssi_guest_sdk::prelude::*;
-use linfa_linalg::eigh::Eigh;
-use ndarray::{Array1, Array2};
 
 /// The algorithm.
 #[derive(Debug)]
@@ -45,20 +44,18 @@ fn encode(params: &Params, schema: &[ColumnSpec], table: &Table) -> Result<Encod
     let features = select_features(schema, params.text_list("features")?, Some(label));
     let encoder = FeatureEncoder::new(schema, &features)?;
     let link = Identity::new(schema, label, params)?;
-    let x = encoder.encode(table)?;
     let d = encoder.width();
-    let mut z = Vec::with_capacity(table.row_count * (d + 1));
-    for row in x.chunks_exact(d.max(1)).take(table.row_count) {
-        z.extend(row.iter().map(|&v| f64::from(v)));
-        z.push(1.0);
-    }
-    Ok(Encoded { z, p: d + 1, link })
+    Ok(Encoded {
+        z: normal::with_constant(&encoder.encode(table)?, d),
+        p: d + 1,
+        link,
+    })
 }
 
 /// How many values the statistics of `p` columns take: the upper triangle
 /// of `A`, then `b`.
 fn statistics_len(p: usize) -> usize {
-    p * (p + 1) / 2 + p
+    upper_len(p) + p
 }
 
 /// The scale that keeps an update of `p` columns within `update_norm`:
@@ -77,16 +74,11 @@ fn statistics(data: &Encoded, targets: &[f32]) -> Vec<f64> {
     let p = data.p;
     let mut s = vec![0.0f64; statistics_len(p)];
     let n = targets.len().max(1) as f64;
+    let (a, b) = s.split_at_mut(upper_len(p));
     for (z, &y) in data.z.chunks_exact(p).zip(targets) {
-        let mut k = 0;
-        for i in 0..p {
-            for j in i..p {
-                s[k] += z[i] * z[j] / n;
-                k += 1;
-            }
-        }
-        for i in 0..p {
-            s[k + i] += z[i] * f64::from(y) / n;
+        add_outer(a, z, 1.0 / n);
+        for (bi, zi) in b.iter_mut().zip(z) {
+            *bi += zi * f64::from(y) / n;
         }
     }
     s
@@ -94,38 +86,19 @@ fn statistics(data: &Encoded, targets: &[f32]) -> Vec<f64> {
 
 /// The weights that solve the model's normal equations (kept times
 /// `scale`), in scaled units: `penalty` added on the features' diagonal
-/// (not the constant's), then eigenvalues below `penalty` raised to it.
-fn weights(model: &[f32], p: usize, scale: f64, penalty: f64) -> Result<Array1<f64>> {
+/// (not the constant's), eigenvalues below `penalty` raised to it.
+fn weights(model: &[f32], p: usize, scale: f64, penalty: f64) -> Result<Vec<f64>> {
     let m = statistics_len(p);
     expect_model_len(model, m + 1)?;
-    let mut a = Array2::<f64>::zeros((p, p));
-    let mut k = 0;
-    for i in 0..p {
-        for j in i..p {
-            let v = f64::from(model[k]) / scale;
-            a[[i, j]] = v;
-            a[[j, i]] = v;
-            k += 1;
-        }
-    }
-    let b: Array1<f64> = model[k..m].iter().map(|&v| f64::from(v) / scale).collect();
-    for i in 0..p - 1 {
-        a[[i, i]] += penalty;
-    }
-    let (values, vectors) = a
-        .eigh()
-        .map_err(|e| Error::new(format!("the normal equations do not decompose: {e}")))?;
-    // w = V diag(1 / max(lambda, penalty)) V^T b, the eigenvectors being
-    // the columns of V.
-    let floor = penalty.max(f64::MIN_POSITIVE);
-    let projected: Array1<f64> = vectors
-        .t()
-        .dot(&b)
-        .iter()
-        .zip(values.iter())
-        .map(|(&c, &l)| c / l.max(floor))
-        .collect();
-    Ok(vectors.dot(&projected))
+    let stats: Vec<f64> = model[..m].iter().map(|&v| f64::from(v) / scale).collect();
+    let mut ridge = vec![penalty; p];
+    ridge[p - 1] = 0.0;
+    normal::solve(
+        &stats[..upper_len(p)],
+        &ridge,
+        &stats[upper_len(p)..],
+        penalty,
+    )
 }
 
 /// The model's predictions for `data`, in scaled units.
@@ -136,7 +109,7 @@ fn scores(model: &[f32], data: &Encoded, params: &Params) -> Result<Vec<f32>> {
     Ok(data
         .z
         .chunks_exact(data.p)
-        .map(|z| z.iter().zip(w.iter()).map(|(a, b)| a * b).sum::<f64>() as f32)
+        .map(|z| z.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32)
         .collect())
 }
 
@@ -223,6 +196,7 @@ mod tests {
     use c2ssi_guest_sdk::{Column, ColumnData, Param, ParamValue};
     use linfa::Dataset;
     use linfa::traits::{Fit, Predict};
+    use ndarray::{Array1, Array2};
 
     use super::*;
 

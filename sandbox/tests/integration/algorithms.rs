@@ -214,6 +214,20 @@ fn least_squares_solves_the_normal_equations_inside_the_sandbox() {
 }
 
 #[test]
+fn logistic_newton_steps_by_the_hessian_inside_the_sandbox() {
+    let params = vec![text("label", "class"), real("l2", 0.01)];
+    let table = class_table(300, 3, 2);
+    check_algorithm::<logistic_newton::LogisticNewton>(
+        test_guest_artifacts::LOGISTIC_NEWTON,
+        params,
+        &table,
+        3,
+        ("log_loss_before", "log_loss_after"),
+        1e-5,
+    );
+}
+
+#[test]
 fn algorithm_errors_are_reported_as_the_algorithm_s_own() {
     let sandbox = sandbox();
     let component = load(&sandbox, test_guest_artifacts::SOFTMAX_REGRESSION);

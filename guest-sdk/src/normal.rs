@@ -1,0 +1,105 @@
+//! Normal equations for second-order algorithms (feature `linalg`): a
+//! symmetric `p x p` matrix packed as its upper triangle, row by row, and
+//! solved through linfa-linalg's symmetric eigendecomposition with its
+//! eigenvalues floored, so that a matrix made indefinite by noise or
+//! singular by too few examples still gives a bounded answer.
+
+use linfa_linalg::eigh::Eigh;
+use ndarray::{Array1, Array2};
+
+use crate::{Error, Result};
+
+/// How many values the upper triangle of a `p x p` matrix takes.
+pub fn upper_len(p: usize) -> usize {
+    p * (p + 1) / 2
+}
+
+/// Adds `weight z z^T` to the packed upper triangle `upper` (of
+/// `z.len()` columns).
+pub fn add_outer(upper: &mut [f64], z: &[f64], weight: f64) {
+    let mut k = 0;
+    for (i, &zi) in z.iter().enumerate() {
+        let wz = weight * zi;
+        for &zj in &z[i..] {
+            upper[k] += wz * zj;
+            k += 1;
+        }
+    }
+}
+
+/// The `z` of every row: its encoded features then a constant 1, as `f64`,
+/// row-major (`d + 1` per row for `d` features).
+pub fn with_constant(x: &[f32], d: usize) -> Vec<f64> {
+    let mut z = Vec::with_capacity(x.len() / d.max(1) * (d + 1));
+    for row in x.chunks_exact(d.max(1)) {
+        z.extend(row.iter().map(|&v| f64::from(v)));
+        z.push(1.0);
+    }
+    z
+}
+
+/// Solves `(A + diag(ridge)) x = b` for the symmetric `A` packed in
+/// `upper` (`b.len()` columns): eigenvalues below `floor` are raised to
+/// it, so the answer is `V diag(1 / max(lambda, floor)) V^T b`.
+pub fn solve(upper: &[f64], ridge: &[f64], b: &[f64], floor: f64) -> Result<Vec<f64>> {
+    let p = b.len();
+    if upper.len() != upper_len(p) || ridge.len() != p {
+        return Err(Error::new(format!(
+            "normal equations of {p} columns need {} packed values and {p} ridge terms, not \
+             {} and {}",
+            upper_len(p),
+            upper.len(),
+            ridge.len()
+        )));
+    }
+    let mut a = Array2::<f64>::zeros((p, p));
+    let mut k = 0;
+    for i in 0..p {
+        for j in i..p {
+            a[[i, j]] = upper[k];
+            a[[j, i]] = upper[k];
+            k += 1;
+        }
+        a[[i, i]] += ridge[i];
+    }
+    let (values, vectors) = a
+        .eigh()
+        .map_err(|e| Error::new(format!("the normal equations do not decompose: {e}")))?;
+    let floor = floor.max(f64::MIN_POSITIVE);
+    // The eigenvectors are the columns of `vectors`.
+    let projected: Array1<f64> = vectors
+        .t()
+        .dot(&Array1::from(b.to_vec()))
+        .iter()
+        .zip(values.iter())
+        .map(|(&c, &l)| c / l.max(floor))
+        .collect();
+    Ok(vectors.dot(&projected).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_posed_system_is_solved_and_a_singular_one_is_bounded() {
+        // A = [[4, 1], [1, 3]], b = [1, 2]: x = [1/11, 7/11].
+        let x = solve(&[4.0, 1.0, 3.0], &[0.0, 0.0], &[1.0, 2.0], 1e-12).unwrap();
+        assert!((x[0] - 1.0 / 11.0).abs() < 1e-12 && (x[1] - 7.0 / 11.0).abs() < 1e-12);
+        // A = z z^T for z = [1, 1] is singular; the floor bounds the answer.
+        let mut upper = vec![0.0; upper_len(2)];
+        add_outer(&mut upper, &[1.0, 1.0], 1.0);
+        assert_eq!(upper, vec![1.0, 1.0, 1.0]);
+        let x = solve(&upper, &[0.0, 0.0], &[1.0, 1.0], 1e-3).unwrap();
+        assert!(x.iter().all(|v| v.is_finite() && v.abs() < 1.0), "{x:?}");
+        assert!(solve(&upper, &[0.0], &[1.0, 1.0], 1e-3).is_err());
+    }
+
+    #[test]
+    fn rows_get_their_constant() {
+        assert_eq!(
+            with_constant(&[1.0, 2.0, 3.0, 4.0], 2),
+            vec![1.0, 2.0, 1.0, 3.0, 4.0, 1.0]
+        );
+    }
+}
