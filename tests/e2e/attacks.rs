@@ -15,7 +15,9 @@
 //!   counted anywhere;
 //! - one attribute with the whole clipping norm: refused at submission by
 //!   the privacy audit; the stealthy version runs, and what it gets is the
-//!   noise the manifest states, measured on the releases.
+//!   noise the manifest states, measured on the releases; asking for the
+//!   median instead, it gets noise calibrated to the median (a wallet moves
+//!   it by its whole update), measured on the releases too.
 
 use c2ssi_guest_sdk::{Column, ColumnData, ColumnType, Table};
 use serde_json::Value;
@@ -232,5 +234,52 @@ pub(crate) fn the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_al
     eprintln!(
         "attribute inference by the strong adversary: {right} of {PEOPLE} right; the releases \
          spread {spread:.4} against sigma {sigma:.4}"
+    );
+
+    // The same attack asking for the median, which one wallet can move by
+    // its whole update: the aggregator wraps the median in noise calibrated
+    // to that, so the released slot itself (not times the twelve wallets,
+    // as under the mean) spreads by the noise's sigma.
+    let job = run_ok(&mut service.operator(&[
+        "train",
+        "--algorithm",
+        &sha["attack-attribute-stealthy"],
+        "--params",
+        "label=progression",
+        "--rounds",
+        &rounds.to_string(),
+        "--wallets-per-round",
+        &PEOPLE.to_string(),
+        "--budget",
+        "10",
+        "--momentum",
+        "0",
+        "--filter",
+        "median",
+    ]))
+    .trim()
+    .to_string();
+    let status = service.wait_for_end(&job);
+    assert_eq!(status["state"], "completed", "{status:#}");
+    assert!(
+        status
+            .to_string()
+            .contains("Gaussian mechanism around median"),
+        "{status:#}"
+    );
+    let medians: Vec<f64> = self::releases(&service, &job)
+        .iter()
+        .map(|(a, _)| f64::from(a[0]))
+        .collect();
+    assert_eq!(medians.len(), rounds as usize, "{status:#}");
+    let mean = medians.iter().sum::<f64>() / medians.len() as f64;
+    let median_spread = (medians.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+        / (medians.len() - 1) as f64)
+        .sqrt();
+    eprintln!("the released median spreads {median_spread:.4} against sigma {sigma:.4}");
+    assert!(
+        median_spread > 0.3 * sigma && median_spread < 2.0 * sigma,
+        "the released median spreads {median_spread}; with noise calibrated to the median it \
+         spreads by sigma {sigma}, with the mean's by sigma / {PEOPLE}"
     );
 }
