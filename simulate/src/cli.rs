@@ -41,8 +41,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     label: Option<String>,
     /// An algorithm of algorithms/ by name (linear-regression,
-    /// logistic-regression, softmax-regression, elm-ridge, least-squares) or a .wasm
-    /// component
+    /// logistic-regression, softmax-regression, elm-ridge, least-squares,
+    /// logistic-newton) or a .wasm component
     #[arg(long, default_value = "linear-regression")]
     algorithm: String,
     #[command(flatten)]
