@@ -36,6 +36,12 @@ impl From<wallet_host::store::WalletError> for SimError {
     }
 }
 
+impl From<wallet_host::agent::worker::AgentError> for SimError {
+    fn from(e: wallet_host::agent::worker::AgentError) -> Self {
+        SimError::Internal(e.to_string())
+    }
+}
+
 impl From<c2ssi_server::ApiError> for SimError {
     fn from(e: c2ssi_server::ApiError) -> Self {
         SimError::Internal(e.message().to_string())

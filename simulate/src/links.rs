@@ -1,17 +1,21 @@
 //! The in-process links between the simulation's broker and aggregator:
 //! the same checks as between their processes (signed round messages
 //! checked against the manifest fetched by digest, access reports signed by
-//! the aggregator), with the HTTP hop replaced by calls.
+//! the aggregator), with the HTTP hop replaced by calls; and the wallets'
+//! way to both ([`InProcessTransport`]), through which the real wallet agent
+//! runs.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use c2ssi_aggregator::process::{AggregatorState, BrokerLink, LinkError};
 use c2ssi_broker::aggregator_link::AggregatorLink;
 use c2ssi_broker::{Broker, BrokerError};
 use c2ssi_protocol::{
-    AccessReport, AggregatorIdentity, CloseOutcome, CloseRound, Manifest, OpenRound, ProgressQuery,
-    Receipt, RoundProgress, Signed,
+    AccessReport, AggregatorIdentity, CheckIn, CheckInResponse, CloseOutcome, CloseRound, Manifest,
+    OpenRound, ProgressQuery, Receipt, RoundProgress, Signed, Task, UpdateEnvelope, UpdateResponse,
 };
+use wallet_host::agent::{Transport, TransportError};
 
 /// The aggregator, as the simulation's broker reaches it.
 #[derive(Debug)]
@@ -103,5 +107,69 @@ impl BrokerLink for InProcessBroker {
         report: &Signed<AccessReport>,
     ) -> Result<Signed<Receipt>, LinkError> {
         self.broker()?.record_access(id, report).map_err(link_error)
+    }
+}
+
+/// The broker and the aggregator as the simulation's wallets reach them:
+/// the wallet agent's [`Transport`], by calls in this process. The
+/// algorithms are kept in memory, by collective and SHA-256, for every
+/// wallet (the agent's disk cache is per wallet).
+#[derive(Debug)]
+pub struct InProcessTransport {
+    broker: Arc<Broker>,
+    aggregator: AggregatorState,
+    algorithms: Mutex<HashMap<(String, String), Vec<u8>>>,
+}
+
+impl InProcessTransport {
+    /// The wallets' way to `broker` and `aggregator`.
+    pub fn new(broker: Arc<Broker>, aggregator: AggregatorState) -> InProcessTransport {
+        InProcessTransport {
+            broker,
+            aggregator,
+            algorithms: Mutex::default(),
+        }
+    }
+}
+
+fn transport_error(e: BrokerError) -> TransportError {
+    TransportError::InProcess(Box::new(e))
+}
+
+impl Transport for InProcessTransport {
+    fn check_in(
+        &self,
+        id: &str,
+        request: &Signed<CheckIn>,
+    ) -> Result<CheckInResponse, TransportError> {
+        self.broker.check_in(id, request).map_err(transport_error)
+    }
+
+    fn manifest(&self, id: &str) -> Result<Signed<Manifest>, TransportError> {
+        self.broker.manifest(id).map_err(transport_error)
+    }
+
+    fn algorithm(&self, id: &str, sha256: &str) -> Result<Vec<u8>, TransportError> {
+        // Held while the broker is asked: the first wallet fetches, the
+        // others wait for its bytes.
+        let mut cache = self.algorithms.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (id.to_string(), sha256.to_string());
+        if let Some(bytes) = cache.get(&key) {
+            return Ok(bytes.clone());
+        }
+        let bytes = self.broker.algorithm(id, sha256).map_err(transport_error)?;
+        cache.insert(key, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// The simulation has one aggregator: the task's `update_url` names it.
+    /// It is always reachable, so nothing is tried again.
+    fn deliver(
+        &self,
+        id: &str,
+        _task: &Task,
+        envelope: &Signed<UpdateEnvelope>,
+    ) -> Result<UpdateResponse, TransportError> {
+        Ok(self.aggregator.submit(id, envelope))
     }
 }

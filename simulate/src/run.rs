@@ -1,9 +1,9 @@
 //! One simulation: a consumer, a broker, an aggregator and one encrypted
 //! wallet per person, in one process, over the same code paths as the real
 //! processes (the sandbox, the consumer's signed manifest and commands, the
-//! broker's tasks and ledger in SQLite, the wallet's checks, clipping and
-//! privacy budget, sealed updates, the aggregator's checks and noise), with
-//! the HTTP hops replaced by calls. At the end: the held-out metric beside a
+//! broker's tasks and ledger in SQLite, the wallet agent itself with its
+//! checks, clipping, privacy budget and sealed updates, the aggregator's
+//! checks and noise), with the HTTP hops replaced by calls. At the end: the held-out metric beside a
 //! centralized linfa fit on the same split, the epsilon the job cost each
 //! wallet, the ledger's totals, and a chart of the curve.
 
@@ -24,14 +24,14 @@ use c2ssi_protocol::{
     AggregationRule, AllowedAlgorithm, Amount, Command, DataRequirements, Header, JobSpec,
     LrSchedule, ManifestSubmission, OperatorCommand, PrivacyTerms, PublicKey, Purpose,
     ServerOptimizer, Signed, Signer, SigningKey, Subscription, TableRequirement, Task,
-    UpdateOutcome, collective_id, now_ms,
+    collective_id, now_ms,
 };
 use c2ssi_sandbox::{Sandbox, SandboxLimits, TaskError};
 use collective::manifest_file::{ManifestFile, TermsFile, build};
 use serde::Serialize;
+use wallet_host::agent::worker::{PassReport, Worker};
 use wallet_host::agent::{
-    self, AccessLog, LOG_FILE, POLICY_FILE, Policy, SUBSCRIPTIONS_FILE, SubscriptionRecord,
-    Subscriptions,
+    POLICY_FILE, Policy, SUBSCRIPTIONS_FILE, SubscriptionRecord, Subscriptions,
 };
 use wallet_host::store::{IfExists, KeyProtection, Wallet};
 
@@ -40,7 +40,7 @@ use crate::baseline::{self, Problem};
 use crate::chart::{self, Point};
 use crate::data::{self, DataSource, People};
 use crate::error::{Result, SimError};
-use crate::links::{InProcessAggregator, InProcessBroker};
+use crate::links::{InProcessAggregator, InProcessBroker, InProcessTransport};
 
 /// The algorithms of `algorithms/`, embedded at build time.
 pub mod embedded {
@@ -459,6 +459,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         },
     ));
     broker_link.connect(&broker);
+    let transport = InProcessTransport::new(broker.clone(), aggregator.clone());
 
     let bytes = options.algorithm.bytes()?;
     let component = sandbox
@@ -760,16 +761,7 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         };
         let tasks = broker.push_tasks(&job, round)?;
         run_round(
-            &aggregator,
-            &broker,
-            &id,
-            &tasks,
-            &wallets,
-            &by_key,
-            &sandbox,
-            options,
-            scale,
-            round,
+            &transport, &id, &tasks, &wallets, &by_key, &sandbox, options, scale, round,
         )?;
         let end = broker.close_round(&job, round)?;
         let status = broker.job_status(&id, &job)?;
@@ -930,16 +922,18 @@ fn parallel_map<T: Send>(
     Ok(out)
 }
 
-/// One round from the wallets' side: every sampled wallet checks its task,
-/// trains and applies the manifest's terms; attackers tamper with what
-/// they send; envelopes go to the aggregator, receipts back into the wallets.
+/// One round from the wallets' side. Each honest wallet runs the real
+/// wallet agent ([`Worker::handle`]) on the task the broker pushed to it,
+/// which is what its check-in would have handed it: it checks the task,
+/// trains and applies the manifest's terms, seals, sends the envelope to the
+/// aggregator, keeps the receipt and logs the access. Attackers tamper with
+/// what they send.
 #[allow(
     clippy::too_many_arguments,
     reason = "one round's whole context, passed once"
 )]
 fn run_round(
-    aggregator: &AggregatorState,
-    broker: &Broker,
+    transport: &InProcessTransport,
     id: &str,
     tasks: &[(PublicKey, Signed<Task>)],
     wallets: &[SimWallet],
@@ -949,67 +943,60 @@ fn run_round(
     scale: f64,
     round: u32,
 ) -> Result<()> {
-    let algorithm_cache: std::sync::Mutex<HashMap<String, Vec<u8>>> = Default::default();
-    let prepare = |i: usize| -> Result<Option<(usize, agent::VerifiedTask, agent::Computed)>> {
-        let (key, task) = &tasks[i];
-        let Some(&w) = by_key.get(key) else {
-            return Ok(None);
-        };
-        let wallet = &wallets[w].wallet;
-        let me = Signer::public_key(wallet.keys());
-        let policy: Policy = wallet.read_document(POLICY_FILE)?;
-        let verified = wallet.update_document(LOG_FILE, |log: &mut AccessLog| {
-            let subs: Subscriptions = wallet.read_document(SUBSCRIPTIONS_FILE)?;
-            Ok(agent::verify_task(
-                &me,
-                subs.collectives.get(id),
-                id,
-                task,
-                log,
-                &policy,
-            ))
-        })?;
-        let verified = match verified {
-            Ok(v) => v,
-            Err(denial) => {
-                agent::log_access(wallet, agent::denied_record(id, task, &denial))?;
-                return Ok(None);
-            }
-        };
-        let sha = verified.task.algorithm_sha256.clone();
-        let bytes = {
-            let mut cache = algorithm_cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cache.get(&sha) {
-                Some(b) => b.clone(),
-                None => {
-                    let b = broker.algorithm(id, &sha)?;
-                    cache.insert(sha, b.clone());
-                    b
-                }
-            }
-        };
-        let records = wallet.records()?;
-        let computed = agent::compute(&records, &verified, &bytes, sandbox)
-            .map_err(|e| SimError::Internal(format!("a wallet refused its task: {e}")))?;
-        Ok(Some((w, verified, computed)))
+    // The transport keeps the algorithm for every wallet; nothing is
+    // written to each wallet's directory.
+    let worker = |w: usize| {
+        Worker::new(&wallets[w].wallet, sandbox)
+            .through(transport)
+            .keeping_algorithms_in(None)
     };
-    let prepared: Vec<_> = parallel_map(tasks.len(), options.threads, prepare)?
-        .into_iter()
-        .flatten()
-        .collect();
+    let told = |report: PassReport| {
+        for denial in &report.denied {
+            tracing::warn!(%denial, "a wallet denied its task");
+        }
+        for error in &report.errors {
+            tracing::warn!(%error, "a wallet's update did not go through");
+        }
+    };
+    let wallet_of = |i: usize| by_key.get(&tasks[i].0).copied();
 
-    // Attackers replace their updates, colluding for ALIE.
-    let attacking: Vec<usize> = prepared
+    // An attacker is a Byzantine client, not the agent: whoever attacks
+    // writes their own client, so it does not run `Worker::handle`. Here it
+    // takes the agent's steps up to the honest update (the checks, its
+    // privacy cost, the training), the colluding attackers then replace
+    // their updates together (ALIE needs all of theirs), and each seals and
+    // sends what it made with the agent's last step.
+    let attacking: Vec<(usize, usize)> = (0..tasks.len())
+        .filter_map(|i| {
+            wallet_of(i)
+                .filter(|&w| wallets[w].attacker)
+                .map(|w| (i, w))
+        })
+        .collect();
+    let computed = parallel_map(attacking.len(), options.threads, |j| {
+        let (i, w) = attacking[j];
+        let task = &tasks[i].1;
+        let worker = worker(w);
+        let mut report = PassReport::default();
+        let prepared = match worker.check(id, task, &mut report)? {
+            Some(verified) => worker
+                .compute(transport, id, task, &verified, &mut report)?
+                .map(|computed| (i, w, verified, computed)),
+            None => None,
+        };
+        told(report);
+        Ok(prepared)
+    })?;
+    let mut computed: Vec<_> = computed.into_iter().flatten().collect();
+    let tampering: Vec<usize> = computed
         .iter()
         .enumerate()
-        .filter(|(_, (w, _, c))| {
-            wallets[*w].attacker && c.payload.as_ref().is_some_and(|p| !p.delta.is_empty())
-        })
+        .filter(|(_, (_, _, _, c))| c.payload.as_ref().is_some_and(|p| !p.delta.is_empty()))
         .map(|(k, _)| k)
         .collect();
-    let honest: Vec<Vec<f32>> = attacking
+    let honest: Vec<Vec<f32>> = tampering
         .iter()
-        .filter_map(|&k| prepared[k].2.payload.as_ref().map(|p| p.delta.clone()))
+        .filter_map(|&k| computed[k].3.payload.as_ref().map(|p| p.delta.clone()))
         .collect();
     let tampered = attack::tamper(
         options.attack,
@@ -1018,36 +1005,36 @@ fn run_round(
         tasks.len(),
         options.seed ^ u64::from(round),
     );
-    let mut prepared = prepared;
-    for (&k, delta) in attacking.iter().zip(tampered) {
-        if let Some(p) = prepared[k].2.payload.as_mut() {
+    for (&k, delta) in tampering.iter().zip(tampered) {
+        if let Some(p) = computed[k].3.payload.as_mut() {
             p.delta = delta;
         }
     }
+    let mut attacks: Vec<Option<_>> = (0..tasks.len()).map(|_| None).collect();
+    for (i, _, verified, c) in computed {
+        attacks[i] = Some((verified, c));
+    }
+    let attacks = std::sync::Mutex::new(attacks);
 
-    let prepared = std::sync::Mutex::new(prepared.into_iter().map(Some).collect::<Vec<_>>());
-    let count = prepared.lock().map(|p| p.len()).unwrap_or(0);
-    let send = |k: usize| -> Result<()> {
-        let Some((w, verified, computed)) =
-            prepared.lock().unwrap_or_else(|e| e.into_inner())[k].take()
-        else {
+    // Every wallet sends: the honest ones by the agent, the attackers what
+    // they made.
+    parallel_map(tasks.len(), options.threads, |i| {
+        let Some(w) = wallet_of(i) else {
             return Ok(());
         };
-        let wallet = &wallets[w].wallet;
-        let handled = agent::seal(wallet.keys(), &verified, computed)
-            .map_err(|e| SimError::Internal(e.to_string()))?;
-        let mut record = handled.record;
-        let response = aggregator.submit(id, &handled.envelope);
-        record.delivered = Some(response.outcome.taken());
-        if let UpdateOutcome::Refused(r) = response.outcome {
-            tracing::warn!(refusal = r.name(), message = ?response.message, "an update was refused");
+        let task = &tasks[i].1;
+        let worker = worker(w);
+        let mut report = PassReport::default();
+        if wallets[w].attacker {
+            let attack = attacks.lock().unwrap_or_else(|e| e.into_inner())[i].take();
+            if let Some((verified, computed)) = attack {
+                worker.send(transport, id, task, &verified, computed, &mut report)?;
+            }
+        } else {
+            worker.handle(transport, id, task, &mut report)?;
         }
-        if let Some(receipt) = response.receipt {
-            agent::keep_receipts(wallet, id, &verified.manifest, &[receipt])?;
-        }
-        agent::log_access(wallet, record)?;
+        told(report);
         Ok(())
-    };
-    parallel_map(count, options.threads, send)?;
+    })?;
     Ok(())
 }

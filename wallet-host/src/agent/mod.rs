@@ -17,12 +17,15 @@
 //! - [`AccessLog`] and [`Receipts`]: every access and every payment, kept
 //!   in the wallet, encrypted like its records.
 //!
-//! The `wallet agent` command ([`worker`]) and the simulation both go
-//! through [`task`].
+//! The `wallet agent` command and the simulation's honest wallets both run
+//! [`worker::Worker`], which goes through [`task`] and reaches a collective
+//! through a [`transport::Transport`]: HTTP for `wallet agent`, calls in
+//! one process for the simulation.
 
 pub mod budget;
 pub mod consent;
 pub mod task;
+pub mod transport;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -34,8 +37,9 @@ use crate::store::{Wallet, WalletError, WalletKeys};
 
 pub use budget::{Participation, Policy, Spent};
 pub use task::{
-    Computed, Denial, Handled, VerifiedTask, compute, denied_record, run_task, seal, verify_task,
+    Computed, Denial, Handled, VerifiedTask, compute, denied_record, seal, verify_task,
 };
+pub use transport::{HttpTransport, Transport, TransportError};
 
 /// The encrypted document of subscriptions.
 pub const SUBSCRIPTIONS_FILE: &str = "subscriptions.age";

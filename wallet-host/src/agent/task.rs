@@ -375,18 +375,6 @@ pub fn seal(
     })
 }
 
-/// [`compute`] then [`seal`]: what an honest agent does with a verified task.
-pub fn run_task(
-    keys: &WalletKeys,
-    records: &Records,
-    verified: &VerifiedTask,
-    algorithm: &[u8],
-    sandbox: &Sandbox,
-) -> Result<Handled, Denial> {
-    let computed = compute(records, verified, algorithm, sandbox)?;
-    seal(keys, verified, computed)
-}
-
 fn failure(e: &TaskError) -> String {
     format!("{} ({e})", e.kind())
 }

@@ -1,22 +1,23 @@
 //! One pass of the wallet agent over its subscriptions: check in, keep the
 //! receipts, keep a newer manifest as pending the owner's consent, and
-//! handle a task if there is one. `wallet agent` repeats passes; tests run
-//! single passes.
+//! handle a task if there is one. `wallet agent` repeats passes over HTTP;
+//! tests run single passes; the simulation hands its wallets their tasks and
+//! has them handled here, through a [`Transport`] that calls its broker and
+//! aggregator in the same process.
 
 use std::path::PathBuf;
 
-use c2ssi_client::{Client, ClientError};
 use c2ssi_protocol::{
-    CheckIn, Header, PublicKey, Purpose, Refusal, Signed, Signer, Task, UpdateEnvelope,
-    UpdateOutcome, UpdateResponse, now_ms,
+    CheckIn, Header, PublicKey, Purpose, Signed, Signer, Task, UpdateOutcome, now_ms,
 };
 use c2ssi_sandbox::Sandbox;
 
 use super::budget::Policy;
 use super::consent;
+use super::transport::{HttpTransport, Transport, TransportError};
 use super::{
-    AccessLog, Denial, LOG_FILE, POLICY_FILE, SUBSCRIPTIONS_FILE, Subscriptions, denied_record,
-    keep_receipts, log_access, run_task, verify_task,
+    AccessLog, Computed, Denial, LOG_FILE, POLICY_FILE, SUBSCRIPTIONS_FILE, Subscriptions,
+    VerifiedTask, denied_record, keep_receipts, log_access, seal, verify_task,
 };
 use crate::store::{Wallet, WalletError};
 
@@ -30,9 +31,9 @@ pub enum AgentError {
     /// The wallet itself.
     #[error(transparent)]
     Wallet(#[from] WalletError),
-    /// A collective's service.
+    /// Reaching a collective's broker or aggregator.
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Transport(#[from] TransportError),
     /// A message that does not verify.
     #[error("{0}")]
     Protocol(String),
@@ -62,16 +63,40 @@ pub struct Worker<'a> {
     sandbox: &'a Sandbox,
     /// Where downloaded algorithms are kept; `None` (a wallet in memory): not kept.
     cache_dir: Option<PathBuf>,
+    /// How [`Worker::pass`] reaches every collective; `None`: over HTTP, at
+    /// each subscription's URL.
+    transport: Option<&'a dyn Transport>,
 }
 
 impl<'a> Worker<'a> {
     /// A worker for `wallet`, running tasks in `sandbox` under the owner's
-    /// policy (read again at every task, so a change takes effect at once).
+    /// policy (read again at every task, so a change takes effect at once),
+    /// reaching each collective over HTTP at its subscription's URL and
+    /// keeping downloaded algorithms in the wallet's directory.
     pub fn new(wallet: &'a Wallet, sandbox: &'a Sandbox) -> Worker<'a> {
         Worker {
             cache_dir: wallet.dir().map(|d| d.join("algorithms")),
             wallet,
             sandbox,
+            transport: None,
+        }
+    }
+
+    /// The same worker, reaching every collective through `transport`
+    /// whatever its subscription's URL.
+    pub fn through(self, transport: &'a dyn Transport) -> Worker<'a> {
+        Worker {
+            transport: Some(transport),
+            ..self
+        }
+    }
+
+    /// The same worker, keeping downloaded algorithms in `dir` (`None`: not
+    /// kept, as when the transport keeps them for many wallets).
+    pub fn keeping_algorithms_in(self, dir: Option<PathBuf>) -> Worker<'a> {
+        Worker {
+            cache_dir: dir,
+            ..self
         }
     }
 
@@ -103,7 +128,14 @@ impl<'a> Worker<'a> {
         let manifest = record.manifest().map_err(|e| {
             AgentError::Protocol(format!("the stored manifest does not verify: {e}"))
         })?;
-        let client = Client::new(&record.url);
+        let http;
+        let transport: &dyn Transport = match self.transport {
+            Some(t) => t,
+            None => {
+                http = HttpTransport::new(&record.url);
+                &http
+            }
+        };
         let check_in = CheckIn {
             header: Header::new(Purpose::CheckIn, id, CHECKIN_VALIDITY_MS),
             wallet: self.me(),
@@ -111,7 +143,7 @@ impl<'a> Worker<'a> {
         };
         let signed = Signed::sign(&check_in, self.wallet.keys())
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let response = client.check_in(id, &signed)?;
+        let response = transport.check_in(id, &signed)?;
         report.retry_after_ms = Some(
             report
                 .retry_after_ms
@@ -126,7 +158,7 @@ impl<'a> Worker<'a> {
             None => manifest.version,
         };
         if response.manifest_version > waiting {
-            let newer = client.manifest(id)?;
+            let newer = transport.manifest(id)?;
             match consent::keep_pending(self.wallet, id, &newer)? {
                 Ok(changes) => tracing::info!(
                     collective = id,
@@ -145,12 +177,17 @@ impl<'a> Worker<'a> {
             report.pending.push(id.to_string());
         }
         if let Some(task) = response.task {
-            self.handle(&client, id, &task, report)?;
+            self.handle(transport, id, &task, report)?;
         }
         Ok(())
     }
 
-    fn algorithm(&self, client: &Client, id: &str, sha256: &str) -> Result<Vec<u8>, AgentError> {
+    fn algorithm(
+        &self,
+        transport: &dyn Transport,
+        id: &str,
+        sha256: &str,
+    ) -> Result<Vec<u8>, AgentError> {
         let safe = sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit());
         if !safe {
             return Err(AgentError::Protocol(format!("'{sha256}' is not a SHA-256")));
@@ -165,7 +202,7 @@ impl<'a> Worker<'a> {
         {
             return Ok(bytes);
         }
-        let bytes = client.algorithm(id, sha256)?;
+        let bytes = transport.algorithm(id, sha256)?;
         if let (Some(dir), Some(path)) = (&self.cache_dir, &path)
             && hex::encode(c2ssi_protocol::sha256(&bytes)) == sha256
         {
@@ -176,14 +213,33 @@ impl<'a> Worker<'a> {
         Ok(bytes)
     }
 
-    /// Handles one task: verify, run, send, log.
+    /// Handles one task of collective `id`, reaching it through
+    /// `transport`: [`Worker::check`], [`Worker::compute`], [`Worker::send`].
     pub fn handle(
         &self,
-        client: &Client,
+        transport: &dyn Transport,
         id: &str,
         task: &Signed<Task>,
         report: &mut PassReport,
     ) -> Result<(), AgentError> {
+        let Some(verified) = self.check(id, task, report)? else {
+            return Ok(());
+        };
+        let Some(computed) = self.compute(transport, id, task, &verified, report)? else {
+            return Ok(());
+        };
+        self.send(transport, id, task, &verified, computed, report)
+    }
+
+    /// Checks a task against the subscription, the owner's policy and
+    /// privacy budget, and reserves its privacy cost ([`verify_task`]);
+    /// `None`: denied, and the denial logged and reported.
+    pub fn check(
+        &self,
+        id: &str,
+        task: &Signed<Task>,
+        report: &mut PassReport,
+    ) -> Result<Option<VerifiedTask>, AgentError> {
         let me = self.me();
         let policy: Policy = self.wallet.read_document(POLICY_FILE)?;
         let verified = self
@@ -199,47 +255,63 @@ impl<'a> Worker<'a> {
                     &policy,
                 ))
             })?;
-        let verified = match verified {
-            Ok(v) => v,
+        match verified {
+            Ok(v) => Ok(Some(v)),
             Err(denial) => {
-                report.denied.push(denial.to_string());
-                log_access(self.wallet, denied_record(id, task, &denial))?;
-                return Ok(());
+                self.deny(id, task, &denial, report)?;
+                Ok(None)
             }
-        };
-        let bytes = match self.algorithm(client, id, &verified.task.algorithm_sha256) {
+        }
+    }
+
+    /// Runs a checked task: fetches its algorithm (or takes it from the
+    /// cache), runs it in the sandbox on the task's table only and applies
+    /// the manifest's terms ([`super::compute`]); `None`: denied, and the
+    /// denial logged and reported.
+    pub fn compute(
+        &self,
+        transport: &dyn Transport,
+        id: &str,
+        task: &Signed<Task>,
+        verified: &VerifiedTask,
+        report: &mut PassReport,
+    ) -> Result<Option<Computed>, AgentError> {
+        let bytes = match self.algorithm(transport, id, &verified.task.algorithm_sha256) {
             Ok(b) => b,
             Err(e) => {
-                let denial = Denial::AlgorithmRefused(e.to_string());
-                report.denied.push(denial.to_string());
-                log_access(self.wallet, denied_record(id, task, &denial))?;
-                return Ok(());
+                self.deny(id, task, &Denial::AlgorithmRefused(e.to_string()), report)?;
+                return Ok(None);
             }
         };
         // Only the task's table is read.
         let records = self.wallet.records_of([verified.task.table.as_str()])?;
-        let handled = match run_task(
-            self.wallet.keys(),
-            &records,
-            &verified,
-            &bytes,
-            self.sandbox,
-        ) {
-            Ok(h) => h,
+        match super::compute(&records, verified, &bytes, self.sandbox) {
+            Ok(c) => Ok(Some(c)),
             Err(denial) => {
-                report.denied.push(denial.to_string());
-                log_access(self.wallet, denied_record(id, task, &denial))?;
-                return Ok(());
+                self.deny(id, task, &denial, report)?;
+                Ok(None)
             }
+        }
+    }
+
+    /// Seals what was computed to the aggregator, signs the envelope,
+    /// delivers it through `transport`, keeps the receipt and logs the
+    /// access.
+    pub fn send(
+        &self,
+        transport: &dyn Transport,
+        id: &str,
+        task: &Signed<Task>,
+        verified: &VerifiedTask,
+        computed: Computed,
+        report: &mut PassReport,
+    ) -> Result<(), AgentError> {
+        let handled = match seal(self.wallet.keys(), verified, computed) {
+            Ok(h) => h,
+            Err(denial) => return self.deny(id, task, &denial, report),
         };
         let mut record = handled.record;
-        let sent = deliver(
-            &verified.task.update_url,
-            id,
-            &handled.envelope,
-            verified.task.header.expires_at_ms,
-        );
-        match sent {
+        match transport.deliver(id, &verified.task, &handled.envelope) {
             Ok(response) => {
                 record.delivered = Some(response.outcome.taken());
                 if let Some(receipt) = response.receipt {
@@ -266,39 +338,16 @@ impl<'a> Worker<'a> {
         report.tasks_run += 1;
         Ok(())
     }
-}
 
-/// The longest a wallet keeps trying to deliver one update.
-const DELIVERY_PATIENCE_MS: u64 = 30_000;
-
-/// Sends an update envelope, trying again while the aggregator cannot be
-/// reached or does not know the round (it may be restarting, and the broker
-/// then opens the round again), until the task expires or for at most
-/// [`DELIVERY_PATIENCE_MS`]: the data was used, so the access should reach
-/// the ledger. Any other answer is final.
-fn deliver(
-    update_url: &str,
-    id: &str,
-    envelope: &Signed<UpdateEnvelope>,
-    task_expires_ms: u64,
-) -> Result<UpdateResponse, ClientError> {
-    let until = task_expires_ms.min(now_ms().saturating_add(DELIVERY_PATIENCE_MS));
-    let mut pause = std::time::Duration::from_millis(250);
-    loop {
-        let sent = Client::send_update(update_url, id, envelope);
-        let again = match &sent {
-            Err(ClientError::Unreachable { .. }) => true,
-            Ok(r) => r.outcome == UpdateOutcome::Refused(Refusal::RoundNotOpen),
-            Err(_) => false,
-        };
-        if !again || now_ms().saturating_add(pause.as_millis() as u64) >= until {
-            return sent;
-        }
-        tracing::info!(
-            pause_ms = pause.as_millis() as u64,
-            "the aggregator did not take the update yet; trying again"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_secs(4));
+    fn deny(
+        &self,
+        id: &str,
+        task: &Signed<Task>,
+        denial: &Denial,
+        report: &mut PassReport,
+    ) -> Result<(), AgentError> {
+        report.denied.push(denial.to_string());
+        log_access(self.wallet, denied_record(id, task, denial))?;
+        Ok(())
     }
 }
