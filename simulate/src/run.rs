@@ -321,9 +321,22 @@ struct SimWallet {
     attacker: bool,
 }
 
-fn default_params(algorithm: &str, label: &str, label_ty: &ColumnType) -> Vec<Param> {
+fn default_params(
+    algorithm: &str,
+    label: &str,
+    label_ty: &ColumnType,
+    terms: &PrivacyTerms,
+) -> Vec<Param> {
     let mut params = vec![Param::new("label", ParamValue::Text(label.into()))];
     match algorithm {
+        // Updates scaled to the terms' clipping norm, so that none is
+        // clipped (clipping would weigh people unequally).
+        "least-squares" | "logistic-newton" => {
+            params.push(Param::new(
+                "update_norm",
+                ParamValue::Real(terms.clip_norm.min(1.0)),
+            ));
+        }
         "linear-regression" => {
             params.push(Param::new("learning_rate", ParamValue::Real(0.1)));
             params.push(Param::new("epochs", ParamValue::Integer(1)));
@@ -469,8 +482,21 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         .describe(&component)
         .into_result()
         .map_err(|e| SimError::Invalid(e.to_string()))?;
+    if info.name == "logistic-newton"
+        && !(options.optimizer.is_fed_avg_m()
+            && options.momentum == 0.0
+            && options.schedule.is_constant()
+            && options.server_lr == 1.0)
+    {
+        return Err(SimError::Invalid(
+            "logistic-newton takes Newton steps, which the server must apply as they are: give \
+             --momentum 0 --lr-schedule constant (with fedavgm at server rate 1); momentum \
+             repeats every step and the fit diverges"
+                .into(),
+        ));
+    }
     let params = merge(
-        default_params(&info.name, &people.label, &label_ty),
+        default_params(&info.name, &people.label, &label_ty, &terms),
         &options.params,
     );
     let resolved = Params::resolve(&info.params, params.clone())
