@@ -109,10 +109,10 @@ pub fn put_in(tx: &Sql<'_>, list: &StatusList, issuer_is_named: bool) -> Result<
 /// Ends a subscription whose credential no longer holds: the row goes, and
 /// the wallet's undelivered tasks are withdrawn.
 pub fn end_in(tx: &Sql<'_>, collective: &str, wallet: &PublicKey) -> Result<()> {
-    tx.execute(
+    let removed = tx.execute(
         "DELETE FROM subscriptions WHERE collective_id = ?1 AND wallet = ?2",
         params![collective, wallet.to_hex()],
     )?;
     distributor::withdraw_in(tx, wallet)?;
-    crate::subscriptions::record_count_in(tx, collective)
+    crate::subscriptions::record_count_in(tx, collective, -(removed as i64))
 }

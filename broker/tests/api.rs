@@ -754,6 +754,26 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it(store
             summary["subscribers"].as_u64().expect("a count")
         }
     };
+    // The last point of the count over time, which each change updates by
+    // its difference: it must agree with the count itself.
+    let last_point = |router: axum::Router| {
+        let id = id.clone();
+        let key = SigningKey::from_pkcs8(key.pkcs8()).expect("the key");
+        async move {
+            let (_, history) = call_as(
+                &router,
+                &key,
+                "GET",
+                &format!("/collectives/{id}/subscribers"),
+                Vec::new(),
+            )
+            .await;
+            history
+                .as_array()
+                .and_then(|h| h.last())
+                .map_or(0, |p| p["subscribers"].as_u64().expect("a count"))
+        }
+    };
 
     // 1,000 fresh keys without a credential: every one refused.
     let mut refused = 0;
@@ -838,6 +858,11 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it(store
         assert!(status.is_success(), "{body}");
     }
     assert_eq!(subscribers(router.clone()).await, 1);
+    assert_eq!(
+        last_point(router.clone()).await,
+        1,
+        "re-subscribing counts once"
+    );
 
     // A credential from an issuer the manifest does not name, an expired
     // one, and a forged one (subject changed) are refused.
@@ -884,6 +909,7 @@ async fn sybils_get_one_subscription_per_credential_and_revocation_ends_it(store
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ended_subscriptions"], 1);
     assert_eq!(subscribers(router.clone()).await, 0);
+    assert_eq!(last_point(router.clone()).await, 0, "a revocation counts");
     // An older list (a replay from before the revocation) does not undo it.
     let older = issuer.status_list_at(&[], c2ssi_protocol::now_ms() - 60_000);
     let (status, _) = call(&router, "POST", "/status-lists", json(&older)).await;
