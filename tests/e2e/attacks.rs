@@ -254,6 +254,8 @@ pub(crate) fn the_consumers_own_attacks_recover_nothing_beyond_what_the_noise_al
         "10",
         "--momentum",
         "0",
+        "--lr-schedule",
+        "constant",
         "--filter",
         "median",
     ]))

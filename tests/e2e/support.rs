@@ -444,10 +444,13 @@ impl Service {
             &deadline,
             "--budget",
             budget,
-            // Plain FedAvg: a model version minus the one before is the
-            // released aggregate, which the tests read back.
+            // Plain FedAvg at a constant rate of 1: a model version minus
+            // the one before is the released aggregate, which the tests
+            // read back (the default cosine schedule would shrink it).
             "--momentum",
             "0",
+            "--lr-schedule",
+            "constant",
         ]);
         run_ok(&mut self.operator(&args)).trim().to_string()
     }
