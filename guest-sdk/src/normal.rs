@@ -7,7 +7,9 @@
 use linfa_linalg::eigh::Eigh;
 use ndarray::{Array1, Array2};
 
-use crate::{Error, Result};
+use crate::encode::{FeatureEncoder, select_features};
+use crate::glm::Link;
+use crate::{ColumnSpec, Error, Params, Result, Table};
 
 /// How many values the upper triangle of a `p x p` matrix takes.
 pub fn upper_len(p: usize) -> usize {
@@ -36,6 +38,43 @@ pub fn with_constant(x: &[f32], d: usize) -> Vec<f64> {
         z.push(1.0);
     }
     z
+}
+
+/// A table as a second-order algorithm reads it: each row's encoded
+/// features and a constant ([`with_constant`]), and the label's link.
+#[derive(Debug, Clone)]
+pub struct Design<L> {
+    /// Row-major, `p` per row, the constant last.
+    pub z: Vec<f64>,
+    /// Columns per row: the encoded features and the constant.
+    pub p: usize,
+    /// The label's link (targets, evaluation, predictions).
+    pub link: L,
+}
+
+impl<L: Link> Design<L> {
+    /// `table` (whose columns `schema` declares) under the `label` and
+    /// `features` hyper-parameters.
+    pub fn new(params: &Params, schema: &[ColumnSpec], table: &Table) -> Result<Design<L>> {
+        let label = params.text("label")?;
+        let features = select_features(schema, params.text_list("features")?, Some(label));
+        let encoder = FeatureEncoder::new(schema, &features)?;
+        let link = L::new(schema, label, params)?;
+        let d = encoder.width();
+        Ok(Design {
+            z: with_constant(&encoder.encode(table)?, d),
+            p: d + 1,
+            link,
+        })
+    }
+
+    /// Each row's score `z . w` (`w`: `p` weights, the bias last).
+    pub fn scores(&self, w: &[f64]) -> Vec<f32> {
+        self.z
+            .chunks_exact(self.p)
+            .map(|z| z.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() as f32)
+            .collect()
+    }
 }
 
 /// Solves `(A + diag(ridge)) x = b` for the symmetric `A` packed in

@@ -32,24 +32,11 @@ use c2ssi_guest_sdk::prelude::*;
 #[derive(Debug)]
 pub struct LeastSquares;
 
-/// A table encoded: `z` row-major (`p` per row, the constant last).
-struct Encoded {
-    z: Vec<f64>,
-    p: usize,
-    link: Identity,
-}
+/// A table as this algorithm reads it.
+type Encoded = normal::Design<Identity>;
 
 fn encode(params: &Params, schema: &[ColumnSpec], table: &Table) -> Result<Encoded> {
-    let label = params.text("label")?;
-    let features = select_features(schema, params.text_list("features")?, Some(label));
-    let encoder = FeatureEncoder::new(schema, &features)?;
-    let link = Identity::new(schema, label, params)?;
-    let d = encoder.width();
-    Ok(Encoded {
-        z: normal::with_constant(&encoder.encode(table)?, d),
-        p: d + 1,
-        link,
-    })
+    normal::Design::new(params, schema, table)
 }
 
 /// How many values the statistics of `p` columns take: the upper triangle
@@ -105,12 +92,7 @@ fn weights(model: &[f32], p: usize, scale: f64, penalty: f64) -> Result<Vec<f64>
 fn scores(model: &[f32], data: &Encoded, params: &Params) -> Result<Vec<f32>> {
     let penalty = params.real_in("penalty", 0.0, 1e6)?;
     let scale = kappa(data.p, update_norm(params)?);
-    let w = weights(model, data.p, scale, penalty)?;
-    Ok(data
-        .z
-        .chunks_exact(data.p)
-        .map(|z| z.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32)
-        .collect())
+    Ok(data.scores(&weights(model, data.p, scale, penalty)?))
 }
 
 impl Algorithm for LeastSquares {

@@ -34,24 +34,11 @@ use c2ssi_guest_sdk::prelude::*;
 #[derive(Debug)]
 pub struct LogisticNewton;
 
-/// A table encoded: `z` row-major (`p` per row, the constant last).
-struct Encoded {
-    z: Vec<f64>,
-    p: usize,
-    link: Logit,
-}
+/// A table as this algorithm reads it.
+type Encoded = normal::Design<Logit>;
 
 fn encode(params: &Params, schema: &[ColumnSpec], table: &Table) -> Result<Encoded> {
-    let label = params.text("label")?;
-    let features = select_features(schema, params.text_list("features")?, Some(label));
-    let encoder = FeatureEncoder::new(schema, &features)?;
-    let link = Logit::new(schema, label, params)?;
-    let d = encoder.width();
-    Ok(Encoded {
-        z: normal::with_constant(&encoder.encode(table)?, d),
-        p: d + 1,
-        link,
-    })
+    normal::Design::new(params, schema, table)
 }
 
 /// The model's length for `p` columns: `w`, then `H`'s upper triangle, then `g`.
@@ -102,14 +89,6 @@ fn stepped(model: &[f32], p: usize, s: &Settings) -> Result<Vec<f64>> {
     Ok(w.iter().zip(&step).map(|(wi, si)| wi - si).collect())
 }
 
-/// Each row's score `z . w`.
-fn scores(data: &Encoded, w: &[f64]) -> Vec<f32> {
-    data.z
-        .chunks_exact(data.p)
-        .map(|z| z.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() as f32)
-        .collect()
-}
-
 /// The mean Hessian (upper triangle) and gradient of the log loss at `w`
 /// over the rows of `data`.
 fn statistics(data: &Encoded, targets: &[f32], w: &[f64]) -> Vec<f64> {
@@ -135,7 +114,7 @@ fn evaluation(
     targets: &[f32],
 ) -> Result<Evaluation> {
     let w = stepped(model, data.p, &settings(params, data.p)?)?;
-    Ok(glm::evaluation(&data.link, &scores(data, &w), targets))
+    Ok(glm::evaluation(&data.link, &data.scores(&w), targets))
 }
 
 impl Algorithm for LogisticNewton {
@@ -202,7 +181,7 @@ impl Algorithm for LogisticNewton {
         let schema = prediction_schema(table, label, params.text("label")?)?;
         let data = encode(params, &schema, table)?;
         let w = stepped(model, data.p, &settings(params, data.p)?)?;
-        Ok(data.link.predict(&scores(&data, &w)))
+        Ok(data.link.predict(&data.scores(&w)))
     }
 }
 
