@@ -153,6 +153,35 @@ pub struct Batch<'a> {
     pub shuffle_key: [u8; 32],
 }
 
+impl Batch<'_> {
+    /// Every assigned wallet's update (`d` values; a missing one as the
+    /// zero update) in an order that the round's key and the wallets' keys
+    /// set: one wallet's update cannot move another's place, which is what
+    /// bounds an order-dependent rule's sensitivity (bucketing).
+    fn in_keyed_order(&self, d: usize) -> Vec<Vec<f32>> {
+        let given: HashMap<PublicKey, &Contribution> =
+            self.contributions.iter().map(|(w, c)| (*w, c)).collect();
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.shuffle_key);
+        let mut wallets: Vec<(hmac::Tag, PublicKey)> = self
+            .assigned
+            .iter()
+            .chain(given.keys())
+            .map(|w| (hmac::sign(&key, &w.0), *w))
+            .collect();
+        wallets.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()).then(a.1.cmp(&b.1)));
+        wallets.dedup_by(|a, b| a.1 == b.1);
+        let zero = vec![0.0f32; d];
+        wallets
+            .iter()
+            .map(|(_, w)| {
+                given
+                    .get(w)
+                    .map_or_else(|| zero.clone(), |c| c.delta.clone())
+            })
+            .collect()
+    }
+}
+
 /// Releases a batch under `terms`; `center` is where a rule that keeps a
 /// momentum starts (see [`Rule::aggregate_from`]).
 pub fn release(
@@ -277,28 +306,7 @@ fn noised_rule(
     let d = first.delta.len();
     let j = terms.metrics.len();
     let s = terms.sensitivity();
-    // Every assigned wallet in an order that the round's key and the
-    // wallets' keys set: one wallet's update cannot move another's place.
-    let given: HashMap<PublicKey, &Contribution> =
-        batch.contributions.iter().map(|(w, c)| (*w, c)).collect();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &batch.shuffle_key);
-    let mut wallets: Vec<(hmac::Tag, PublicKey)> = batch
-        .assigned
-        .iter()
-        .chain(given.keys())
-        .map(|w| (hmac::sign(&key, &w.0), *w))
-        .collect();
-    wallets.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()).then(a.1.cmp(&b.1)));
-    wallets.dedup_by(|a, b| a.1 == b.1);
-    let zero = vec![0.0f32; d];
-    let updates: Vec<Vec<f32>> = wallets
-        .iter()
-        .map(|(_, w)| {
-            given
-                .get(w)
-                .map_or_else(|| zero.clone(), |c| c.delta.clone())
-        })
-        .collect();
+    let updates = batch.in_keyed_order(d);
     let n = updates.len();
     // Scaled so that one wallet moves it by at most as much as it moves the
     // sum of updates: the clipping norm when its update is replaced by the
@@ -503,6 +511,57 @@ mod tests {
 
     fn mean() -> Rule {
         Rule::Mean(crate::rules::Mean)
+    }
+
+    /// The order an order-dependent rule (bucketing) sees is the wallets'
+    /// and the round's, never the updates': changing one wallet's update,
+    /// or dropping it, changes that wallet's slot only. Ordered by content
+    /// (say by the first value), one update moved from the smallest to the
+    /// largest would shift every other wallet by a slot, and with it every
+    /// bucket.
+    #[test]
+    fn one_update_moves_no_other_wallet_s_place() {
+        let t = terms(1.0);
+        let contribution =
+            |v: f32| Contribution::from_payload(&payload(vec![v, -v], 1.0), &t, 2).unwrap();
+        let batch: Vec<Contribution> = (0..40).map(|i| contribution(i as f32 / 400.0)).collect();
+        let order = |batch: &[Contribution], shuffle_key: [u8; 32]| {
+            let (contributions, assigned) = keyed(batch, 50);
+            Batch {
+                contributions: &contributions,
+                assigned: &assigned,
+                shuffle_key,
+            }
+            .in_keyed_order(2)
+        };
+        let before = order(&batch, [3; 32]);
+        assert_eq!(before.len(), 50, "every assigned wallet has a slot");
+        assert_eq!(
+            before.iter().filter(|u| u[0] == 0.0).count(),
+            11,
+            "the ten missing wallets and wallet 0 are zero"
+        );
+        for (changed, to) in [(0, 0.09), (39, -0.09), (17, 0.0)] {
+            let mut neighbour = batch.clone();
+            neighbour[changed] = contribution(to);
+            let after = order(&neighbour, [3; 32]);
+            let moved: Vec<usize> = (0..50).filter(|&k| before[k] != after[k]).collect();
+            assert_eq!(
+                moved.len(),
+                1,
+                "wallet {changed} set to {to}: slots {moved:?} changed"
+            );
+        }
+        let mut dropped = batch.clone();
+        dropped.pop();
+        let after = order(&dropped, [3; 32]);
+        let moved = (0..50).filter(|&k| before[k] != after[k]).count();
+        assert_eq!(
+            moved, 1,
+            "a wallet that sent nothing keeps its slot, as zero"
+        );
+        // Another round's key, another order.
+        assert_ne!(order(&batch, [4; 32]), before);
     }
 
     #[test]
