@@ -10,6 +10,7 @@ const ALGORITHMS: &[&str] = &[
     "elm-ridge",
     "least-squares",
     "logistic-newton",
+    "softmax-newton",
 ];
 
 fn main() {

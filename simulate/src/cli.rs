@@ -42,7 +42,7 @@ pub(crate) struct SimulateArgs {
     label: Option<String>,
     /// An algorithm of algorithms/ by name (linear-regression,
     /// logistic-regression, softmax-regression, elm-ridge, least-squares,
-    /// logistic-newton) or a .wasm component
+    /// logistic-newton, softmax-newton) or a .wasm component
     #[arg(long, default_value = "linear-regression")]
     algorithm: String,
     #[command(flatten)]

@@ -316,6 +316,10 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The algorithms whose updates are whole Newton steps, which the server
+/// must apply as they are.
+const NEWTON_ALGORITHMS: &[&str] = &["logistic-newton", "softmax-newton"];
+
 struct SimWallet {
     wallet: Wallet,
     attacker: bool,
@@ -331,7 +335,7 @@ fn default_params(
     match algorithm {
         // Updates scaled to the terms' clipping norm, so that none is
         // clipped (clipping would weigh people unequally).
-        "least-squares" | "logistic-newton" => {
+        "least-squares" | "logistic-newton" | "softmax-newton" => {
             params.push(Param::new(
                 "update_norm",
                 ParamValue::Real(terms.clip_norm.min(1.0)),
@@ -347,7 +351,7 @@ fn default_params(
         }
         _ => {}
     }
-    if algorithm == "softmax-regression" {
+    if algorithm == "softmax-regression" || algorithm == "softmax-newton" {
         let classes = match label_ty {
             ColumnType::Category { levels } => levels.len() as i64,
             ColumnType::Boolean => 2,
@@ -482,18 +486,18 @@ pub fn run(options: &SimulateOptions, progress: &(dyn Fn(Progress) + Sync)) -> R
         .describe(&component)
         .into_result()
         .map_err(|e| SimError::Invalid(e.to_string()))?;
-    if info.name == "logistic-newton"
+    if NEWTON_ALGORITHMS.contains(&info.name.as_str())
         && !(options.optimizer.is_fed_avg_m()
             && options.momentum == 0.0
             && options.schedule.is_constant()
             && options.server_lr == 1.0)
     {
-        return Err(SimError::Invalid(
-            "logistic-newton takes Newton steps, which the server must apply as they are: give \
-             --momentum 0 --lr-schedule constant (with fedavgm at server rate 1); momentum \
-             repeats every step and the fit diverges"
-                .into(),
-        ));
+        return Err(SimError::Invalid(format!(
+            "{} takes Newton steps, which the server must apply as they are: give \
+                 --momentum 0 --lr-schedule constant (with fedavgm at server rate 1); momentum \
+                 repeats every step and the fit diverges",
+            info.name
+        )));
     }
     let params = merge(
         default_params(&info.name, &people.label, &label_ty, &terms),

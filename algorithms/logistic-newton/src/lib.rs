@@ -74,19 +74,7 @@ fn stepped(model: &[f32], p: usize, s: &Settings) -> Result<Vec<f64>> {
     let w: Vec<f64> = model[..p].iter().map(|&v| f64::from(v)).collect();
     let stats: Vec<f64> = model[p..].iter().map(|&v| f64::from(v) / s.scale).collect();
     let (h, g) = stats.split_at(upper_len(p));
-    if h.iter().all(|&v| v == 0.0) {
-        return Ok(w);
-    }
-    let mut ridge = vec![s.l2; p];
-    ridge[p - 1] = 0.0;
-    let gradient: Vec<f64> = g
-        .iter()
-        .zip(&w)
-        .zip(&ridge)
-        .map(|((gi, wi), r)| gi + r * wi)
-        .collect();
-    let step = normal::solve(h, &ridge, &gradient, s.l2)?;
-    Ok(w.iter().zip(&step).map(|(wi, si)| wi - si).collect())
+    normal::newton_step(&w, h, g, s.l2, 1.0)
 }
 
 /// The mean Hessian (upper triangle) and gradient of the log loss at `w`
@@ -152,8 +140,8 @@ impl Algorithm for LogisticNewton {
         let targets = data.link.targets(table)?;
         let p = data.p;
         let s = settings(params, p)?;
-        let before = evaluation(model, params, &data, &targets)?;
         let w = stepped(model, p, &s)?;
+        let before = glm::evaluation(&data.link, &data.scores(&w), &targets);
         let mut after: Vec<f32> = w.iter().map(|&v| v as f32).collect();
         after.extend(
             statistics(&data, &targets, &w)

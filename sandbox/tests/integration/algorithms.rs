@@ -228,6 +228,24 @@ fn logistic_newton_steps_by_the_hessian_inside_the_sandbox() {
 }
 
 #[test]
+fn softmax_newton_steps_by_the_class_blocks_inside_the_sandbox() {
+    let params = vec![
+        text("label", "class"),
+        integer("classes", 4),
+        real("l2", 0.01),
+    ];
+    let table = class_table(300, 3, 4);
+    check_algorithm::<softmax_newton::SoftmaxNewton>(
+        test_guest_artifacts::SOFTMAX_NEWTON,
+        params,
+        &table,
+        3,
+        ("cross_entropy_before", "cross_entropy_after"),
+        1e-5,
+    );
+}
+
+#[test]
 fn algorithm_errors_are_reported_as_the_algorithm_s_own() {
     let sandbox = sandbox();
     let component = load(&sandbox, test_guest_artifacts::SOFTMAX_REGRESSION);
