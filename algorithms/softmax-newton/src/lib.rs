@@ -178,7 +178,7 @@ impl Algorithm for SoftmaxNewton {
         ))
         .param(ParamSpec::optional(
             "rate",
-            "the share of each block-Newton step taken, in (0, 1]: below 1 keeps rows torn \
+            "the share of each block-Newton step taken, from 0.001 to 1: below 1 keeps rows torn \
              between two classes from making the steps swing",
             ParamValue::Real(0.7),
         ))
