@@ -101,6 +101,32 @@ fn dense(upper: &[f64], ridge: &[f64]) -> Array2<f64> {
     a
 }
 
+/// One wallet's update for a Newton algorithm whose model holds weights
+/// then statistics: the weights after the step the model's statistics give
+/// (`stepped`, the same for every wallet), then the wallet's own statistics
+/// at those weights (`statistics`) times `scale`. The update's metrics are
+/// the link's loss before (at the stepped weights) and after (at the step
+/// the wallet's own statistics would give), named `LOSS_before` and
+/// `LOSS_after`.
+pub fn newton_update<L: Link>(
+    model: &[f32],
+    data: &Design<L>,
+    targets: &[f32],
+    rows: usize,
+    scale: f64,
+    stepped: impl Fn(&[f32]) -> Result<Vec<f64>>,
+    statistics: impl FnOnce(&[f64]) -> Vec<f64>,
+) -> Result<crate::Update> {
+    let w = stepped(model)?;
+    let before = crate::glm::evaluation(&data.link, &data.scores(&w), targets);
+    let mut after: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+    after.extend(statistics(&w).iter().map(|&v| (v * scale) as f32));
+    let done = crate::glm::evaluation(&data.link, &data.scores(&stepped(&after)?), targets);
+    Ok(crate::Update::between(model, &after, rows)
+        .metric(&format!("{}_before", L::LOSS), before.loss.value)
+        .metric(&format!("{}_after", L::LOSS), done.loss.value))
+}
+
 /// Solves `(A + diag(ridge)) x = b` for the symmetric `A` packed in
 /// `upper` (`b.len()` columns): eigenvalues below `floor` are raised to
 /// it, so the answer is `V diag(1 / max(lambda, floor)) V^T b`.

@@ -140,18 +140,15 @@ impl Algorithm for LogisticNewton {
         let targets = data.link.targets(table)?;
         let p = data.p;
         let s = settings(params, p)?;
-        let w = stepped(model, p, &s)?;
-        let before = glm::evaluation(&data.link, &data.scores(&w), &targets);
-        let mut after: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-        after.extend(
-            statistics(&data, &targets, &w)
-                .iter()
-                .map(|&v| (v * s.scale) as f32),
-        );
-        let done = evaluation(&after, params, &data, &targets)?;
-        Ok(Update::between(model, &after, table.row_count)
-            .metric("log_loss_before", before.loss.value)
-            .metric("log_loss_after", done.loss.value))
+        normal::newton_update(
+            model,
+            &data,
+            &targets,
+            table.row_count,
+            s.scale,
+            |m| stepped(m, p, &s),
+            |w| statistics(&data, &targets, w),
+        )
     }
 
     fn evaluate(model: &[f32], params: &Params, table: &Table) -> Result<Evaluation> {
